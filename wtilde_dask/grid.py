@@ -7,7 +7,9 @@ Conventions (fixed, the same as PyAutoArray):
   rows run top to bottom (y decreases with row), x increases with column;
 * radians = arcsec * pi / 648000;
 * mask arrays: True = MASKED (excluded), False = unmasked (kept);
-* circular mask: a pixel is unmasked when the distance of its centre from ``centre`` (y, x) is <= radius;
+* circular mask: a pixel is unmasked when the distance of its centre from ``centre`` (y, x) is < radius
+  (strictly, as PyAutoArray 2026.7's ``Mask2D.circular``: ``distance**2 >= radius**2`` is masked);
+* annular mask: unmasked when ``inner_radius <= distance <= outer_radius`` (PyAutoArray's ``circular_annular``);
 * unmasked pixels are ordered row-major ("slim" order).
 
 ``grid_radians`` is (M, 2) with columns (y, x) in radians, the input of every kernel.
@@ -83,6 +85,20 @@ def pixel_centres_arcsec(shape_native, pixel_scales) -> tuple[np.ndarray, np.nda
     y = ((ny - 1) / 2.0 - np.arange(ny, dtype=np.float64)) * sy
     x = (np.arange(nx, dtype=np.float64) - (nx - 1) / 2.0) * sx
     return np.broadcast_to(y[:, None], (ny, nx)), np.broadcast_to(x[None, :], (ny, nx))
+
+
+def _distances_squared(shape_native, pixel_scales, centre) -> np.ndarray:
+    """(ny, nx) squared distance (arcsec^2) of each pixel centre from ``centre`` (y, x).
+
+    Evaluated with the same floating-point operations as PyAutoArray's ``mask_2d_circular_from`` so that
+    pixels exactly on the circle fall on the same side.
+    """
+    (ny, nx), (sy, sx), (cy, cx) = shape_native, pixel_scales, centre
+    yc = 0.5 * (ny - 1) - cy / sy
+    xc = 0.5 * (nx - 1) + cx / sx
+    y = (np.arange(ny, dtype=np.float64)[:, None] - yc) * sy
+    x = (np.arange(nx, dtype=np.float64)[None, :] - xc) * sx
+    return x**2 + y**2
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -191,14 +207,16 @@ class ImageGrid:
 
     @classmethod
     def circular(cls, shape_native, pixel_scales, radius, centre=(0.0, 0.0)) -> "ImageGrid":
-        """Pixels whose centre lies within ``radius`` arcsec of ``centre`` (y, x) arcsec (distance <= radius)."""
+        """Pixels whose centre lies within ``radius`` arcsec of ``centre`` (y, x) arcsec: distance < radius.
+
+        Identical to PyAutoArray's ``Mask2D.circular(shape_native, pixel_scales, radius, centre)`` (strict:
+        a centre exactly on the circle is masked).
+        """
         shape = _shape_native(shape_native)
         ps = _pixel_scales(pixel_scales)
         r = _positive("radius", radius)
         cy, cx = _centre(centre)
-        y, x = pixel_centres_arcsec(shape, ps)
-        dist = np.sqrt((y - cy) ** 2 + (x - cx) ** 2)
-        mask = ~(dist <= r)
+        mask = _distances_squared(shape, ps, (cy, cx)) >= r**2
         if mask.all():
             raise GridError(
                 f"circular mask with radius = {radius!r} arcsec, centre = {centre!r}, shape_native = {shape}, "
@@ -208,7 +226,10 @@ class ImageGrid:
 
     @classmethod
     def annular(cls, shape_native, pixel_scales, inner_radius, outer_radius, centre=(0.0, 0.0)) -> "ImageGrid":
-        """Pixels with ``inner_radius < distance <= outer_radius`` (arcsec) from ``centre`` (PyAutoArray's annulus)."""
+        """Pixels with ``inner_radius <= distance <= outer_radius`` (arcsec) from ``centre`` (y, x).
+
+        Identical to PyAutoArray's ``Mask2D.circular_annular``.
+        """
         shape = _shape_native(shape_native)
         ps = _pixel_scales(pixel_scales)
         r_in = _positive("inner_radius", inner_radius, allow_zero=True)
@@ -216,9 +237,8 @@ class ImageGrid:
         if r_in >= r_out:
             raise GridError(f"inner_radius = {inner_radius!r} must be < outer_radius = {outer_radius!r} (arcsec)")
         cy, cx = _centre(centre)
-        y, x = pixel_centres_arcsec(shape, ps)
-        dist = np.sqrt((y - cy) ** 2 + (x - cx) ** 2)
-        mask = ~((dist > r_in) & (dist <= r_out))
+        d2 = _distances_squared(shape, ps, (cy, cx))
+        mask = ~((d2 >= r_in**2) & (d2 <= r_out**2))
         if mask.all():
             raise GridError(
                 f"annular mask with inner_radius = {inner_radius!r}, outer_radius = {outer_radius!r} arcsec, "
