@@ -59,7 +59,7 @@ def _as_pairs(array, source: str, field: str) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = _first_bad(bad)
-        raise DatasetError(f"{source}: {field}[{_fmt_index(idx)}] = {arr[idx]!r} is not finite")
+        raise DatasetError(f"{source}: {field}[{_fmt_index(idx)}] = {float(arr[idx])!r} is not finite")
     return arr
 
 
@@ -77,7 +77,7 @@ def _validate(visibilities, noise_map, uv_wavelengths, sources: dict[str, str]):
     bad = ~(noise > 0)
     if bad.any():
         idx = _first_bad(bad)
-        raise DatasetError(f"{sources['noise_map']}: noise_map[{_fmt_index(idx)}] = {noise[idx]!r} must be > 0")
+        raise DatasetError(f"{sources['noise_map']}: noise_map[{_fmt_index(idx)}] = {float(noise[idx])!r} must be > 0")
     return (
         np.ascontiguousarray(vis[:, 0] + 1j * vis[:, 1], dtype=np.complex128),
         np.ascontiguousarray(noise[:, 0] + 1j * noise[:, 1], dtype=np.complex128),

@@ -131,7 +131,7 @@ class ImageGrid:
         bad = ~np.isfinite(g)
         if bad.any():
             i, j = np.unravel_index(int(np.argmax(bad.ravel())), bad.shape)
-            raise GridError(f"grid_radians[{i}, {j}] = {g[i, j]!r} is not finite")
+            raise GridError(f"grid_radians[{i}, {j}] = {float(g[i, j])!r} is not finite")
         g.setflags(write=False)
         object.__setattr__(self, "grid_radians", g)
         if self.mask is not None:
@@ -278,7 +278,7 @@ class ImageGrid:
                 if not np.isin(m, (0.0, 1.0)).all():
                     bad = ~np.isin(m, (0.0, 1.0))
                     i, j = np.unravel_index(int(np.argmax(bad.ravel())), bad.shape) if m.ndim == 2 else (0, 0)
-                    raise GridError(f"{path.name}: mask[{i}, {j}] = {m[i, j]!r}, expected 0 (unmasked) or 1 (masked)")
+                    raise GridError(f"{path.name}: mask[{i}, {j}] = {float(m[i, j])!r}, expected 0 (unmasked) or 1 (masked)")
                 m = m.astype(np.int8)
         else:
             raise GridError(f"{path}: unknown mask format {suffix!r} (expected .npy or .fits)")

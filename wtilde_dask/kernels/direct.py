@@ -108,7 +108,7 @@ def prepare_visibilities(uv_wavelengths, weights_real, weights_imag, visibility_
             raise ValueError(f"{name} has shape {w.shape}, expected ({k},) to match uv_wavelengths")
         if (w < 0).any():
             i = int(np.argmax(w < 0))
-            raise ValueError(f"{name}[{i}] = {w[i]!r} must be >= 0")
+            raise ValueError(f"{name}[{i}] = {float(w[i])!r} must be >= 0")
     chunk = int(min(max(int(visibility_chunk), 1), k))
     n = -(-k // chunk)
     pad = n * chunk - k
