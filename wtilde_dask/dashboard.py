@@ -1,0 +1,320 @@
+"""Our page on the Dask dashboard: the W-tilde block map of the run the scheduler is serving.
+
+Served by the scheduler's own web server (the one behind the Dask dashboard, port 8787 by default):
+
+* ``/wtilde/blocks`` — an HTML page drawing the upper triangle of blocks coloured done / running /
+  pending / failed, with counts, rate and ETA; it refreshes itself every second;
+* ``/wtilde/blocks.json`` — the same state as JSON (for scripts and tests).
+
+Where the state comes from (read at each request, on the scheduler):
+
+* the scheduler metadata ``"wtilde"`` that :func:`wtilde_dask.compute.compute` publishes with
+  ``client.set_metadata("wtilde", {...})`` (store path, n_blocks_side, done, failed, rate, ETA, method);
+* the store's ledger (the truth for "done"), when the scheduler can read the store path;
+* the states of the tasks whose keys are ``w_tilde-block-(bi,bj)``: processing -> running,
+  erred -> failed, memory -> done (finished, about to be written to the ledger), the rest pending.
+
+Two ways to switch it on:
+
+1. at run time, on any scheduler (local, SLURM, a remote address): :func:`install` ``(client)``
+   — :func:`wtilde_dask.cluster.cluster_client` does this for you and prints the page's link;
+2. through Dask's config before a scheduler starts: add ``"wtilde_dask.dashboard"`` to
+   ``distributed.scheduler.http.routes`` (this module has the ``routes`` list distributed expects),
+   e.g. ``with dask.config.set({"distributed.scheduler.http.routes": with_routes()}): LocalCluster()``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time as _time
+
+import numpy as np
+from tornado import web
+
+from distributed.http.utils import RequestHandler
+
+from wtilde_dask.plot import (
+    BLOCK_COLOURS,
+    BLOCK_KEY_RE,
+    DONE,
+    FAILED,
+    LOWER,
+    PENDING,
+    RUNNING,
+    block_counts,
+    block_states,
+    block_title,
+)
+
+__all__ = ["PAGE_PATH", "JSON_PATH", "routes", "install", "page_link", "with_routes", "scheduler_block_state"]
+
+PAGE_PATH = "wtilde/blocks"
+JSON_PATH = "wtilde/blocks.json"
+METADATA_KEY = "wtilde"
+_STATE_CHARS = {LOWER: ".", PENDING: "p", DONE: "d", RUNNING: "r", FAILED: "f"}
+_TASK_STATE = {"processing": RUNNING, "erred": FAILED, "memory": DONE}
+
+# ledger reads are cached for a short time: the page polls every second, possibly from several browsers
+_LEDGER_CACHE: dict[str, tuple[float, np.ndarray | None]] = {}
+_LEDGER_TTL_S = 0.5
+_LOCK = threading.Lock()
+
+
+def _read_ledger(store_path: str) -> np.ndarray | None:
+    now = _time.monotonic()
+    with _LOCK:
+        hit = _LEDGER_CACHE.get(store_path)
+        if hit is not None and now - hit[0] < _LEDGER_TTL_S:
+            return hit[1]
+    try:
+        from wtilde_dask.store import WTildeStore
+
+        ledger = np.asarray(WTildeStore.open(store_path).ledger())
+    except Exception:  # noqa: BLE001 - the store may be elsewhere (remote scheduler) or being created
+        ledger = None
+    with _LOCK:
+        _LEDGER_CACHE[store_path] = (now, ledger)
+    return ledger
+
+
+def scheduler_block_state(scheduler) -> dict:
+    """The block map of the run on ``scheduler`` (a distributed.Scheduler) as a JSON-able dict.
+
+    Keys: ``active`` (False when no run has published metadata), ``n_blocks_side``, ``states`` (one
+    string per block row, characters ``d`` done, ``r`` running, ``p`` pending, ``f`` failed, ``.``
+    below the diagonal), ``counts`` {done, running, pending, failed, total}, ``ledger_read`` (whether
+    done came from the store's ledger), ``metadata`` (what compute published), ``title``, ``tasks``
+    (number of block tasks the scheduler knows), ``time`` (unix seconds).
+    """
+    metadata = scheduler.get_metadata([METADATA_KEY], default=None)
+    running, failed, done = [], [], []
+    n_tasks = 0
+    for key, ts in list(scheduler.tasks.items()):
+        match = BLOCK_KEY_RE.match(key) if isinstance(key, str) else None
+        if match is None:
+            continue
+        n_tasks += 1
+        code = _TASK_STATE.get(ts.state)
+        block = (int(match.group(1)), int(match.group(2)))
+        if code == RUNNING:
+            running.append(block)
+        elif code == FAILED:
+            failed.append(block)
+        elif code == DONE:
+            done.append(block)
+    out: dict = {"active": metadata is not None, "metadata": metadata, "tasks": n_tasks, "time": _time.time()}
+    if not isinstance(metadata, dict):
+        out.update(n_blocks_side=0, states=[], counts=block_counts(np.zeros((0, 0))), ledger_read=False, title="no run yet")
+        return out
+    ledger = _read_ledger(str(metadata["store"])) if metadata.get("store") else None
+    nb = int(metadata.get("n_blocks_side") or (ledger.shape[0] if ledger is not None else 0))
+    if ledger is not None and ledger.shape != (nb, nb):
+        ledger = None
+    states = block_states(ledger, n_blocks_side=nb, running=running, failed=failed, done=done)
+    counts = block_counts(states)
+    if ledger is None:  # positions of finished blocks unknown: take the published counts
+        published = int(metadata.get("done", 0)) + int(metadata.get("skipped", 0))
+        counts["done"] = max(counts["done"], published)
+        counts["failed"] = max(counts["failed"], int(metadata.get("failed", 0)))
+        counts["pending"] = max(counts["total"] - counts["done"] - counts["running"] - counts["failed"], 0)
+    eta = metadata.get("eta_s")
+    rate = metadata.get("rate_blocks_per_s")
+    out.update(
+        n_blocks_side=nb,
+        states=["".join(_STATE_CHARS[int(c)] for c in row) for row in states],
+        counts=counts,
+        ledger_read=ledger is not None,
+        title=block_title(counts, eta, rate),
+    )
+    return out
+
+
+def _jsonable(obj):
+    """Plain JSON values (NaN and infinities become null, which browsers' JSON.parse accepts)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return str(obj)
+
+
+class BlockMapJSON(RequestHandler):
+    """GET /wtilde/blocks.json"""
+
+    def get(self):
+        state = scheduler_block_state(self.server)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps(_jsonable(state), allow_nan=False))
+
+
+class BlockMapPage(RequestHandler):
+    """GET /wtilde/blocks: the self-refreshing block-map page."""
+
+    def get(self):
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.write(_PAGE.replace("__COLOURS__", json.dumps(BLOCK_COLOURS)))
+
+
+#: what ``distributed.scheduler.http.routes`` expects of a module: (path, handler class, kwargs)
+routes: list[tuple] = [
+    (PAGE_PATH, BlockMapPage, {}),
+    (JSON_PATH, BlockMapJSON, {}),
+]
+
+
+def with_routes(modules: list[str] | None = None) -> list[str]:
+    """The scheduler's HTTP route modules plus this one (for ``dask.config.set`` before a scheduler starts)."""
+    import dask
+
+    modules = list(modules if modules is not None else dask.config.get("distributed.scheduler.http.routes"))
+    if __name__ not in modules:
+        modules.append(__name__)
+    return modules
+
+
+def _install_on_scheduler(dask_scheduler=None, prefix: str = "/") -> bool:
+    """Add our routes to a running scheduler's web server (idempotent). Runs on the scheduler."""
+    from distributed.http.utils import get_handlers
+
+    app = getattr(dask_scheduler, "http_application", None)
+    if app is None:
+        return False
+    if getattr(dask_scheduler, "_wtilde_dashboard_installed", False):
+        return True
+    # already there through the config key?
+    probe_paths = {str(getattr(rule.matcher, "regex", None) and rule.matcher.regex.pattern) for rule in _all_rules(app)}
+    if not any(PAGE_PATH in p for p in probe_paths):
+        handlers = get_handlers(server=dask_scheduler, modules=[__name__], prefix=prefix)
+        app.add_handlers(r".*$", handlers)
+    dask_scheduler._wtilde_dashboard_installed = True
+    return True
+
+
+def _all_rules(app):
+    """The tornado rules of ``app`` one level deep (enough to see the routes a scheduler started with)."""
+    rules = []
+    for router in (app.default_router, app.wildcard_router):
+        for rule in getattr(router, "rules", []):
+            rules.append(rule)
+            rules.extend(getattr(rule.target, "rules", None) or [])
+    return rules
+
+
+def page_link(client) -> str:
+    """Full URL of the block-map page next to ``client.dashboard_link`` ('' without a dashboard)."""
+    link = getattr(client, "dashboard_link", "") or ""
+    if not link:
+        return ""
+    base = link.rsplit("/status", 1)[0] if "/status" in link else link.rstrip("/")
+    return f"{base}/{PAGE_PATH}"
+
+
+def install(client, *, prefix: str = "/") -> str:
+    """Serve the block-map page on ``client``'s scheduler; return its URL ('' when the scheduler has no
+    web server). Safe to call more than once, and on a scheduler that already has the route module."""
+    try:
+        ok = client.run_on_scheduler(_install_on_scheduler, prefix=prefix)
+    except Exception:  # noqa: BLE001 - a scheduler refusing run_on_scheduler still runs the job
+        return ""
+    return page_link(client) if ok else ""
+
+
+_PAGE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>W-tilde block map</title>
+<style>
+ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 16px 24px; color: #222; }
+ h1 { font-size: 20px; margin: 0 0 4px 0; }
+ #title { font-size: 15px; margin: 4px 0 8px 0; }
+ #meta { font-size: 12px; color: #666; margin-bottom: 10px; }
+ table.counts { border-collapse: collapse; margin-bottom: 12px; font-size: 14px; }
+ table.counts td { padding: 2px 10px 2px 0; }
+ .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: -1px; }
+ #map { border: 1px solid #eee; }
+ a { color: #1f77b4; }
+</style>
+</head>
+<body>
+<h1>W-tilde block map</h1>
+<div id="title">waiting for the scheduler…</div>
+<table class="counts">
+ <tr><td><span class="swatch" id="sw-done"></span>done</td><td id="count-done">0</td>
+     <td><span class="swatch" id="sw-running"></span>running</td><td id="count-running">0</td>
+     <td><span class="swatch" id="sw-pending"></span>pending</td><td id="count-pending">0</td>
+     <td><span class="swatch" id="sw-failed"></span>failed</td><td id="count-failed">0</td>
+     <td>total</td><td id="count-total">0</td>
+     <td>ETA</td><td id="eta">?</td></tr>
+</table>
+<div id="meta"></div>
+<svg id="map" width="640" height="640" xmlns="http://www.w3.org/2000/svg"></svg>
+<p style="font-size:12px;color:#666">Upper triangle of W-tilde blocks (bi &le; bj; W is symmetric). Done comes from the
+store's ledger; running / failed from the scheduler's task states (<code>w_tilde-block-(bi,bj)</code>).
+Refreshes every second. <a href="blocks.json">JSON</a> · <a href="../status">Dask status</a></p>
+<script>
+const COLOURS = __COLOURS__;
+const CODE = {d: "done", r: "running", p: "pending", f: "failed"};
+for (const k of ["done", "running", "pending", "failed"]) {
+  document.getElementById("sw-" + k).style.background = COLOURS[k];
+}
+function fmtEta(s) {
+  if (s === null || s === undefined || !isFinite(s) || s < 0) return "?";
+  s = Math.round(s);
+  if (s >= 3600) return Math.floor(s / 3600) + " h " + String(Math.floor(s % 3600 / 60)).padStart(2, "0") + " min";
+  if (s >= 60) return Math.floor(s / 60) + " min " + String(s % 60).padStart(2, "0") + " s";
+  return s + " s";
+}
+function draw(state) {
+  document.body.dataset.updated = String(state.time);
+  document.getElementById("title").textContent = state.active ? state.title : "No W-tilde run has published progress to this scheduler yet.";
+  for (const k of ["done", "running", "pending", "failed", "total"]) {
+    document.getElementById("count-" + k).textContent = state.counts[k];
+  }
+  const md = state.metadata || {};
+  const done = state.counts.done, total = state.counts.total;
+  document.getElementById("eta").textContent = (total && done >= total) ? "complete" : fmtEta(md.eta_s);
+  document.getElementById("meta").textContent = state.active
+    ? ("store " + md.store + " · method " + md.method + " · " + state.n_blocks_side + "×" + state.n_blocks_side +
+       " blocks · " + state.tasks + " block tasks on the scheduler · done from " + (state.ledger_read ? "the ledger" : "published counts"))
+    : "";
+  const svg = document.getElementById("map");
+  const nb = state.n_blocks_side;
+  const size = 640, cell = nb ? size / nb : size, gap = nb <= 64 ? 1 : 0;
+  let parts = [];
+  for (let i = 0; i < nb; i++) {
+    const row = state.states[i];
+    for (let j = i; j < nb; j++) {
+      const name = CODE[row[j]];
+      parts.push('<rect x="' + (j * cell) + '" y="' + (i * cell) + '" width="' + Math.max(cell - gap, 0.5) +
+                 '" height="' + Math.max(cell - gap, 0.5) + '" fill="' + COLOURS[name] + '" class="block ' + name +
+                 '" data-bi="' + i + '" data-bj="' + j + '"><title>(' + i + ',' + j + ') ' + name + '</title></rect>');
+    }
+  }
+  svg.innerHTML = parts.join("");
+}
+async function refresh() {
+  try {
+    const r = await fetch("blocks.json", {cache: "no-store"});
+    if (r.ok) draw(await r.json());
+  } catch (e) {
+    document.getElementById("title").textContent = "scheduler not reachable (" + e + ")";
+  }
+}
+refresh();
+setInterval(refresh, 1000);
+</script>
+</body>
+</html>
+"""

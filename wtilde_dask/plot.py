@@ -1,0 +1,580 @@
+"""Pictures of a W-tilde run and of what it produced (matplotlib, no pyplot state).
+
+Two layers:
+
+* pure functions of arrays that return a :class:`matplotlib.figure.Figure` (usable in notebooks,
+  where a returned Figure displays inline): :func:`plot_block_map`, :func:`plot_mask`,
+  :func:`plot_image_on_mask` (dirty image, a W-tilde row, any per-pixel quantity),
+  :func:`plot_lattice_kernel`, :func:`plot_reconstruction`;
+* thin functions that read a :class:`wtilde_dask.store.WTildeStore` and write PNGs:
+  :func:`plot_block_map_png` (what ``wtilde status STORE --plot map.png`` calls) and
+  :func:`plot_store` (what ``wtilde plot STORE`` calls).
+
+Figures are drawn with the object-oriented API on an Agg canvas, so nothing here changes the
+global matplotlib backend or touches pyplot's figure registry.
+
+Image conventions (INTERFACES.md): a mask is an (ny, nx) bool array with True = MASKED; per-pixel
+values come in "slim" order (unmasked pixels row-major); pixel (r, c) has its centre at
+``y = ((ny-1)/2 - r) * sy``, ``x = (c - (nx-1)/2) * sx`` arcsec, so row 0 is the top of the image.
+
+The block-state helpers at the top (:func:`block_states`, :func:`block_counts`, :func:`format_eta`)
+import only NumPy: the scheduler's block-map page (:mod:`wtilde_dask.dashboard`) uses them too.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import re
+from typing import Iterable, Mapping
+
+import numpy as np
+
+__all__ = [
+    "BLOCK_COLOURS",
+    "BLOCK_KEY_RE",
+    "DONE",
+    "FAILED",
+    "LOWER",
+    "PENDING",
+    "RUNNING",
+    "block_counts",
+    "block_states",
+    "block_title",
+    "format_eta",
+    "image_on_mask",
+    "plot_block_map",
+    "plot_block_map_png",
+    "plot_image_on_mask",
+    "plot_lattice_kernel",
+    "plot_mask",
+    "plot_reconstruction",
+    "plot_store",
+    "save_figure",
+]
+
+# ----------------------------------------------------------------------------------------------
+# Block states (pure NumPy; shared with the dashboard page)
+# ----------------------------------------------------------------------------------------------
+
+LOWER, PENDING, DONE, RUNNING, FAILED = -1, 0, 1, 2, 3
+STATE_NAMES = {PENDING: "pending", DONE: "done", RUNNING: "running", FAILED: "failed"}
+#: colour of each block state, the same on the PNG and on the dashboard page
+BLOCK_COLOURS = {
+    "done": "#2ca25f",  # green
+    "running": "#fd8d3c",  # orange
+    "pending": "#d9d9d9",  # light grey
+    "failed": "#de2d26",  # red
+    "lower": "#ffffff",  # below the diagonal: not stored (W is symmetric)
+}
+#: task keys of the block tasks, ``w_tilde-block-(bi,bj)``
+BLOCK_KEY_RE = re.compile(r"^w_tilde-block-\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+
+
+def block_states(
+    ledger: np.ndarray | None = None,
+    *,
+    n_blocks_side: int | None = None,
+    running: Iterable[tuple[int, int]] = (),
+    failed: Iterable[tuple[int, int]] = (),
+    done: Iterable[tuple[int, int]] = (),
+) -> np.ndarray:
+    """State of every block of the upper triangle.
+
+    Parameters
+    ----------
+    ledger : (nb, nb) integer array or None
+        The store's ledger: a block's checksum, 0 while the block is not done. Only ``bi <= bj`` is read.
+    n_blocks_side : int, optional
+        nb when no ledger is given.
+    running, failed, done : iterables of (bi, bj)
+        Blocks known from elsewhere (the scheduler's task states). ``failed`` and ``running`` never
+        override a block the ledger has as done; ``done`` adds blocks.
+
+    Returns
+    -------
+    (nb, nb) int8 array: ``DONE``, ``RUNNING``, ``PENDING``, ``FAILED`` on and above the diagonal,
+    ``LOWER`` (-1) below it.
+    """
+    if ledger is not None:
+        ledger = np.asarray(ledger)
+        if ledger.ndim != 2 or ledger.shape[0] != ledger.shape[1]:
+            raise ValueError(f"ledger has shape {ledger.shape}, expected a square (nb, nb) array")
+        nb = ledger.shape[0]
+    elif n_blocks_side is not None:
+        nb = int(n_blocks_side)
+    else:
+        raise ValueError("block_states needs a ledger or n_blocks_side")
+    states = np.full((nb, nb), PENDING, dtype=np.int8)
+    states[np.tril_indices(nb, -1)] = LOWER
+    for code, blocks in ((RUNNING, running), (FAILED, failed), (DONE, done)):
+        for bi, bj in blocks:
+            bi, bj = min(bi, bj), max(bi, bj)
+            if bj < nb:
+                states[bi, bj] = code
+    if ledger is not None:
+        upper = np.triu(np.ones((nb, nb), dtype=bool))
+        states[upper & (ledger != 0)] = DONE
+    return states
+
+
+def block_counts(states: np.ndarray) -> dict[str, int]:
+    """Counts of ``done``, ``running``, ``pending``, ``failed`` blocks and the ``total`` (upper triangle)."""
+    states = np.asarray(states)
+    counts = {name: int(np.count_nonzero(states == code)) for code, name in STATE_NAMES.items()}
+    counts["total"] = int(np.count_nonzero(states != LOWER))
+    return counts
+
+
+def format_eta(seconds: float | None) -> str:
+    """``'3 h 05 min'``, ``'4 min 10 s'``, ``'12 s'``; ``'?'`` for None / NaN / infinite."""
+    if seconds is None or not math.isfinite(float(seconds)) or seconds < 0:
+        return "?"
+    seconds = int(round(float(seconds)))
+    if seconds >= 86400:
+        return f"{seconds // 86400} d {seconds % 86400 // 3600:02d} h"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+def block_title(counts: Mapping[str, int], eta_s: float | None = None, rate_blocks_per_s: float | None = None) -> str:
+    """One line: ``'12/36 blocks done (33%) · 2 running · 0 failed · ETA 4 min 10 s'``."""
+    total = max(int(counts.get("total", 0)), 1)
+    done = int(counts.get("done", 0))
+    parts = [f"{done}/{counts.get('total', 0)} blocks done ({100.0 * done / total:.0f}%)"]
+    parts.append(f"{counts.get('running', 0)} running")
+    parts.append(f"{counts.get('failed', 0)} failed")
+    if rate_blocks_per_s:
+        parts.append(f"{rate_blocks_per_s:.3g} blocks/s")
+    if done < counts.get("total", 0):
+        parts.append(f"ETA {format_eta(eta_s)}")
+    else:
+        parts.append("complete")
+    return " · ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures from arrays
+# ----------------------------------------------------------------------------------------------
+
+
+def _figure(figsize=(6.4, 5.6), dpi=100):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path) -> pathlib.Path:
+    """Write ``fig`` to ``path`` (format from the suffix, PNG by default); make the folder; return the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, facecolor="white")
+    return path
+
+
+def plot_block_map(
+    states_or_ledger: np.ndarray,
+    *,
+    eta_s: float | None = None,
+    rate_blocks_per_s: float | None = None,
+    title: str = "W-tilde block map",
+    subtitle: str | None = None,
+    block_size: int | None = None,
+    n_pixels: int | None = None,
+):
+    """The upper triangle of blocks coloured done / running / pending / failed.
+
+    Parameters
+    ----------
+    states_or_ledger : (nb, nb) array
+        Either the output of :func:`block_states` (int8 with -1 below the diagonal) or a store's
+        ledger (unsigned checksums, 0 = not done), which is turned into states.
+    eta_s, rate_blocks_per_s : float, optional
+        Shown in the title when given.
+    block_size, n_pixels : int, optional
+        Shown on the axis labels (block index -> pixel range).
+
+    Returns
+    -------
+    matplotlib Figure. Cell (bi, bj) is drawn at row bi, column bj; block (0, 0) is top left.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    arr = np.asarray(states_or_ledger)
+    if arr.dtype == np.int8 and arr.size and arr.min() >= LOWER and arr.max() <= FAILED:
+        states = arr
+    else:
+        states = block_states(arr)
+    nb = states.shape[0]
+    counts = block_counts(states)
+    # colour index: 0 lower, 1 pending, 2 done, 3 running, 4 failed
+    cmap = ListedColormap(
+        [BLOCK_COLOURS["lower"], BLOCK_COLOURS["pending"], BLOCK_COLOURS["done"], BLOCK_COLOURS["running"], BLOCK_COLOURS["failed"]]
+    )
+    fig = _figure(figsize=(6.4, 6.2))
+    ax = fig.add_subplot()
+    ax.imshow(states.astype(np.int16) + 1, cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest", origin="upper")
+    if nb <= 64:  # cell borders
+        ax.set_xticks(np.arange(-0.5, nb, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, nb, 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.0 if nb <= 32 else 0.4)
+        ax.tick_params(which="minor", length=0)
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    unit = f" (block = {block_size} pixels)" if block_size else ""
+    ax.set_xlabel(f"block column bj{unit}")
+    ax.set_ylabel("block row bi")
+    ax.set_aspect("equal")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    head = title if n_pixels is None else f"{title}: M = {n_pixels:,} pixels, {nb}×{nb} blocks"
+    fig.suptitle(head + "\n" + block_title(counts, eta_s, rate_blocks_per_s), fontsize=10)
+    handles = [
+        Patch(facecolor=BLOCK_COLOURS[name], edgecolor="none", label=f"{name} ({counts[name]})")
+        for name in ("done", "running", "pending", "failed")
+    ]
+    ax.legend(handles=handles, loc="lower left", frameon=False, fontsize=9, handlelength=1.0, handleheight=1.0)
+    if subtitle:
+        fig.text(0.01, 0.005, subtitle, fontsize=7, color="#555555", ha="left", va="bottom")
+    return fig
+
+
+def image_on_mask(values: np.ndarray, mask: np.ndarray, fill=np.nan) -> np.ndarray:
+    """Scatter slim-ordered ``values`` (M,) onto the (ny, nx) lattice; masked pixels (True) get ``fill``."""
+    mask = np.asarray(mask, dtype=bool)
+    values = np.asarray(values)
+    n_unmasked = int(np.count_nonzero(~mask))
+    if values.shape != (n_unmasked,):
+        raise ValueError(f"values have shape {values.shape}, expected ({n_unmasked},) = the number of unmasked pixels")
+    image = np.full(mask.shape, fill, dtype=np.result_type(values.dtype, np.float64))
+    image[~mask] = values
+    return image
+
+
+def _crop(mask: np.ndarray, margin: int = 2) -> tuple[int, int, int, int]:
+    """(r0, r1, c0, c1) rows/cols (inclusive-exclusive) of the unmasked pixels plus a margin."""
+    rows = np.flatnonzero((~mask).any(axis=1))
+    cols = np.flatnonzero((~mask).any(axis=0))
+    if rows.size == 0:
+        return 0, mask.shape[0], 0, mask.shape[1]
+    ny, nx = mask.shape
+    return max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, ny), max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, nx)
+
+
+def _extent(shape_native, pixel_scales, r0, r1, c0, c1) -> list[float]:
+    """imshow extent (left, right, bottom, top) in arcsec of rows r0:r1, cols c0:c1 (origin='upper')."""
+    ny, nx = shape_native
+    sy, sx = pixel_scales
+    return [(c0 - nx / 2) * sx, (c1 - nx / 2) * sx, (ny / 2 - r1) * sy, (ny / 2 - r0) * sy]
+
+
+def _arcsec_axes(ax):
+    ax.set_xlabel("x (arcsec)")
+    ax.set_ylabel("y (arcsec)")
+    ax.set_aspect("equal")
+
+
+def plot_mask(mask: np.ndarray, pixel_scales: tuple[float, float], *, title: str | None = None):
+    """The mask on the full (ny, nx) lattice in arcsec: unmasked pixels (kept, False) dark, masked light."""
+    from matplotlib.colors import ListedColormap
+
+    mask = np.asarray(mask, dtype=bool)
+    ny, nx = mask.shape
+    fig = _figure(figsize=(5.6, 5.2))
+    ax = fig.add_subplot()
+    ax.imshow(
+        (~mask).astype(np.int8),
+        cmap=ListedColormap(["#f0f0f0", "#3182bd"]),
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        origin="upper",
+        extent=_extent(mask.shape, pixel_scales, 0, ny, 0, nx),
+    )
+    _arcsec_axes(ax)
+    n = int(np.count_nonzero(~mask))
+    sy, sx = pixel_scales
+    ax.set_title(title or f"Mask: {n:,} unmasked of {ny}×{nx} pixels ({sy:g}″ × {sx:g}″)", fontsize=10)
+    return fig
+
+
+def plot_image_on_mask(
+    values: np.ndarray,
+    mask: np.ndarray,
+    pixel_scales: tuple[float, float],
+    *,
+    title: str = "",
+    colorbar_label: str = "",
+    cmap: str = "inferno",
+    symmetric: bool = False,
+    mark_pixel: int | None = None,
+    crop: bool = True,
+):
+    """A per-pixel quantity (M,) in slim order drawn on the mask, arcsec axes, equal aspect, colour bar.
+
+    ``symmetric=True`` centres the colour scale on 0 (diverging map) — for W-tilde rows and dirty
+    images with negative sidelobes. ``mark_pixel`` (slim index) draws a cross on that pixel.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    image = image_on_mask(np.asarray(values, dtype=np.float64), mask)
+    r0, r1, c0, c1 = _crop(mask) if crop else (0, mask.shape[0], 0, mask.shape[1])
+    fig = _figure(figsize=(6.0, 5.0))
+    ax = fig.add_subplot()
+    kwargs = {}
+    finite = image[np.isfinite(image)]
+    if symmetric and finite.size:
+        vmax = float(np.max(np.abs(finite))) or 1.0
+        kwargs = dict(vmin=-vmax, vmax=vmax)
+        cmap = "RdBu_r" if cmap == "inferno" else cmap
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap].copy()
+    cm.set_bad("#ffffff")
+    im = ax.imshow(
+        image[r0:r1, c0:c1],
+        cmap=cm,
+        interpolation="nearest",
+        origin="upper",
+        extent=_extent(mask.shape, pixel_scales, r0, r1, c0, c1),
+        **kwargs,
+    )
+    cbar = fig.colorbar(im, ax=ax, shrink=0.9)
+    cbar.set_label(colorbar_label)
+    if mark_pixel is not None:
+        rows, cols = np.nonzero(~mask)
+        ny, nx = mask.shape
+        sy, sx = pixel_scales
+        y = ((ny - 1) / 2 - rows[mark_pixel]) * sy
+        x = (cols[mark_pixel] - (nx - 1) / 2) * sx
+        ax.plot([x], [y], marker="+", color="#00ff00" if not symmetric else "k", markersize=12, mew=1.5)
+    _arcsec_axes(ax)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_points(values: np.ndarray, grid_arcsec: np.ndarray, *, title: str = "", colorbar_label: str = "", cmap="inferno"):
+    """A per-pixel quantity on an irregular (M, 2) (y, x) arcsec point set: a scatter plot, arcsec axes."""
+    fig = _figure(figsize=(6.0, 5.0))
+    ax = fig.add_subplot()
+    grid_arcsec = np.asarray(grid_arcsec)
+    sc = ax.scatter(grid_arcsec[:, 1], grid_arcsec[:, 0], c=np.asarray(values, dtype=np.float64), cmap=cmap, s=12, marker="s")
+    cbar = fig.colorbar(sc, ax=ax, shrink=0.9)
+    cbar.set_label(colorbar_label)
+    _arcsec_axes(ax)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_lattice_kernel(kernel: np.ndarray, pixel_scales: tuple[float, float], *, title: str | None = None, dynamic_range: float = 1e6):
+    """The lattice offset kernel ``k[dr + ny-1, dc + nx-1]`` as ``log10(|k| / k(0, 0))``.
+
+    ``k(dr, dc) = sum_k w_k cos(2 pi (dc sx u_k - dr sy v_k))`` is the weighted dirty beam sampled at
+    pixel offsets; W_ij = k(r_i - r_j, c_i - c_j) for equal real/imag weights. Axes are the offsets in
+    arcsec (``Δy = -dr sy``, ``Δx = dc sx``), so the picture is oriented like the sky. Values below
+    ``k(0,0) / dynamic_range`` are clipped.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        raise ValueError(f"kernel has shape {kernel.shape}, expected (2*ny-1, 2*nx-1) (odd sides)")
+    ky, kx = kernel.shape
+    cy, cx = ky // 2, kx // 2
+    peak = abs(kernel[cy, cx]) or float(np.max(np.abs(kernel))) or 1.0
+    logk = np.log10(np.maximum(np.abs(kernel) / peak, 1.0 / dynamic_range))
+    sy, sx = pixel_scales
+    extent = [(-cx - 0.5) * sx, (cx + 0.5) * sx, (-cy - 0.5) * sy, (cy + 0.5) * sy]
+    fig = _figure(figsize=(6.0, 5.0))
+    ax = fig.add_subplot()
+    im = ax.imshow(logk, cmap="viridis", interpolation="nearest", origin="upper", extent=extent, vmin=-math.log10(dynamic_range), vmax=0)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.9)
+    cbar.set_label("log10 |k(Δy, Δx)| / k(0, 0)")
+    ax.set_xlabel("Δx (arcsec)")
+    ax.set_ylabel("Δy (arcsec)")
+    ax.set_aspect("equal")
+    ax.set_title(title or f"Lattice kernel |k| (weighted dirty beam), {ky}×{kx} offsets, k(0,0) = {peak:.4g}", fontsize=10)
+    return fig
+
+
+def plot_reconstruction(
+    values: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    pixel_scales: tuple[float, float] | None = None,
+    grid_arcsec: np.ndarray | None = None,
+    title: str = "Reconstruction",
+    colorbar_label: str = "surface brightness",
+):
+    """A reconstruction: on a lattice (``mask`` + ``pixel_scales``; values slim-ordered over the unmasked
+    pixels, or a full (ny, nx) image) or on an irregular point set (``grid_arcsec`` (S, 2) (y, x))."""
+    values = np.asarray(values, dtype=np.float64)
+    if mask is not None and pixel_scales is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if values.shape == mask.shape:
+            values = values[~mask]
+        return plot_image_on_mask(values, mask, pixel_scales, title=title, colorbar_label=colorbar_label)
+    if grid_arcsec is not None:
+        return plot_points(values, grid_arcsec, title=title, colorbar_label=colorbar_label)
+    if values.ndim == 2:
+        mask = np.zeros(values.shape, dtype=bool)
+        return plot_image_on_mask(values.ravel(), mask, pixel_scales or (1.0, 1.0), title=title, colorbar_label=colorbar_label, crop=False)
+    raise ValueError(f"reconstruction has shape {values.shape}: give mask + pixel_scales or grid_arcsec to place it")
+
+
+# ----------------------------------------------------------------------------------------------
+# PNGs from a store
+# ----------------------------------------------------------------------------------------------
+
+
+def _open_store(store):
+    if isinstance(store, (str, pathlib.Path)):
+        from wtilde_dask.store import WTildeStore
+
+        return WTildeStore.open(store)
+    return store
+
+
+def plot_block_map_png(store, path, *, states: np.ndarray | None = None) -> pathlib.Path:
+    """Draw the block map of ``store`` (a WTildeStore or its path) from its ledger alone and write a PNG.
+
+    Works on any store, running, finished or dead: done = ledger checksum != 0, everything else pending.
+    """
+    store = _open_store(store)
+    ledger = np.asarray(store.ledger())
+    if states is None:
+        states = block_states(ledger)
+    eta = None
+    rate = None
+    try:  # seconds per block from the ledger's timings, when the store keeps them
+        attrs = dict(store.attrs)
+        rate = attrs.get("rate_blocks_per_s")
+    except Exception:  # noqa: BLE001 - attrs are optional decoration here
+        attrs = {}
+    counts = block_counts(states)
+    if rate:
+        eta = (counts["total"] - counts["done"]) / rate
+    fig = plot_block_map(
+        states,
+        eta_s=eta,
+        rate_blocks_per_s=rate,
+        block_size=getattr(store, "block_size", None),
+        n_pixels=getattr(store, "n_pixels", None),
+        subtitle=f"{getattr(store, 'path', '')}  method={getattr(store, 'method', '?')}",
+    )
+    return save_figure(fig, path)
+
+
+def _grid_of(store):
+    try:
+        return store.grid()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _read_optional(store, name):
+    try:
+        return np.asarray(store.read_array(name))
+    except Exception:  # noqa: BLE001 - absent arrays are simply not drawn
+        return None
+
+
+def plot_store(store, out_dir, *, row: int | None = None) -> dict[str, pathlib.Path]:
+    """Write every picture the store supports into ``out_dir``; return {name: path}.
+
+    * ``block_map.png`` — the ledger;
+    * ``mask.png`` — the mask (lattice grids);
+    * ``dirty_image.png`` — ``d_i = sum_k [wr Re(V) cos(phi_ik) - wi Im(V) sin(phi_ik)]`` when stored;
+    * ``lattice_kernel.png`` — log-scaled |k| when a lattice kernel is stored;
+    * ``w_tilde_row.png`` — row ``row`` of W-tilde (default: the pixel nearest the mask centre) drawn on
+      the mask, when the blocks holding that row are done;
+    * ``reconstruction.png`` — the inversion's reconstruction when stored.
+    """
+    store = _open_store(store)
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, pathlib.Path] = {}
+    written["block_map"] = plot_block_map_png(store, out_dir / "block_map.png")
+    grid = _grid_of(store)
+    lattice = grid is not None and getattr(grid, "mask", None) is not None and getattr(grid, "pixel_scales", None) is not None
+
+    def on_grid(values, **kw):
+        if lattice:
+            return plot_image_on_mask(values, grid.mask, grid.pixel_scales, **kw)
+        return plot_points(values, grid.grid_arcsec, **{k: v for k, v in kw.items() if k in ("title", "colorbar_label")})
+
+    if lattice:
+        written["mask"] = save_figure(plot_mask(grid.mask, grid.pixel_scales), out_dir / "mask.png")
+    dirty = _read_optional(store, "dirty_image")
+    if dirty is not None and grid is not None:
+        fig = on_grid(dirty, title="Dirty image d = Σ_k [wr Re V cos φ − wi Im V sin φ]", colorbar_label="d_i (weighted)", symmetric=True)
+        written["dirty_image"] = save_figure(fig, out_dir / "dirty_image.png")
+    kernel = _read_optional(store, "kernel")
+    if kernel is not None and kernel.ndim == 2 and grid is not None and getattr(grid, "pixel_scales", None) is not None:
+        written["lattice_kernel"] = save_figure(plot_lattice_kernel(kernel, grid.pixel_scales), out_dir / "lattice_kernel.png")
+    if grid is not None:
+        w_row = _w_tilde_row(store, grid, row)
+        if w_row is not None:
+            index, values = w_row
+            fig = on_grid(
+                values,
+                title=f"W-tilde row {index}: W[{index}, j] on the mask (+ = pixel {index})",
+                colorbar_label="W_ij",
+                symmetric=True,
+                mark_pixel=index,
+            )
+            written["w_tilde_row"] = save_figure(fig, out_dir / "w_tilde_row.png")
+    recon = _reconstruction_of(store)
+    if recon is not None:
+        values, kw = recon
+        written["reconstruction"] = save_figure(plot_reconstruction(values, **kw), out_dir / "reconstruction.png")
+    return written
+
+
+def _centre_pixel(grid) -> int:
+    arcsec = np.asarray(grid.grid_arcsec)
+    centre = arcsec.mean(axis=0)
+    return int(np.argmin(np.sum((arcsec - centre) ** 2, axis=1)))
+
+
+def _w_tilde_row(store, grid, row):
+    """(i, W[i, :]) read block by block from the store; None when a needed block is not done."""
+    index = _centre_pixel(grid) if row is None else int(row)
+    plan = store.plan
+    bi = index // plan.block_size
+    ledger = np.asarray(store.ledger())
+    pieces = []
+    for bj in range(plan.n_blocks_side):
+        a, b = min(bi, bj), max(bi, bj)
+        if ledger[a, b] == 0:
+            return None
+        block = np.asarray(store.read_block(a, b))
+        local = index - bi * plan.block_size
+        pieces.append(block[local, :] if bi <= bj else block[:, local])
+    return index, np.concatenate(pieces)[: store.n_pixels]
+
+
+def _reconstruction_of(store):
+    """The inversion's reconstruction and how to place it, or None (format owned by inversion/)."""
+    values = _read_optional(store, "inversion/reconstruction")
+    if values is None:
+        return None
+    grid_src = _read_optional(store, "inversion/source_grid_arcsec")
+    mask_src = _read_optional(store, "inversion/source_mask")
+    scales = None
+    try:
+        scales = tuple(dict(store.attrs).get("inversion", {}).get("source_pixel_scales") or ()) or None
+    except Exception:  # noqa: BLE001
+        scales = None
+    if mask_src is not None and scales is not None:
+        return values, dict(mask=mask_src, pixel_scales=scales)
+    if grid_src is not None:
+        return values, dict(grid_arcsec=grid_src)
+    grid = _grid_of(store)
+    if grid is not None and values.shape == (grid.n_pixels,) and grid.mask is not None:
+        return values, dict(mask=grid.mask, pixel_scales=grid.pixel_scales, title="Reconstruction (image plane)")
+    return values, {}
