@@ -1,0 +1,172 @@
+"""Pure array functions for the curvature matrix ``F = T^T W T`` and data vector ``D = T^T d``.
+
+No Dask, no files: the Dask paths in :mod:`wtilde_dask.inversion.curvature` only move blocks and
+partial sums between these functions.
+
+Shapes: T (M, S) scipy.sparse CSR mapping matrix, W (M, M) W-tilde, d (M,) dirty image, F (S, S).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+import scipy.sparse as sp
+
+
+# ----------------------------------------------------------------------------------------------
+# General W (dense blocks)
+# ----------------------------------------------------------------------------------------------
+def compact_columns(T_rows: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+    """(used source columns (n,), T restricted to them (rows, n))."""
+    cols = np.unique(T_rows.indices)
+    return cols, T_rows[:, cols]
+
+
+def curvature_block(T_rows_i: sp.csr_matrix, w_block: np.ndarray, T_rows_j: sp.csr_matrix):
+    """Contribution of one W block: ``X = T_I^T W_IJ T_J`` on the source columns the rows touch.
+
+    T_rows_i (|I|, S), w_block (|I|, |J|), T_rows_j (|J|, S). Returns ``(cols_i, cols_j, X)`` with
+    X (len(cols_i), len(cols_j)) so that ``F[ix_(cols_i, cols_j)] += X`` (compact: a block's rows
+    touch few source pixels, so partial sums stay small when they travel between workers).
+    """
+    cols_i, Ti = compact_columns(sp.csr_matrix(T_rows_i))
+    cols_j, Tj = compact_columns(sp.csr_matrix(T_rows_j))
+    if len(cols_i) == 0 or len(cols_j) == 0:
+        return cols_i, cols_j, np.zeros((len(cols_i), len(cols_j)))
+    w = np.asarray(w_block, dtype=np.float64)
+    WTj = np.asarray((Tj.T @ w.T).T)  # (|I|, nj) = W_IJ T_J
+    X = np.asarray(Ti.T @ WTj)  # (ni, nj)
+    return cols_i, cols_j, X
+
+
+def add_block_contribution(F: np.ndarray, part, diagonal: bool) -> np.ndarray:
+    """In place: ``F += X`` at (cols_i, cols_j), plus ``X^T`` at (cols_j, cols_i) off the diagonal."""
+    cols_i, cols_j, X = part
+    if X.size:
+        F[np.ix_(cols_i, cols_j)] += X
+        if not diagonal:
+            F[np.ix_(cols_j, cols_i)] += X.T
+    return F
+
+
+def sum_block_contributions(n_source_pixels: int, parts, diagonals) -> np.ndarray:
+    """(S, S) sum of compact block contributions (``diagonals[k]`` True for bi == bj blocks)."""
+    F = np.zeros((int(n_source_pixels), int(n_source_pixels)))
+    for part, diag in zip(parts, diagonals):
+        add_block_contribution(F, part, bool(diag))
+    return F
+
+
+def sum_arrays(*arrays) -> np.ndarray:
+    """Elementwise sum (the inner node of a tree reduction)."""
+    out = np.array(arrays[0], dtype=np.float64, copy=True)
+    for a in arrays[1:]:
+        out += a
+    return out
+
+
+def curvature_dense(T, w_tilde: np.ndarray) -> np.ndarray:
+    """(S, S) ``F = T^T W T`` with the whole (M, M) W in memory."""
+    T = sp.csr_matrix(T)
+    WT = np.asarray((T.T @ np.asarray(w_tilde).T).T)
+    F = np.asarray(T.T @ WT)
+    return 0.5 * (F + F.T)
+
+
+def data_vector(T, dirty_image: np.ndarray) -> np.ndarray:
+    """(S,) ``D = T^T d`` (d: the dirty image / w_tilde_data)."""
+    return np.asarray(sp.csr_matrix(T).T @ np.asarray(dirty_image, dtype=np.float64)).ravel()
+
+
+# ----------------------------------------------------------------------------------------------
+# Lattice: W applied by FFT (block-Toeplitz plus Hankel), never formed
+# ----------------------------------------------------------------------------------------------
+def lattice_spectra(kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None):
+    """Spectra of the lattice W on the zero-padded (2ny, 2nx) box.
+
+    ``kernel_sum`` (2ny-1, 2nx-1): ``k[dr + ny-1, dc + nx-1]`` for row/column offsets (dr, dc) of
+    pixel i minus pixel j; ``kernel_hankel`` (2ny-1, 2nx-1) or None: ``h[sr, sc]`` for the index sums
+    of box-relative indices. The apply is ``W_ij = k[r_i-r_j, c_i-c_j] + h[r_i+r_j, c_i+c_j]`` (callers
+    fold any 1/2 into the kernels). Returns ``(K_hat, H_hat)``: ``rfft2`` of the (2ny, 2nx) circular
+    layouts (offset d at index d mod 2n; the sum s at index s), H_hat None when there is no Hankel part.
+    """
+    k = np.asarray(kernel_sum, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] % 2 != 1 or k.shape[1] % 2 != 1:
+        raise ValueError(f"kernel: expected an odd (2ny-1, 2nx-1) offset kernel, got shape {k.shape}")
+    ny, nx = (k.shape[0] + 1) // 2, (k.shape[1] + 1) // 2
+    circ = np.zeros((2 * ny, 2 * nx))
+    circ[: 2 * ny - 1, : 2 * nx - 1] = k
+    circ = np.roll(circ, (-(ny - 1), -(nx - 1)), axis=(0, 1))
+    K_hat = scipy.fft.rfft2(circ)
+    H_hat = None
+    if kernel_hankel is not None:
+        h = np.asarray(kernel_hankel, dtype=np.float64)
+        if h.shape != k.shape:
+            raise ValueError(f"kernel_hankel: shape {h.shape} differs from kernel {k.shape}")
+        hc = np.zeros((2 * ny, 2 * nx))
+        hc[: 2 * ny - 1, : 2 * nx - 1] = h
+        H_hat = scipy.fft.rfft2(hc)
+    return K_hat, H_hat
+
+
+def lattice_apply(images: np.ndarray, K_hat: np.ndarray, H_hat: np.ndarray | None = None, workers=None) -> np.ndarray:
+    """Apply W to a batch of (nb, ny, nx) box images by FFT on the (2ny, 2nx) padded box.
+
+    ``out[p] = sum_q k[p - q] x[q] + sum_q h[p + q] x[q]``; the Toeplitz part is a circular
+    convolution (no wrap-around: |offsets| <= n-1 < 2n - (n-1)), the Hankel part a correlation
+    ``irfft(conj(X) H_hat)`` (``conj(X)`` is the spectrum of the index-reversed image). The
+    zero rows of the padded input and the unused output rows are skipped (one-axis FFTs).
+    """
+    nb, ny, nx = images.shape
+    X = scipy.fft.rfft(images, n=2 * nx, axis=2, workers=workers)  # (nb, ny, nx+1)
+    X = scipy.fft.fft(X, n=2 * ny, axis=1, workers=workers)  # (nb, 2ny, nx+1)
+    Y = X * K_hat[None]
+    if H_hat is not None:
+        Y += np.conj(X) * H_hat[None]
+    Y = scipy.fft.ifft(Y, axis=1, workers=workers)[:, :ny, :]
+    return scipy.fft.irfft(Y, n=2 * nx, axis=2, workers=workers)[:, :, :nx]
+
+
+def curvature_lattice(
+    T,
+    box_indices: np.ndarray,
+    K_hat: np.ndarray,
+    H_hat: np.ndarray | None = None,
+    *,
+    batch_size: int = 64,
+    workers=None,
+) -> np.ndarray:
+    """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W.
+
+    T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; K_hat/H_hat
+    from :func:`lattice_spectra`. Source columns go in batches of ``batch_size``: scatter the
+    batch's columns of T onto the box, apply W (:func:`lattice_apply`), gather the unmasked pixels,
+    project with T^T.
+    """
+    T = sp.csr_matrix(T)
+    M, S = T.shape
+    ny, nx = K_hat.shape[0] // 2, (K_hat.shape[1] - 1)
+    box = np.asarray(box_indices, dtype=np.int64)
+    flat = box[:, 0] * nx + box[:, 1]
+    Tc = T.tocsc()
+    TT = T.T.tocsr()
+    F = np.zeros((S, S))
+    for start in range(0, S, batch_size):
+        stop = min(S, start + batch_size)
+        sub = Tc[:, start:stop].tocoo()
+        imgs = np.zeros((stop - start, ny * nx))
+        np.add.at(imgs, (sub.col, flat[sub.row]), sub.data)
+        out = lattice_apply(imgs.reshape(-1, ny, nx), K_hat, H_hat, workers=workers).reshape(-1, ny * nx)
+        F[:, start:stop] = np.asarray(TT @ out[:, flat].T)
+    return 0.5 * (F + F.T)
+
+
+def lattice_dense_w(box_indices: np.ndarray, kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None):
+    """(M, M) W gathered from the lattice kernels (small sizes; tests)."""
+    k = np.asarray(kernel_sum)
+    ny, nx = (k.shape[0] + 1) // 2, (k.shape[1] + 1) // 2
+    r, c = np.asarray(box_indices).T
+    W = k[r[:, None] - r[None, :] + ny - 1, c[:, None] - c[None, :] + nx - 1]
+    if kernel_hankel is not None:
+        W = W + np.asarray(kernel_hankel)[r[:, None] + r[None, :], c[:, None] + c[None, :]]
+    return W
