@@ -149,10 +149,10 @@ def block_title(counts: Mapping[str, int], eta_s: float | None = None, rate_bloc
     parts.append(f"{counts.get('failed', 0)} failed")
     if rate_blocks_per_s:
         parts.append(f"{rate_blocks_per_s:.3g} blocks/s")
-    if done < counts.get("total", 0):
-        parts.append(f"ETA {format_eta(eta_s)}")
-    else:
+    if done >= counts.get("total", 0):
         parts.append("complete")
+    elif eta_s is not None:
+        parts.append(f"ETA {format_eta(eta_s)}")
     return " · ".join(parts)
 
 
@@ -442,29 +442,31 @@ def _open_store(store):
 def plot_block_map_png(store, path, *, states: np.ndarray | None = None) -> pathlib.Path:
     """Draw the block map of ``store`` (a WTildeStore or its path) from its ledger alone and write a PNG.
 
-    Works on any store, running, finished or dead: done = ledger checksum != 0, everything else pending.
+    Works on any store, running, finished or dead: done = ledger checksum != 0, everything else
+    pending (running / failed are only known to a live scheduler: see :mod:`wtilde_dask.dashboard`).
+    The subtitle gives the mean seconds per finished block (from ``ledger_seconds``) and the work left
+    at that pace on one worker thread.
     """
     store = _open_store(store)
     ledger = np.asarray(store.ledger())
     if states is None:
         states = block_states(ledger)
-    eta = None
-    rate = None
-    try:  # seconds per block from the ledger's timings, when the store keeps them
-        attrs = dict(store.attrs)
-        rate = attrs.get("rate_blocks_per_s")
-    except Exception:  # noqa: BLE001 - attrs are optional decoration here
-        attrs = {}
     counts = block_counts(states)
-    if rate:
-        eta = (counts["total"] - counts["done"]) / rate
+    pace = ""
+    try:
+        seconds = np.asarray(store.ledger_seconds(), dtype=np.float64)
+        finished = seconds[np.isfinite(seconds) & (ledger != 0)]
+    except Exception:  # noqa: BLE001 - older stores without per-block timings
+        finished = np.zeros(0)
+    if finished.size:
+        mean = float(finished.mean())
+        left = counts["total"] - counts["done"]
+        pace = f"mean {mean:.3g} s per block; {left} left ≈ {format_eta(left * mean)} on one worker thread · "
     fig = plot_block_map(
         states,
-        eta_s=eta,
-        rate_blocks_per_s=rate,
         block_size=getattr(store, "block_size", None),
         n_pixels=getattr(store, "n_pixels", None),
-        subtitle=f"{getattr(store, 'path', '')}  method={getattr(store, 'method', '?')}",
+        subtitle=f"{pace}method {getattr(store, 'method', '?')} · {getattr(store, 'path', '')}",
     )
     return save_figure(fig, path)
 
@@ -477,9 +479,13 @@ def _grid_of(store):
 
 
 def _read_optional(store, name):
+    """A named array of the store, or None when it is absent (absent arrays are simply not drawn)."""
+    has = getattr(store, "has_array", None)
+    if has is not None and not has(name):
+        return None
     try:
         return np.asarray(store.read_array(name))
-    except Exception:  # noqa: BLE001 - absent arrays are simply not drawn
+    except Exception:  # noqa: BLE001
         return None
 
 

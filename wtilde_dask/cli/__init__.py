@@ -13,6 +13,7 @@ from importlib import import_module
 COMMAND_MODULES = [
     "wtilde_dask.cli.compute",
     "wtilde_dask.cli.bench",
+    "wtilde_dask.cli.plot",
 ]
 
 
