@@ -1,0 +1,66 @@
+"""Our lattice kernel, exported to PyAutoArray's layout, equals its own ``nufft_precision_operator_from``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wtilde_dask.grid import ImageGrid
+from wtilde_dask.kernels import lattice as L
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture(scope="module")
+def peer():
+    pytest.importorskip("autoarray")
+    import autoarray as aa
+    from autoarray.inversion.inversion.interferometer import inversion_interferometer_util as util
+
+    return aa, util
+
+
+def _peer_operator(aa, util, grid, noise_real, uv, use_jax):
+    mask = aa.Mask2D(mask=grid.mask, pixel_scales=grid.pixel_scales)
+    return util.nufft_precision_operator_from(
+        noise_map_real=noise_real,
+        uv_wavelengths=uv,
+        shape_masked_pixels_2d=mask.shape_native_masked_pixels,
+        grid_radians_2d=mask.derive_grid.all_false.in_radians.native.array,
+        use_jax=use_jax,
+    )
+
+
+CASES = {
+    "sma_circular": lambda: ImageGrid.circular((30, 30), (0.1, 0.1), 1.2),
+    "off_centre_non_square": lambda: ImageGrid.circular((30, 40), (0.12, 0.07), 0.6, centre=(0.5, -0.8)),
+    "annular": lambda: ImageGrid.annular((24, 24), (0.1, 0.1), 0.3, 1.0),
+}
+
+
+@pytest.mark.parametrize("use_jax", [False, True], ids=["numpy", "jax"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_export_equals_peer(peer, sma_dataset, case, use_jax):
+    aa, util = peer
+    grid = CASES[case]()
+    ds = sma_dataset
+    w = ds.weights_real
+    lk = L.lattice_kernels(ds.uv_wavelengths, w, w, grid)
+    ours = L.to_pyautoarray(lk.kernel)
+    theirs = _peer_operator(aa, util, grid, ds.noise_map.real, ds.uv_wavelengths, use_jax)
+    assert ours.shape == theirs.shape == (2 * L.lattice_box(grid).shape_box[0], 2 * L.lattice_box(grid).shape_box[1])
+    assert np.abs(ours - theirs).max() < 1e-12 * w.sum()
+    np.testing.assert_allclose(L.from_pyautoarray(theirs), lk.kernel, rtol=0, atol=1e-12 * w.sum())
+
+
+def test_peer_dense_matrix_from_our_export(peer, sma_dataset):
+    """PyAutoArray's own dense W built from our exported operator equals our lattice W."""
+    aa, util = peer
+    grid = ImageGrid.circular((16, 16), (0.1, 0.1), 0.6, centre=(0.1, 0.05))
+    ds = sma_dataset
+    w = ds.weights_real
+    lk = L.lattice_kernels(ds.uv_wavelengths, w, w, grid)
+    dense_peer = util.nufft_weighted_noise_via_sparse_operator_from(
+        L.to_pyautoarray(lk.kernel), np.asarray(lk.box_indices)
+    )
+    np.testing.assert_allclose(dense_peer, L.w_tilde_lattice(lk), rtol=0, atol=1e-13 * w.sum())
