@@ -1,0 +1,451 @@
+"""The orchestrator: plan -> skip finished blocks -> submit (bounded) -> ledger -> progress.
+
+Thin layer over the kernels (like codex-africanus' ``dask.py`` beside ``kernels.py``): it moves work
+and bytes, never does maths. Each task opens the store on its worker, reads the inputs there (cached
+per process), calls the kernel, writes its block and returns ``(checksum, compute_s, write_s)``;
+only the orchestrator writes the ledger, after the block's write returned.
+
+Methods:
+* "direct":  ``W[I, J] = A_I A_J^T`` by :func:`wtilde_dask.kernels.direct.w_tilde_block`;
+* "lattice": one task computes the offset (and Hankel) kernel by NUFFT
+  (:func:`wtilde_dask.kernels.lattice.lattice_kernels`), the orchestrator stores it, then each block is a
+  gather (:func:`wtilde_dask.kernels.lattice.w_tilde_block_lattice`);
+* "auto": "lattice" for a masked lattice grid, else "direct".
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import sys
+import threading
+import time
+
+import numpy as np
+
+from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
+
+METHODS = ("auto", "direct", "lattice")
+METADATA_KEY = "wtilde"
+LEDGER_FLUSH_S = 0.5
+METADATA_EVERY_S = 1.0
+
+
+class ComputeError(RuntimeError):
+    """Blocks failed (after retries) or the run lost its lock; the store stays resumable."""
+
+
+def block_key(bi: int, bj: int) -> str:
+    """Dask key of the task of block (bi, bj)."""
+    return f"w_tilde-block-({bi},{bj})"
+
+
+def resolve_method(method: str, grid) -> str:
+    """"auto" -> "lattice" for a masked lattice grid, "direct" otherwise; checks the name."""
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if method == "auto":
+        return "lattice" if grid.is_lattice else "direct"
+    if method == "lattice" and not grid.is_lattice:
+        raise ValueError("method: 'lattice' needs a masked regular lattice grid; this grid is an irregular point set")
+    return method
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker side: inputs cached per process, keyed by (store path, fingerprint)
+# ---------------------------------------------------------------------------------------------------
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except Exception:  # noqa: BLE001 - not on a worker
+        return 0
+
+
+def _inputs(path: str, fingerprint: str) -> dict:
+    key = (str(path), fingerprint)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is None:
+            store = WTildeStore.open(path, mode="r+")
+            if store.fingerprint != fingerprint:
+                raise StoreError(f"store {path}: fingerprint changed under the run "
+                                 f"({store.fingerprint[:12]} != {fingerprint[:12]}); it was overwritten")
+            dataset = store.dataset()
+            grid = store.grid()
+            hit = {
+                "store": store,
+                "plan": store.plan,
+                "grid_radians": grid.grid_radians,
+                "grid": grid,
+                "dataset": dataset,
+                "uv": dataset.uv_wavelengths,
+                "wr": dataset.weights_real,
+                "wi": dataset.weights_imag,
+            }
+            if len(_CACHE) >= 4:
+                _CACHE.clear()
+            _CACHE[key] = hit
+    return hit
+
+
+def _lattice_inputs(hit: dict) -> dict:
+    with _CACHE_LOCK:
+        if "kernel" not in hit:
+            from wtilde_dask.kernels.lattice import lattice_box
+
+            store = hit["store"]
+            hit["box_indices"] = lattice_box(hit["grid"]).box_indices
+            hit["kernel_hankel"] = store.read_array("kernel_hankel") if store.has_array("kernel_hankel") else None
+            hit["kernel"] = store.read_array("kernel")
+    return hit
+
+
+def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tuple[int, float, float]:
+    """Compute block (bi, bj) on a worker, write it to the store; return (checksum, compute_s, write_s)."""
+    hit = _inputs(path, fingerprint)
+    plan = hit["plan"]
+    size = min(plan.block_size, plan.n_pixels)  # fixed padded shape: one compile per worker
+    rows, cols = plan.pixel_range(bi), plan.pixel_range(bj)
+    t0 = time.perf_counter()
+    if method == "direct":
+        from wtilde_dask.kernels.direct import w_tilde_block
+
+        g = hit["grid_radians"]
+        diagonal = bi == bj
+        block = w_tilde_block(g[rows], None if diagonal else g[cols], hit["uv"], hit["wr"], hit["wi"],
+                              block_size=size, symmetric=diagonal)
+    elif method == "lattice":
+        from wtilde_dask.kernels.lattice import w_tilde_block_lattice
+
+        hit = _lattice_inputs(hit)
+        idx = hit["box_indices"]
+        block = w_tilde_block_lattice(hit["kernel"], hit["kernel_hankel"], idx[rows], idx[cols], block_size=size)
+    else:
+        raise ValueError(f"method: {method!r} is not a block method")
+    t1 = time.perf_counter()
+    checksum = hit["store"].write_block(bi, bj, block)
+    t2 = time.perf_counter()
+    return checksum, t1 - t0, t2 - t1
+
+
+def dirty_image_task(path: str, fingerprint: str) -> tuple[np.ndarray, float]:
+    """The dirty image (M,) of the store's inputs (kernels.dirty.dirty_image) and its seconds."""
+    from wtilde_dask.kernels.dirty import dirty_image
+
+    hit = _inputs(path, fingerprint)
+    t0 = time.perf_counter()
+    d = dirty_image(hit["grid_radians"], hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"])
+    return np.asarray(d), time.perf_counter() - t0
+
+
+def lattice_kernel_task(path: str, fingerprint: str):
+    """(kernel, kernel_hankel or None, seconds) of the store's lattice grid (kernels.lattice.lattice_kernels)."""
+    from wtilde_dask.kernels.lattice import lattice_kernels
+
+    hit = _inputs(path, fingerprint)
+    t0 = time.perf_counter()
+    k = lattice_kernels(hit["uv"], hit["wr"], hit["wi"], hit["grid"], nthreads=_worker_threads())
+    return np.asarray(k.kernel), (None if k.kernel_hankel is None else np.asarray(k.kernel_hankel)), \
+        time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------------------------------
+
+
+def _open_or_create(out, dataset, grid, *, method, block_size, dtype, overwrite, log) -> WTildeStore:
+    out = pathlib.Path(out)
+    if (out / "zarr.json").exists() and not overwrite:
+        store = WTildeStore.open(out, mode="r+")
+        store.check_inputs(dataset, grid, method=method, block_size=block_size, dtype=dtype)
+        log(f"resuming {out}: same inputs (fingerprint {store.fingerprint[:12]})")
+        return store
+    if overwrite and (out / "zarr.json").exists():
+        log(f"--overwrite: starting {out} over")
+    return WTildeStore.create(out, dataset, grid, method=method, block_size=block_size, dtype=dtype,
+                              overwrite=overwrite)
+
+
+def _check_out_path(out: pathlib.Path) -> None:
+    """Refuse to put a lock into a directory that is neither empty nor a W-tilde store."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise StoreError(f"--out {out}: exists and is not a directory")
+    names = {p.name for p in out.iterdir()} - {"lock"}
+    if names and "zarr.json" not in names:
+        raise StoreError(f"--out {out}: exists, is not empty and is not a W-tilde store; choose another path")
+
+
+def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto", dtype: str = "float64",
+            client=None, overwrite: bool = False, progress: bool = True, max_in_flight: int | None = None,
+            dirty_image: bool = True, n_workers: int | None = None, threads_per_worker: int | None = None,
+            log=print) -> WTildeStore:
+    """Compute (or finish) the W-tilde of ``dataset`` on ``grid`` into the Zarr store ``out``.
+
+    Parameters
+    ----------
+    dataset : Interferometer, or a path for :func:`wtilde_dask.dataset.load_dataset`.
+    grid : ImageGrid (masked lattice or irregular points).
+    out : path of the store (created, or resumed when it holds the same inputs).
+    block_size : B, blocks are (B, B) pixels; nb = ceil(M / B) blocks per side, nb (nb+1)/2 computed.
+    method : "auto" | "direct" | "lattice".
+    dtype : stored dtype, "float64" (default) or "float32" (always computed in float64).
+    client : a ``distributed.Client``; None starts a LocalCluster sized to the machine
+        (``n_workers`` x ``threads_per_worker``) for the call.
+    overwrite : start over when ``out`` exists (otherwise it is resumed, and refused if its inputs differ).
+    max_in_flight : tasks submitted at once (default 3 x total worker threads, at least 4).
+    dirty_image : also compute and store the dirty image (M,).
+
+    Returns the (complete) :class:`~wtilde_dask.store.WTildeStore`; raises :class:`ComputeError` when
+    blocks failed after retries (the store keeps what finished; run again to resume).
+    """
+    from wtilde_dask.dataset import Interferometer, load_dataset
+
+    if not isinstance(dataset, Interferometer):
+        dataset = load_dataset(dataset)
+    method = resolve_method(method, grid)
+    if int(block_size) < 1:
+        raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
+    if client is None:
+        from wtilde_dask.cluster import cluster_client
+
+        with cluster_client("local", n_workers=n_workers, threads_per_worker=threads_per_worker, log=log) as c:
+            return compute(dataset, grid, out, block_size=block_size, method=method, dtype=dtype, client=c,
+                           overwrite=overwrite, progress=progress, max_in_flight=max_in_flight,
+                           dirty_image=dirty_image, log=log)
+
+    out = pathlib.Path(out)
+    _check_out_path(out)
+    made_dir = not out.exists()
+    lock = StoreLock(out, log=log)
+    try:
+        lock.acquire()
+    except BaseException:
+        if made_dir:
+            _remove_new_store(out)
+        raise
+    store = None
+    try:
+        try:
+            store = _open_or_create(out, dataset, grid, method=method, block_size=int(block_size), dtype=dtype,
+                                    overwrite=overwrite, log=log)
+        except BaseException:
+            if made_dir:  # nothing usable was made: leave no store behind
+                lock.release()
+                _remove_new_store(out)
+            raise
+        _Run(store, client, lock, progress=progress, max_in_flight=max_in_flight,
+             dirty_image=dirty_image, log=log).run()
+        return store
+    finally:
+        lock.release()
+
+
+def _remove_new_store(out: pathlib.Path) -> None:
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+
+
+class _Run:
+    """One run of the orchestrator over one store (kept as an object for its counters)."""
+
+    def __init__(self, store: WTildeStore, client, lock: StoreLock, *, progress, max_in_flight, dirty_image, log):
+        from wtilde_dask.cluster import total_threads
+
+        self.store = store
+        self.client = client
+        self.lock = lock
+        self.log = log
+        self.progress = progress
+        self.want_dirty = dirty_image
+        self.path = str(store.path.resolve())
+        self.fp = store.fingerprint
+        self.plan = store.plan
+        self.method = store.method
+        self.threads = total_threads(client)
+        self.max_in_flight = int(max_in_flight) if max_in_flight else max(4, 3 * self.threads)
+        self.done = 0
+        self.skipped = 0
+        self.failed = 0
+        self.pending: list = []
+        self.last_flush = time.monotonic()
+        self.last_meta = 0.0
+        self.t_start = time.monotonic()
+        self.times = {"kernel": 0.0, "compute": 0.0, "write": 0.0, "dirty_image": 0.0}
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+    def flush(self, force=False) -> None:
+        now = time.monotonic()
+        if self.pending and (force or now - self.last_flush >= LEDGER_FLUSH_S or len(self.pending) >= 512):
+            self.store.mark_done_many(self.pending)
+            self.pending = []
+            self.last_flush = now
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.t_start
+        return self.done / elapsed if elapsed > 0 and self.done else 0.0
+
+    def publish(self, state: str, force=False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_meta < METADATA_EVERY_S:
+            return
+        self.last_meta = now
+        remaining = self.plan.n_blocks - self.skipped - self.done
+        rate = self.rate()
+        info = {
+            "store": self.path, "method": self.method, "state": state,
+            "n_pixels": self.plan.n_pixels, "block_size": self.plan.block_size,
+            "n_blocks_side": self.plan.n_blocks_side, "n_blocks": self.plan.n_blocks,
+            "done": self.skipped + self.done, "skipped": self.skipped, "computed": self.done,
+            "failed": self.failed, "rate_blocks_per_s": rate,
+            "eta_s": (remaining / rate) if rate > 0 else None,
+            "elapsed_s": time.monotonic() - self.t_start, "updated": time.time(),
+        }
+        try:
+            self.client.set_metadata(METADATA_KEY, info)
+        except Exception as err:  # noqa: BLE001 - monitoring must never stop the run
+            self.log(f"could not publish progress to the scheduler: {err}")
+
+    # ---- the run -------------------------------------------------------------------------------------
+    def run(self) -> None:
+        from distributed import as_completed
+
+        store, plan = self.store, self.plan
+        ledger = store.ledger()
+        todo = [b for b in plan.blocks() if ledger[b] == 0]
+        self.skipped = plan.n_blocks - len(todo)
+        B = plan.block_size
+        self.log(f"store {store.path}: method {self.method}, M = {plan.n_pixels} pixels, B = {B}, "
+                 f"{plan.n_blocks_side}x{plan.n_blocks_side} block grid, {plan.n_blocks} upper-triangle blocks; "
+                 f"{self.skipped} already done (skipped), {len(todo)} to compute on {self.threads} worker thread(s)")
+        store.update_attrs(last_run={"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
+                                     "state": "running", "worker_threads": self.threads,
+                                     "skipped": self.skipped, "to_compute": len(todo)})
+        self.publish("running", force=True)
+        try:
+            self._extras()
+            self._blocks(todo, as_completed)
+        except BaseException as err:
+            self.flush(force=True)
+            self.publish("failed" if not isinstance(err, KeyboardInterrupt) else "interrupted", force=True)
+            store.update_attrs(last_run={**store.attrs.get("last_run", {}), "state": "failed",
+                                         "finished": _now(), "computed": self.done, "error": str(err)[:500]})
+            raise
+        self.flush(force=True)
+        elapsed = time.monotonic() - self.t_start
+        self.publish("finished", force=True)
+        store.update_attrs(last_run={**store.attrs.get("last_run", {}), "state": "finished", "finished": _now(),
+                                     "computed": self.done, "seconds": elapsed, "times": self.times})
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        self.log(f"done: {self.done} blocks computed, {self.skipped} skipped, in {elapsed:.2f} s "
+                 f"({rate:.2f} blocks/s); task time totals: "
+                 + ", ".join(f"{k} {v:.2f} s" for k, v in self.times.items() if v or k in ("compute", "write")))
+
+    def _extras(self) -> None:
+        """Lattice kernels (needed before any block) and the dirty image (alongside the blocks)."""
+        store, client = self.store, self.client
+        self.dirty_future = None
+        if self.want_dirty and not store.has_array("dirty_image"):
+            self.dirty_future = client.submit(dirty_image_task, self.path, self.fp, key=f"dirty_image-{self.fp[:12]}",
+                                              retries=3, pure=False)
+        if self.method == "lattice" and not store.has_array("kernel"):
+            self.log("lattice: computing the offset kernel by NUFFT ...")
+            fut = client.submit(lattice_kernel_task, self.path, self.fp, key=f"lattice-kernel-{self.fp[:12]}",
+                                retries=3, pure=False)
+            kernel, hankel, seconds = fut.result()
+            del fut
+            self.times["kernel"] = seconds
+            if hankel is not None:
+                store.write_array("kernel_hankel", hankel, attrs={"definition": "index-sum kernel of (wr-wi)/2, "
+                                                                  "see wtilde_dask.kernels.lattice"})
+            # "kernel" last: its presence means both are stored
+            store.write_array("kernel", kernel, attrs={"definition": "offset kernel of (wr+wi)/2, "
+                                                       "see wtilde_dask.kernels.lattice"})
+            self.log(f"lattice: kernel {kernel.shape} {'+ Hankel kernel ' if hankel is not None else ''}"
+                     f"in {seconds:.3f} s")
+
+    def _write_dirty(self) -> None:
+        if self.dirty_future is not None and self.dirty_future.done():
+            image, seconds = self.dirty_future.result()
+            self.store.write_array("dirty_image", image, attrs={
+                "formula": "d_i = sum_k [wr_k Re(V_k) cos(phi_ik) - wi_k Im(V_k) sin(phi_ik)]"})
+            self.times["dirty_image"] = seconds
+            self.dirty_future = None
+
+    def _blocks(self, todo, as_completed) -> None:
+        client = self.client
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.plan.n_blocks, initial=self.skipped, unit="block", desc="w_tilde",
+                       file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+        queue = iter(todo)
+        futures = {}
+        first_error = None
+
+        def submit_next() -> bool:
+            for bi, bj in queue:
+                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method, key=block_key(bi, bj),
+                                    retries=3, pure=False)
+                futures[fut] = (bi, bj)
+                ac.add(fut)
+                return True
+            return False
+
+        ac = as_completed([], with_results=False)
+        try:
+            for _ in range(self.max_in_flight):
+                if not submit_next():
+                    break
+            for fut in ac:
+                bi, bj = futures.pop(fut)
+                try:
+                    checksum, t_compute, t_write = fut.result()
+                except Exception as err:  # noqa: BLE001 - counted, reported, store stays resumable
+                    self.failed += 1
+                    if first_error is None:
+                        first_error = (bi, bj, err)
+                        self.log(f"block ({bi}, {bj}) failed after retries: {type(err).__name__}: {err}; "
+                                 "not submitting more blocks")
+                    continue
+                finally:
+                    fut.release()
+                self.pending.append((bi, bj, checksum, t_compute + t_write))
+                self.times["compute"] += t_compute
+                self.times["write"] += t_write
+                self.done += 1
+                if bar is not None:
+                    bar.update(1)
+                self.flush()
+                self._write_dirty()
+                self.publish("running")
+                if self.lock.lost:
+                    raise ComputeError(f"store {self.store.path}: another run took the lock over; stopping")
+                if first_error is None:
+                    submit_next()
+            if self.dirty_future is not None:
+                self.dirty_future.result()
+                self._write_dirty()
+        finally:
+            for fut in list(futures):
+                fut.cancel()
+            if bar is not None:
+                bar.close()
+        if first_error is not None:
+            bi, bj, err = first_error
+            self.flush(force=True)
+            raise ComputeError(f"{self.failed} block(s) failed, first ({bi}, {bj}): {type(err).__name__}: {err}; "
+                               f"{self.skipped + self.done}/{self.plan.n_blocks} blocks are stored; "
+                               "run the same command again to resume") from err

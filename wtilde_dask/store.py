@@ -1,0 +1,690 @@
+"""The W-tilde store: one self-describing Zarr v3 group on disk (the only module that knows its layout).
+
+Layout of ``STORE.zarr`` (see DESIGN.md §3)::
+
+    zarr.json                 group attrs: wtilde_format, format_version, method, dtype, n_pixels (M),
+                              block_size (B), n_blocks_side (nb), n_blocks, fingerprint (sha256) and
+                              fingerprint_components, dataset / grid summaries, software versions,
+                              created / updated, last_run
+    inputs/                   what the workers read (nothing large travels through the scheduler)
+      uv_wavelengths          (K, 2) float64, (u, v) in wavelengths
+      visibilities            (K, 2) float64, (real, imag) [Jy]
+      noise_map               (K, 2) float64, (sigma_real, sigma_imag) [Jy]
+      grid_radians            (M, 2) float64, (y, x) of the unmasked pixels [rad]
+      mask                    (ny, nx) bool, True = masked (lattice grids only)
+      lattice_indices         (M, 2) int64, (row, col) of each pixel in the (ny, nx) lattice
+                              inputs attrs: pixel_scales (sy, sx) [arcsec], shape_native, name
+    w_tilde                   (M, M) float64 (or float32), chunks (B, B), no compression;
+                              only the blocks (bi, bj) with bi <= bj are written
+    ledger                    (nb, nb) uint64: checksum of block (bi, bj) once written, 0 = not done
+    ledger_seconds            (nb, nb) float64: seconds the block's task took (compute + write)
+    dirty_image               (M,) float64, d_i = sum_k [wr Re(V) cos(phi_ik) - wi Im(V) sin(phi_ik)]
+    kernel, kernel_hankel     lattice offset / Hankel kernels (method "lattice")
+    inversion/...             results written by the inversion (write_array("inversion/NAME", ...))
+    lock/zarr.json            present while a run holds the store: attrs host, pid, started, lease_until
+
+The ledger is written only by the orchestrator, after a block's write returned: a crash between the
+two means the block is computed again (block tasks are idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import shutil
+import socket
+import threading
+import time
+import uuid
+from importlib import metadata
+
+import numpy as np
+import zarr
+
+from wtilde_dask.tiling import BlockPlan
+
+FORMAT_NAME = "wtilde_dask.store"
+FORMAT_VERSION = 1
+DTYPES = ("float64", "float32")
+METHODS = ("direct", "lattice")
+LOCK_GROUP = "lock"
+_LEDGER_CHUNK = 64
+ARCSEC_PER_RADIAN = 648000.0 / np.pi
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked (missing, foreign, different inputs, locked, incomplete)."""
+
+
+class StoreLockedError(StoreError):
+    """Another live run holds the store's lock."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def block_checksum(array: np.ndarray) -> int:
+    """uint64 checksum of a block's float values (blake2b-64 of the C-ordered bytes); never 0."""
+    data = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(data.tobytes(), digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return value or 1
+
+
+def _sha256(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            h.update(f"{arr.dtype.str}{arr.shape}".encode())
+            h.update(arr.tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def _software_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in ("wtilde_dask", "numpy", "jax", "dask", "distributed", "zarr", "xarray", "finufft"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def fingerprint_components(dataset, grid, *, method: str, dtype: str, block_size: int) -> dict:
+    """Per-input sha256 and a one-line summary: what the store was built from.
+
+    Components: uv_wavelengths, visibilities, noise_map (the dataset), mask (lattice mask or
+    "none"), grid (grid_radians, pixel scales, lattice indices), method, dtype, block_size.
+    """
+    mask = grid.mask
+    comps = {
+        "uv_wavelengths": (_sha256(np.asarray(dataset.uv_wavelengths, np.float64)),
+                           f"{len(dataset.uv_wavelengths)} uv points"),
+        "visibilities": (_sha256(np.asarray(dataset.visibilities, np.complex128)),
+                         f"{len(dataset.visibilities)} visibilities"),
+        "noise_map": (_sha256(np.asarray(dataset.noise_map, np.complex128)),
+                      f"{len(dataset.noise_map)} noise values"),
+        "mask": (_sha256(np.asarray(mask, bool)) if mask is not None else _sha256("none"),
+                 (f"{mask.shape[0]}x{mask.shape[1]} mask, {int((~np.asarray(mask)).sum())} unmasked pixels"
+                  if mask is not None else "no mask (irregular point set)")),
+        "grid": (_sha256(np.asarray(grid.grid_radians, np.float64),
+                         None if grid.pixel_scales is None else tuple(float(s) for s in grid.pixel_scales),
+                         None if grid.lattice_indices is None else np.asarray(grid.lattice_indices, np.int64)),
+                 f"{len(grid.grid_radians)} pixels"
+                 + ("" if grid.pixel_scales is None else
+                    f", pixel scales {tuple(float(s) for s in grid.pixel_scales)} arcsec")),
+        "method": (_sha256(str(method)), str(method)),
+        "dtype": (_sha256(str(dtype)), str(dtype)),
+        "block_size": (_sha256(int(block_size)), str(int(block_size))),
+    }
+    return {name: {"sha256": sha, "summary": summary} for name, (sha, summary) in comps.items()}
+
+
+def combined_fingerprint(components: dict) -> str:
+    return _sha256(*[f"{name}={components[name]['sha256']}" for name in sorted(components)])
+
+
+def describe_differences(stored: dict, given: dict) -> list[str]:
+    """Human lines naming each differing fingerprint component, e.g. ``mask: store has ..., given ...``."""
+    lines = []
+    for name in sorted(set(stored) | set(given)):
+        a, b = stored.get(name), given.get(name)
+        if a is None or b is None or a["sha256"] != b["sha256"]:
+            sa = "missing" if a is None else f"{a['summary']} (sha256 {a['sha256'][:12]})"
+            sb = "missing" if b is None else f"{b['summary']} (sha256 {b['sha256'][:12]})"
+            lines.append(f"{name}: store has {sa}, given {sb}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lock: lock/zarr.json (a Zarr group whose attributes are the lock record), created with O_EXCL,
+# refreshed by the live run (lease), taken over when stale.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def read_lock(path) -> dict | None:
+    """The lock record of the store at ``path`` (dict) or None when no run holds it."""
+    lock_file = pathlib.Path(path) / LOCK_GROUP / "zarr.json"
+    try:
+        with open(lock_file) as fh:
+            return json.load(fh).get("attributes", {})
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError):
+        return {"corrupt": True}
+
+
+def lock_is_stale(record: dict | None, *, now: float | None = None) -> tuple[bool, str]:
+    """(stale, why): stale when the owner process is gone on this host, or the lease expired."""
+    if record is None:
+        return True, "no lock"
+    if record.get("corrupt"):
+        return True, "unreadable lock record"
+    now = time.time() if now is None else now
+    if record.get("host") == socket.gethostname() and not _pid_alive(record.get("pid", -1)):
+        return True, f"owner process {record.get('pid')} on {record.get('host')} is gone"
+    if float(record.get("lease_until", 0)) < now:
+        return True, f"lease expired {now - float(record.get('lease_until', 0)):.0f} s ago"
+    return False, "live"
+
+
+class StoreLock:
+    """Exclusive lock of one store by one run: ``with StoreLock(path): ...``.
+
+    Taken atomically (``os.open(O_CREAT | O_EXCL)``); a stale lock (owner gone on this host, or
+    lease not refreshed for ``lease_s`` seconds) is taken over with write-then-rename and a re-read.
+    A background thread refreshes the lease every ``refresh_s`` seconds; ``lost`` turns True when
+    another run took the lock over (the orchestrator then stops).
+    """
+
+    def __init__(self, path, *, lease_s: float = 60.0, refresh_s: float = 10.0, log=None):
+        self.path = pathlib.Path(path)
+        self.dir = self.path / LOCK_GROUP
+        self.file = self.dir / "zarr.json"
+        self.lease_s = float(lease_s)
+        self.refresh_s = float(refresh_s)
+        self.log = log or (lambda *a, **k: None)
+        self.token = uuid.uuid4().hex
+        self.started = _now()
+        self.lost = False
+        self.held = False
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _record(self) -> dict:
+        return {"zarr_format": 3, "node_type": "group", "attributes": {
+            "host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+            "started": self.started, "refreshed": _now(), "lease_until": time.time() + self.lease_s}}
+
+    def _write_atomic(self) -> None:
+        tmp = self.dir / f"zarr.json.tmp-{self.token}"
+        with open(tmp, "w") as fh:
+            json.dump(self._record(), fh)
+        os.replace(tmp, self.file)
+
+    def acquire(self) -> StoreLock:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            record = read_lock(self.path)
+            stale, why = lock_is_stale(record)
+            if not stale:
+                raise StoreLockedError(
+                    f"store {self.path}: another run holds it (host {record.get('host')}, pid {record.get('pid')}, "
+                    f"started {record.get('started')}, lease until "
+                    f"{_dt.datetime.fromtimestamp(float(record.get('lease_until', 0)), _dt.timezone.utc):%H:%M:%S} UTC); "
+                    "wait for it to finish, or stop it first") from None
+            self.log(f"taking over a stale lock on {self.path} ({why})")
+            self._write_atomic()
+            time.sleep(0.05)
+            if (read_lock(self.path) or {}).get("token") != self.token:
+                raise StoreLockedError(f"store {self.path}: another run took the stale lock at the same time") from None
+        else:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self._record(), fh)
+        self.held = True
+        self._thread = threading.Thread(target=self._refresh_loop, name="wtilde-lock-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_s):
+            record = read_lock(self.path)
+            if (record or {}).get("token") != self.token:
+                self.lost = True
+                self.log(f"lost the lock on {self.path}: another run took it over")
+                return
+            try:
+                self._write_atomic()
+            except OSError as err:  # keep trying; the lease covers a few missed refreshes
+                self.log(f"could not refresh the lock lease on {self.path}: {err}")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.held and not self.lost and (read_lock(self.path) or {}).get("token") == self.token:
+            with contextlib.suppress(FileNotFoundError):
+                self.file.unlink()
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()
+        self.held = False
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire() if not self.held else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading blocks in dask graphs (module-level so they pickle to workers)
+# ---------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _w_tilde_array(path: str):
+    return zarr.open_array(store=path, path="w_tilde", mode="r")
+
+
+def _read_symmetric_block(path: str, bi: int, bj: int, rows: tuple, cols: tuple, done: bool) -> np.ndarray:
+    """Block (bi, bj) of the full symmetric matrix: stored (bi <= bj) or the transpose of (bj, bi)."""
+    if not done:
+        return np.full((rows[1] - rows[0], cols[1] - cols[0]), np.nan)
+    arr = _w_tilde_array(path)
+    if bi <= bj:
+        return np.asarray(arr[rows[0]:rows[1], cols[0]:cols[1]])
+    return np.ascontiguousarray(np.asarray(arr[cols[0]:cols[1], rows[0]:rows[1]]).T)
+
+
+class WTildeStore:
+    """One W-tilde store (a Zarr v3 group). Create with :meth:`create`, open with :meth:`open`."""
+
+    def __init__(self, path, group: zarr.Group, mode: str):
+        self.path = pathlib.Path(path)
+        self.group = group
+        self.mode = mode
+        attrs = dict(group.attrs)
+        if attrs.get("wtilde_format") != FORMAT_NAME:
+            raise StoreError(f"store {self.path}: not a W-tilde store (no wtilde_format attribute)")
+        if int(attrs.get("format_version", -1)) > FORMAT_VERSION:
+            raise StoreError(f"store {self.path}: format_version {attrs.get('format_version')} is newer than "
+                             f"this software's {FORMAT_VERSION}; upgrade wtilde_dask")
+        self._attrs = attrs
+
+    # ---- creation / opening -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, dataset, grid, *, method: str, block_size: int, dtype: str = "float64",
+               overwrite: bool = False) -> WTildeStore:
+        """Write a new store for ``dataset`` on ``grid``: attrs, inputs/, empty w_tilde and ledger.
+
+        An existing store is refused unless ``overwrite`` (its content is deleted, a held lock kept).
+        """
+        path = pathlib.Path(path)
+        if method not in METHODS:
+            raise StoreError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+        if str(dtype) not in DTYPES:
+            raise StoreError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+        plan = BlockPlan(len(grid.grid_radians), int(block_size))
+        if path.exists():
+            if not path.is_dir():
+                raise StoreError(f"store {path}: exists and is not a directory")
+            entries = [p for p in path.iterdir() if p.name != LOCK_GROUP]
+            if entries and not (path / "zarr.json").exists() and not _looks_like_store(path):
+                raise StoreError(f"store {path}: exists and is not a W-tilde store; refusing to delete it")
+            if entries and not overwrite:
+                raise StoreError(f"store {path}: already exists; resume it, or pass overwrite=True (--overwrite) to start over")
+            for entry in entries:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        components = fingerprint_components(dataset, grid, method=method, dtype=dtype, block_size=plan.block_size)
+        created = _now()
+        attrs = {
+            "wtilde_format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "method": method,
+            "dtype": str(dtype),
+            "n_pixels": plan.n_pixels,
+            "block_size": plan.block_size,
+            "n_blocks_side": plan.n_blocks_side,
+            "n_blocks": plan.n_blocks,
+            "fingerprint": combined_fingerprint(components),
+            "fingerprint_components": components,
+            "dataset": {"name": str(getattr(dataset, "name", "") or ""), "n_visibilities": len(dataset.uv_wavelengths)},
+            "grid": {
+                "n_pixels": plan.n_pixels,
+                "is_lattice": bool(grid.is_lattice),
+                "shape_native": None if grid.mask is None else list(np.shape(grid.mask)),
+                "pixel_scales": None if grid.pixel_scales is None else [float(s) for s in grid.pixel_scales],
+            },
+            "software": _software_versions(),
+            "created": created,
+            "updated": created,
+            "units": {"w_tilde": "1/Jy^2 (weights 1/sigma^2)", "grid": "radians", "pixel_scales": "arcsec"},
+        }
+        group = zarr.open_group(str(path), mode="a", zarr_format=3)
+        inputs = group.create_group("inputs", overwrite=True)
+        vis = np.asarray(dataset.visibilities, np.complex128)
+        noise = np.asarray(dataset.noise_map, np.complex128)
+        inputs.create_array("uv_wavelengths", data=np.asarray(dataset.uv_wavelengths, np.float64))
+        inputs.create_array("visibilities", data=np.stack([vis.real, vis.imag], axis=1))
+        inputs.create_array("noise_map", data=np.stack([noise.real, noise.imag], axis=1))
+        inputs.create_array("grid_radians", data=np.asarray(grid.grid_radians, np.float64))
+        if grid.mask is not None:
+            inputs.create_array("mask", data=np.asarray(grid.mask, bool))
+        if grid.lattice_indices is not None:
+            inputs.create_array("lattice_indices", data=np.asarray(grid.lattice_indices, np.int64))
+        inputs.attrs.update({
+            "name": attrs["dataset"]["name"],
+            "pixel_scales": attrs["grid"]["pixel_scales"],
+            "shape_native": attrs["grid"]["shape_native"],
+            "visibilities_columns": ["real", "imag"],
+            "noise_map_columns": ["sigma_real", "sigma_imag"],
+        })
+        M, B, nb = plan.n_pixels, plan.block_size, plan.n_blocks_side
+        group.create_array("w_tilde", shape=(M, M), chunks=(min(B, M), min(B, M)), dtype=str(dtype),
+                           fill_value=np.nan, compressors=None, dimension_names=("pixel_i", "pixel_j"),
+                           attributes={"stored_blocks": "upper triangle, bi <= bj"})
+        lc = min(nb, _LEDGER_CHUNK)
+        group.create_array("ledger", shape=(nb, nb), chunks=(lc, lc), dtype="uint64", fill_value=0)
+        group.create_array("ledger_seconds", shape=(nb, nb), chunks=(lc, lc), dtype="float64", fill_value=np.nan)
+        group.attrs.update(attrs)  # written last: a store without attrs is not a store
+        return cls(path, zarr.open_group(str(path), mode="r+"), "r+")
+
+    @classmethod
+    def open(cls, path, mode: str = "r") -> WTildeStore:
+        """Open an existing store (``mode`` "r" or "r+")."""
+        path = pathlib.Path(path)
+        if not (path / "zarr.json").exists():
+            raise StoreError(f"store {path}: no W-tilde store there (no zarr.json)")
+        if mode not in ("r", "r+"):
+            raise StoreError(f"mode: expected 'r' or 'r+', got {mode!r}")
+        return cls(path, zarr.open_group(str(path), mode=mode), mode)
+
+    def check_inputs(self, dataset, grid, *, method: str, block_size: int, dtype: str = "float64") -> None:
+        """Raise StoreError naming every input that differs from what the store was built from."""
+        given = fingerprint_components(dataset, grid, method=method, dtype=dtype, block_size=block_size)
+        if combined_fingerprint(given) == self.fingerprint:
+            return
+        lines = describe_differences(self._attrs.get("fingerprint_components", {}), given)
+        raise StoreError(
+            f"store {self.path} was built from different inputs; differs: "
+            + ", ".join(line.split(":")[0] for line in lines) + "\n  " + "\n  ".join(lines)
+            + "\n  use another --out, or --overwrite (overwrite=True) to start over")
+
+    # ---- attributes --------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict:
+        return dict(self._attrs)
+
+    def refresh_attrs(self) -> dict:
+        self.group = zarr.open_group(str(self.path), mode=self.mode)
+        self._attrs = dict(self.group.attrs)
+        return self.attrs
+
+    def update_attrs(self, **values) -> None:
+        values.setdefault("updated", _now())
+        self.group.attrs.update(values)
+        self._attrs.update(values)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._attrs["fingerprint"]
+
+    @property
+    def method(self) -> str:
+        return self._attrs["method"]
+
+    @property
+    def dtype(self) -> str:
+        return self._attrs["dtype"]
+
+    @property
+    def block_size(self) -> int:
+        return int(self._attrs["block_size"])
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self._attrs["n_pixels"])
+
+    @property
+    def plan(self) -> BlockPlan:
+        return BlockPlan(self.n_pixels, self.block_size)
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    def dataset(self):
+        """The Interferometer the store was built from (read back from inputs/)."""
+        from wtilde_dask.dataset import Interferometer
+
+        inputs = self.group["inputs"]
+        vis = np.asarray(inputs["visibilities"][:])
+        noise = np.asarray(inputs["noise_map"][:])
+        return Interferometer.from_arrays(
+            visibilities=vis[:, 0] + 1j * vis[:, 1],
+            noise_map=noise[:, 0] + 1j * noise[:, 1],
+            uv_wavelengths=np.asarray(inputs["uv_wavelengths"][:]),
+            name=str(inputs.attrs.get("name", "")),
+        )
+
+    def grid(self):
+        """The ImageGrid the store was built from (read back from inputs/)."""
+        from wtilde_dask.grid import ImageGrid
+
+        inputs = self.group["inputs"]
+        grid_radians = np.asarray(inputs["grid_radians"][:])
+        mask = np.asarray(inputs["mask"][:]) if "mask" in inputs else None
+        lattice = np.asarray(inputs["lattice_indices"][:]) if "lattice_indices" in inputs else None
+        scales = inputs.attrs.get("pixel_scales")
+        return ImageGrid(grid_radians=grid_radians, mask=mask,
+                         pixel_scales=None if scales is None else tuple(float(s) for s in scales),
+                         lattice_indices=lattice)
+
+    def grid_arcsec(self) -> np.ndarray:
+        """(M, 2) (y, x) of each pixel in arcsec."""
+        return np.asarray(self.group["inputs"]["grid_radians"][:]) * ARCSEC_PER_RADIAN
+
+    # ---- blocks ------------------------------------------------------------------------------------
+    @functools.cached_property
+    def _w(self):
+        return self.group["w_tilde"]
+
+    def _check_block(self, bi: int, bj: int) -> tuple[slice, slice]:
+        nb = self.plan.n_blocks_side
+        if not (0 <= bi <= bj < nb):
+            raise StoreError(f"block ({bi}, {bj}): stored blocks have 0 <= bi <= bj < {nb}")
+        return self.plan.pixel_range(bi), self.plan.pixel_range(bj)
+
+    def write_block(self, bi: int, bj: int, array) -> int:
+        """Write block (bi, bj) (bi <= bj) and return its checksum (see :func:`block_checksum`)."""
+        rows, cols = self._check_block(bi, bj)
+        block = np.ascontiguousarray(np.asarray(array), dtype=self.dtype)
+        expected = (rows.stop - rows.start, cols.stop - cols.start)
+        if block.shape != expected:
+            raise StoreError(f"block ({bi}, {bj}): shape {block.shape}, expected {expected}")
+        self._w[rows, cols] = block
+        return block_checksum(block)
+
+    def read_block(self, bi: int, bj: int) -> np.ndarray:
+        """Stored block (bi, bj), bi <= bj, shape (len(pixel_range(bi)), len(pixel_range(bj)))."""
+        rows, cols = self._check_block(bi, bj)
+        return np.asarray(self._w[rows, cols])
+
+    def chunk_key(self, bi: int, bj: int) -> str:
+        """Key (relative path) of block (bi, bj)'s chunk in the store."""
+        self._check_block(bi, bj)
+        return f"w_tilde/c/{bi}/{bj}"
+
+    # ---- ledger ------------------------------------------------------------------------------------
+    def ledger(self) -> np.ndarray:
+        """(nb, nb) uint64 checksums; 0 = block not done (always 0 below the diagonal)."""
+        return np.asarray(zarr.open_array(store=str(self.path), path="ledger", mode="r")[:])
+
+    def ledger_seconds(self) -> np.ndarray:
+        """(nb, nb) float64 seconds each done block's task took; NaN where not done."""
+        return np.asarray(zarr.open_array(store=str(self.path), path="ledger_seconds", mode="r")[:])
+
+    def mark_done(self, bi: int, bj: int, checksum: int, seconds: float) -> None:
+        """Record block (bi, bj) as written (orchestrator only, after the write returned)."""
+        self.mark_done_many([(bi, bj, checksum, seconds)])
+
+    def mark_done_many(self, entries) -> None:
+        """Record many (bi, bj, checksum, seconds) at once: one write per touched ledger chunk."""
+        if not entries:
+            return
+        ledger = self.group["ledger"]
+        seconds_arr = self.group["ledger_seconds"]
+        c = ledger.chunks[0]
+        nb = self.plan.n_blocks_side
+        by_chunk: dict[tuple[int, int], list] = {}
+        for bi, bj, checksum, seconds in entries:
+            self._check_block(bi, bj)
+            if int(checksum) == 0:
+                raise StoreError(f"block ({bi}, {bj}): checksum 0 means 'not done'")
+            by_chunk.setdefault((bi // c, bj // c), []).append((bi, bj, int(checksum), float(seconds)))
+        for (ci, cj), items in by_chunk.items():
+            region = (slice(ci * c, min((ci + 1) * c, nb)), slice(cj * c, min((cj + 1) * c, nb)))
+            sums = np.asarray(ledger[region])
+            secs = np.asarray(seconds_arr[region])
+            for bi, bj, checksum, seconds in items:
+                sums[bi - ci * c, bj - cj * c] = checksum
+                secs[bi - ci * c, bj - cj * c] = seconds
+            # seconds first: a ledger entry (checksum) always has its time
+            seconds_arr[region] = secs
+            ledger[region] = sums
+
+    def clear_blocks(self, blocks) -> None:
+        """Forget blocks in the ledger (they are computed again on the next run)."""
+        ledger = self.group["ledger"]
+        for bi, bj in blocks:
+            ledger[bi, bj] = 0
+
+    def done_blocks(self) -> list[tuple[int, int]]:
+        led = self.ledger()
+        return [(int(i), int(j)) for i, j in zip(*np.nonzero(led)) if i <= j]
+
+    def missing_blocks(self) -> list[tuple[int, int]]:
+        led = self.ledger()
+        return [(bi, bj) for bi, bj in self.plan.blocks() if led[bi, bj] == 0]
+
+    def n_done(self) -> int:
+        return int(np.count_nonzero(np.triu(self.ledger())))
+
+    def is_complete(self) -> bool:
+        return self.n_done() == self.plan.n_blocks
+
+    # ---- named extra arrays --------------------------------------------------------------------------
+    def write_array(self, name: str, array, *, attrs: dict | None = None, chunks="auto") -> None:
+        """Write (replace) a named array: "dirty_image", "kernel", "kernel_hankel", "inversion/NAME", ...
+
+        Names containing "/" create subgroups. Reserved: inputs/*, w_tilde, ledger*, lock.
+        """
+        parts = [p for p in str(name).split("/") if p]
+        if not parts or parts[0] in ("inputs", "w_tilde", "ledger", "ledger_seconds", LOCK_GROUP):
+            raise StoreError(f"array name {name!r}: reserved or empty")
+        group = self.group
+        for part in parts[:-1]:
+            group = group.require_group(part)
+        data = np.asarray(array)
+        group.create_array(parts[-1], data=data, chunks=chunks, overwrite=True,
+                           attributes=dict(attrs or {}))
+
+    def read_array(self, name: str) -> np.ndarray:
+        """Read a named array written with :meth:`write_array` (or an input such as "inputs/mask")."""
+        if not self.has_array(name):
+            raise StoreError(f"store {self.path}: no array {name!r}")
+        return np.asarray(zarr.open_array(store=str(self.path), path=name, mode="r")[...])
+
+    def array_attrs(self, name: str) -> dict:
+        return dict(zarr.open_array(store=str(self.path), path=name, mode="r").attrs)
+
+    def has_array(self, name: str) -> bool:
+        meta = self.path / name / "zarr.json"
+        if not meta.exists():
+            return False
+        with open(meta) as fh:
+            return json.load(fh).get("node_type") == "array"
+
+    def array_names(self) -> list[str]:
+        """Names of all arrays in the store (relative paths), inputs and ledger included."""
+        names = []
+        for meta in sorted(self.path.rglob("zarr.json")):
+            rel = meta.parent.relative_to(self.path).as_posix()
+            if rel == "." or rel.startswith(LOCK_GROUP):
+                continue
+            with open(meta) as fh:
+                if json.load(fh).get("node_type") == "array":
+                    names.append(rel)
+        return names
+
+    # ---- the full symmetric matrix -------------------------------------------------------------------
+    def to_dask(self, allow_incomplete: bool = False):
+        """The full (M, M) symmetric W-tilde as a lazy dask array, chunks (B, B).
+
+        Block (bi, bj) with bi > bj is the transpose of stored block (bj, bi). An incomplete store
+        is refused unless ``allow_incomplete``; missing blocks then read as NaN.
+        """
+        import dask.array as da
+        from dask.base import tokenize
+
+        plan = self.plan
+        ledger = self.ledger()
+        n_done = int(np.count_nonzero(np.triu(ledger)))
+        if n_done < plan.n_blocks and not allow_incomplete:
+            raise StoreError(f"store {self.path}: incomplete, {n_done}/{plan.n_blocks} blocks done; "
+                             "finish it (run the same command again) or pass allow_incomplete=True")
+        name = "w_tilde-" + tokenize(str(self.path.resolve()), self.fingerprint, ledger.tobytes())
+        path = str(self.path)
+        nb = plan.n_blocks_side
+        dsk = {}
+        for bi in range(nb):
+            r = plan.pixel_range(bi)
+            for bj in range(nb):
+                c = plan.pixel_range(bj)
+                done = bool(ledger[min(bi, bj), max(bi, bj)])
+                dsk[(name, bi, bj)] = (_read_symmetric_block, path, bi, bj, (r.start, r.stop), (c.start, c.stop), done)
+        chunks = (plan.block_chunks(), plan.block_chunks())
+        return da.Array(dsk, name, chunks=chunks, dtype=np.dtype(self.dtype))
+
+    def to_xarray(self, allow_incomplete: bool = False):
+        """W-tilde as an ``xarray.DataArray`` dims (pixel_i, pixel_j); coords y_i, x_i, y_j, x_j in arcsec."""
+        import xarray as xr
+
+        data = self.to_dask(allow_incomplete=allow_incomplete)
+        arcsec = self.grid_arcsec()
+        M = self.n_pixels
+        coords = {
+            "pixel_i": np.arange(M), "pixel_j": np.arange(M),
+            "y_i": ("pixel_i", arcsec[:, 0]), "x_i": ("pixel_i", arcsec[:, 1]),
+            "y_j": ("pixel_j", arcsec[:, 0]), "x_j": ("pixel_j", arcsec[:, 1]),
+        }
+        attrs = {k: self._attrs[k] for k in ("method", "dtype", "n_pixels", "block_size", "fingerprint")}
+        attrs.update(store=str(self.path), long_name="W-tilde curvature matrix",
+                     formula="W_ij = sum_k [wr_k cos(phi_ik) cos(phi_jk) + wi_k sin(phi_ik) sin(phi_jk)]",
+                     units="1/Jy^2")
+        da_ = xr.DataArray(data, dims=("pixel_i", "pixel_j"), coords=coords, name="w_tilde", attrs=attrs)
+        for c in ("y_i", "x_i", "y_j", "x_j"):
+            da_[c].attrs["units"] = "arcsec"
+        return da_
+
+    # ---- sizes -------------------------------------------------------------------------------------
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    def __repr__(self) -> str:
+        return (f"WTildeStore({str(self.path)!r}, method={self.method!r}, M={self.n_pixels}, "
+                f"B={self.block_size}, done={self.n_done()}/{self.plan.n_blocks})")
+
+
+def _looks_like_store(path: pathlib.Path) -> bool:
+    return (path / "w_tilde").is_dir() or (path / "ledger").is_dir()
+
+
+def open_w_tilde(path, allow_incomplete: bool = False):
+    """The W-tilde of the store at ``path`` as a lazy ``xarray.DataArray`` (M, M), y/x arcsec coords."""
+    return WTildeStore.open(path).to_xarray(allow_incomplete=allow_incomplete)
