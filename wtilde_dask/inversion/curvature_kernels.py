@@ -12,6 +12,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse as sp
 
+from wtilde_dask.kernels.lattice import to_pyautoarray
+
 
 # ----------------------------------------------------------------------------------------------
 # General W (dense blocks)
@@ -57,6 +59,12 @@ def sum_block_contributions(n_source_pixels: int, parts, diagonals) -> np.ndarra
     return F
 
 
+def w_block_apply(w_block: np.ndarray, x_i: np.ndarray, x_j: np.ndarray, diagonal: bool):
+    """One block's share of ``y = W x``: ``(W_IJ x_J, W_IJ^T x_I)`` (second None on the diagonal)."""
+    w = np.asarray(w_block, dtype=np.float64)
+    return w @ x_j, (None if diagonal else w.T @ x_i)
+
+
 def sum_arrays(*arrays) -> np.ndarray:
     """Elementwise sum (the inner node of a tree reduction)."""
     out = np.array(arrays[0], dtype=np.float64, copy=True)
@@ -94,10 +102,7 @@ def lattice_spectra(kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = N
     if k.ndim != 2 or k.shape[0] % 2 != 1 or k.shape[1] % 2 != 1:
         raise ValueError(f"kernel: expected an odd (2ny-1, 2nx-1) offset kernel, got shape {k.shape}")
     ny, nx = (k.shape[0] + 1) // 2, (k.shape[1] + 1) // 2
-    circ = np.zeros((2 * ny, 2 * nx))
-    circ[: 2 * ny - 1, : 2 * nx - 1] = k
-    circ = np.roll(circ, (-(ny - 1), -(nx - 1)), axis=(0, 1))
-    K_hat = scipy.fft.rfft2(circ)
+    K_hat = scipy.fft.rfft2(to_pyautoarray(k))  # the circular layout is PyAutoArray's preload layout
     H_hat = None
     if kernel_hankel is not None:
         h = np.asarray(kernel_hankel, dtype=np.float64)
@@ -159,6 +164,15 @@ def curvature_lattice(
         out = lattice_apply(imgs.reshape(-1, ny, nx), K_hat, H_hat, workers=workers).reshape(-1, ny * nx)
         F[:, start:stop] = np.asarray(TT @ out[:, flat].T)
     return 0.5 * (F + F.T)
+
+
+def lattice_apply_vector(x: np.ndarray, box_indices: np.ndarray, K_hat, H_hat=None, workers=None) -> np.ndarray:
+    """(M,) ``W x`` for an (M,) image x on the lattice (scatter onto the box, FFT apply, gather)."""
+    ny, nx = K_hat.shape[0] // 2, K_hat.shape[1] - 1
+    box = np.asarray(box_indices, dtype=np.int64)
+    img = np.zeros((1, ny, nx))
+    img[0, box[:, 0], box[:, 1]] = x
+    return lattice_apply(img, K_hat, H_hat, workers=workers)[0, box[:, 0], box[:, 1]]
 
 
 def lattice_dense_w(box_indices: np.ndarray, kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None):

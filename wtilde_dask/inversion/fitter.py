@@ -1,0 +1,136 @@
+"""The object a sampler calls many times: built once from a store (or lattice kernels), then
+``log_evidence(mapping_matrix, regularization_matrix)`` per lens model.
+
+    fitter = WTildeFitter.from_store("obs.zarr", path="fft")            # or "memory" / "out-of-core"
+    for params in sampler:
+        T = mesh.mapping_matrix(LensModel(**params).ray_trace(grid_arcsec))
+        logL = fitter.log_evidence(T, H)
+
+Per evaluation only ``F = T^T W T`` (the chosen path), ``D = T^T d`` and one Cholesky of (S, S) are
+computed; the visibilities enter through two numbers stored once (:class:`VisibilitySums`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wtilde_dask.inversion import curvature as cv
+from wtilde_dask.inversion import curvature_kernels as ck
+from wtilde_dask.inversion.mapping import as_mapping_matrix
+from wtilde_dask.inversion.solve import InversionResult, VisibilitySums, solve_inversion, visibility_sums
+
+PATHS = ("auto", "fft", "memory", "out-of-core", "dense")
+
+
+class FitterError(ValueError):
+    """The fitter cannot be built as asked (message names the store/option and value)."""
+
+
+def store_dirty_image(store) -> np.ndarray:
+    """(M,) dirty image: the store's ``dirty_image`` array, else computed from its inputs."""
+    if store.has_array("dirty_image"):
+        return store.read_array("dirty_image").astype(np.float64)
+    from wtilde_dask.kernels.dirty import dirty_image
+
+    ds, grid = store.dataset(), store.grid()
+    return np.asarray(dirty_image(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.weights_real, ds.weights_imag))
+
+
+def store_lattice_curvature(store, **kwargs) -> cv.LatticeCurvature:
+    """:class:`LatticeCurvature` from a lattice store's ``kernel`` (and ``kernel_hankel``) arrays;
+    computes the kernels from the store's inputs when they are not stored."""
+    from wtilde_dask.kernels.lattice import lattice_box, lattice_kernels
+
+    grid = store.grid()
+    if not grid.is_lattice:
+        raise FitterError(f"store {store.path}: path 'fft' needs a lattice grid (this store's grid is a point set)")
+    if store.has_array("kernel"):
+        kernel = store.read_array("kernel")
+        hankel = store.read_array("kernel_hankel") if store.has_array("kernel_hankel") else None
+        box = lattice_box(grid).box_indices
+    else:
+        ds = store.dataset()
+        kernel, hankel, box = lattice_kernels(ds.uv_wavelengths, ds.weights_real, ds.weights_imag, grid)
+    return cv.LatticeCurvature(kernel, box, hankel, **kwargs)
+
+
+class WTildeFitter:
+    """F, D, reconstruction and evidence for any mapping matrix, reusing a precomputed W-tilde.
+
+    ``curvature``: a callable T -> F (one of :mod:`wtilde_dask.inversion.curvature`'s paths);
+    ``dirty_image`` (M,); ``sums``: the dataset's :class:`VisibilitySums`.
+    """
+
+    def __init__(self, curvature, dirty_image, sums: VisibilitySums, *, path: str = "", store=None):
+        self.curvature_path = curvature
+        self.dirty_image = np.asarray(dirty_image, dtype=np.float64)
+        self.sums = sums
+        self.path = path
+        self.store = store
+        if getattr(curvature, "n_pixels", self.n_pixels) != self.n_pixels:
+            raise FitterError(f"dirty_image: {self.n_pixels} pixels, curvature path has {curvature.n_pixels}")
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self.dirty_image.shape[0])
+
+    # ---- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_store(cls, store, *, path: str = "auto", client=None, memory_limit_bytes: float = 4e9, **kwargs):
+        """Build from a W-tilde store (path or :class:`~wtilde_dask.store.WTildeStore`).
+
+        ``path``: "fft" (lattice kernel by FFT), "memory" (W blocks persisted on the workers, or in this
+        process without a client), "out-of-core" (every evaluation streams the stored blocks), "dense"
+        (whole W in this process), "auto" (fft for lattice stores, else memory when W is below
+        ``memory_limit_bytes``, else out-of-core). ``client``: a distributed.Client for the block paths.
+        """
+        from wtilde_dask.store import WTildeStore
+
+        st = store if isinstance(store, WTildeStore) else WTildeStore.open(store)
+        if path not in PATHS:
+            raise FitterError(f"path: unknown {path!r}, expected one of {', '.join(PATHS)}")
+        if path == "auto":
+            if st.method == "lattice" and st.grid().is_lattice:
+                path = "fft"
+            elif st.n_pixels**2 * 8 <= memory_limit_bytes:
+                path = "memory"
+            else:
+                path = "out-of-core"
+        if path == "fft":
+            curv = store_lattice_curvature(st, **kwargs)
+        elif path == "memory":
+            curv = cv.PersistedCurvature(st, client, **kwargs)
+        elif path == "out-of-core":
+            curv = cv.OutOfCoreCurvature(st, client, **kwargs)
+        else:
+            curv = cv.DenseCurvature(np.asarray(st.to_dask().compute()))
+        ds = st.dataset()
+        return cls(curv, store_dirty_image(st), visibility_sums(ds.visibilities, ds.noise_map), path=path, store=st)
+
+    @classmethod
+    def from_lattice_kernel(cls, kernel, box_indices, dirty_image, sums: VisibilitySums, kernel_hankel=None, **kwargs):
+        """Build from lattice kernels (B's definitions: W = kernel[offset] + kernel_hankel[sum])."""
+        return cls(cv.LatticeCurvature(kernel, box_indices, kernel_hankel, **kwargs), dirty_image, sums, path="fft")
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    def curvature(self, mapping_matrix) -> np.ndarray:
+        """(S, S) F = T^T W T."""
+        return self.curvature_path(as_mapping_matrix(mapping_matrix, self.n_pixels))
+
+    def data_vector(self, mapping_matrix) -> np.ndarray:
+        """(S,) D = T^T d."""
+        return ck.data_vector(as_mapping_matrix(mapping_matrix, self.n_pixels), self.dirty_image)
+
+    def fit(self, mapping_matrix, regularization_matrix) -> InversionResult:
+        """Reconstruction, chi2 and log evidence (DESIGN section 1) for T (M, S) and H (S, S)."""
+        T = as_mapping_matrix(mapping_matrix, self.n_pixels)
+        return solve_inversion(self.curvature_path(T), ck.data_vector(T, self.dirty_image), regularization_matrix, self.sums)
+
+    def log_evidence(self, mapping_matrix, regularization_matrix) -> float:
+        """The Bayesian log evidence of the regularized source reconstruction (what a sampler maximises)."""
+        return self.fit(mapping_matrix, regularization_matrix).log_evidence
+
+    def residual_dirty_image(self, mapping_matrix, reconstruction) -> np.ndarray:
+        """(M,) dirty image of the residual visibilities ``V - f s``: ``d - W (T s)``."""
+        T = as_mapping_matrix(mapping_matrix, self.n_pixels)
+        return self.dirty_image - self.curvature_path.apply(np.asarray(T @ np.asarray(reconstruction)).ravel())
