@@ -12,7 +12,8 @@ Where the state comes from (read at each request, on the scheduler):
   ``client.set_metadata("wtilde", {...})`` (store path, n_blocks_side, done, failed, rate, ETA, method);
 * the store's ledger (the truth for "done"), when the scheduler can read the store path;
 * the states of the tasks whose keys are ``w_tilde-block-(bi,bj)``: processing -> running,
-  erred -> failed, memory -> done (finished, about to be written to the ledger), the rest pending.
+  memory (finished, not yet in the ledger) -> running, erred -> failed, the rest pending.
+  "done" is never taken from task states, so the page never runs ahead of the ledger.
 
 Two ways to switch it on:
 
@@ -53,7 +54,9 @@ PAGE_PATH = "wtilde/blocks"
 JSON_PATH = "wtilde/blocks.json"
 METADATA_KEY = "wtilde"
 _STATE_CHARS = {LOWER: ".", PENDING: "p", DONE: "d", RUNNING: "r", FAILED: "f"}
-_TASK_STATE = {"processing": RUNNING, "erred": FAILED, "memory": DONE}
+# a finished task ("memory") is in flight until the orchestrator writes it to the ledger: shown running,
+# so that "done" on the page never runs ahead of the ledger
+_TASK_STATE = {"processing": RUNNING, "memory": RUNNING, "erred": FAILED}
 
 # ledger reads are cached for a short time: the page polls every second, possibly from several browsers
 _LEDGER_CACHE: dict[str, tuple[float, np.ndarray | None]] = {}
@@ -88,7 +91,7 @@ def scheduler_block_state(scheduler) -> dict:
     (number of block tasks the scheduler knows), ``time`` (unix seconds).
     """
     metadata = scheduler.get_metadata([METADATA_KEY], default=None)
-    running, failed, done = [], [], []
+    running, failed = [], []
     n_tasks = 0
     for key, ts in list(scheduler.tasks.items()):
         match = BLOCK_KEY_RE.match(key) if isinstance(key, str) else None
@@ -101,8 +104,6 @@ def scheduler_block_state(scheduler) -> dict:
             running.append(block)
         elif code == FAILED:
             failed.append(block)
-        elif code == DONE:
-            done.append(block)
     out: dict = {"active": metadata is not None, "metadata": metadata, "tasks": n_tasks, "time": _time.time()}
     if not isinstance(metadata, dict):
         out.update(n_blocks_side=0, states=[], counts=block_counts(np.zeros((0, 0))), ledger_read=False, title="no run yet")
@@ -111,7 +112,7 @@ def scheduler_block_state(scheduler) -> dict:
     nb = int(metadata.get("n_blocks_side") or (ledger.shape[0] if ledger is not None else 0))
     if ledger is not None and ledger.shape != (nb, nb):
         ledger = None
-    states = block_states(ledger, n_blocks_side=nb, running=running, failed=failed, done=done)
+    states = block_states(ledger, n_blocks_side=nb, running=running, failed=failed)
     counts = block_counts(states)
     if ledger is None:  # positions of finished blocks unknown: take the published counts
         published = int(metadata.get("done", 0)) + int(metadata.get("skipped", 0))

@@ -63,7 +63,7 @@ STATE_NAMES = {PENDING: "pending", DONE: "done", RUNNING: "running", FAILED: "fa
 BLOCK_COLOURS = {
     "done": "#2ca25f",  # green
     "running": "#fd8d3c",  # orange
-    "pending": "#d9d9d9",  # light grey
+    "pending": "#d5dbe3",  # light blue-grey (not a neutral grey: antialiased text never matches it)
     "failed": "#de2d26",  # red
     "lower": "#ffffff",  # below the diagonal: not stored (W is symmetric)
 }
@@ -221,6 +221,11 @@ def plot_block_map(
     fig = _figure(figsize=(6.4, 6.2))
     ax = fig.add_subplot()
     ax.imshow(states.astype(np.int16) + 1, cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest", origin="upper")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
+    ax.set_axisbelow(False)
     if nb <= 64:  # cell borders
         ax.set_xticks(np.arange(-0.5, nb, 1), minor=True)
         ax.set_yticks(np.arange(-0.5, nb, 1), minor=True)
@@ -335,8 +340,7 @@ def plot_image_on_mask(
         cmap = "RdBu_r" if cmap == "inferno" else cmap
     import matplotlib
 
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad("#ffffff")
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="#ffffff")
     im = ax.imshow(
         image[r0:r1, c0:c1],
         cmap=cm,
@@ -466,7 +470,7 @@ def plot_block_map_png(store, path, *, states: np.ndarray | None = None) -> path
         states,
         block_size=getattr(store, "block_size", None),
         n_pixels=getattr(store, "n_pixels", None),
-        subtitle=f"{pace}method {getattr(store, 'method', '?')} · {getattr(store, 'path', '')}",
+        subtitle=f"{pace}method {getattr(store, 'method', '?')} · {pathlib.Path(str(getattr(store, 'path', ''))).name}",
     )
     return save_figure(fig, path)
 
