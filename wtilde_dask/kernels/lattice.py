@@ -70,6 +70,7 @@ __all__ = [
     "lattice_kernels",
     "w_tilde_block_lattice",
     "w_tilde_lattice",
+    "nufft_points",
     "to_pyautoarray",
     "from_pyautoarray",
 ]
@@ -118,8 +119,14 @@ def _check_box(shape_box, pixel_scales_radians):
     return (ny, nx), (sy, sx)
 
 
-def _wrapped_points(uv, pixel_scales_radians):
-    """(K, 2) NUFFT points (a, b) = 2 pi * frac(-sy v, sx u) in [-pi, pi] (exact for integer modes)."""
+def nufft_points(uv_wavelengths, pixel_scales_radians) -> np.ndarray:
+    """(K, 2) NUFFT points ``(a_k, b_k) = 2 pi frac(-sy v_k, sx u_k)`` in [-pi, pi] for lattice modes (row, col).
+
+    ``exp(i (m_r a_k + m_c b_k)) = exp(2 pi i (m_c sx u_k - m_r sy v_k))`` exactly for integer modes: the
+    phase of a row/column offset (m_r, m_c) on the lattice (y decreases with row). Wrapping is done in cycles
+    (``t - rint(t)``) before the multiplication by 2 pi.
+    """
+    uv = np.asarray(uv_wavelengths, dtype=np.float64)
     sy, sx = pixel_scales_radians
     t = np.empty_like(uv)
     t[:, 0] = -sy * uv[:, 1]
@@ -177,7 +184,7 @@ def lattice_offset_kernel(
     """
     uv, w = _check_uv_weights(uv_wavelengths, weights)
     (ny, nx), ps = _check_box(shape_box, pixel_scales_radians)
-    coord = _wrapped_points(uv, ps)
+    coord = nufft_points(uv, ps)
     f = _nufft_type1(coord, w, (2 * ny - 1, 2 * nx - 1), eps, backend, nthreads)
     return np.ascontiguousarray(f.real)
 
@@ -217,7 +224,7 @@ def lattice_hankel_kernel(
     cycles = 2.0 * (xc * uv[:, 0] + yc * uv[:, 1])
     cycles -= np.rint(cycles)
     strengths = wd * np.exp(1j * TWO_PI * cycles)
-    coord = _wrapped_points(uv, (sy, sx))
+    coord = nufft_points(uv, (sy, sx))
     f = _nufft_type1(coord, strengths, (2 * ny - 1, 2 * nx - 1), eps, backend, nthreads)
     return np.ascontiguousarray(f.real)
 
