@@ -54,6 +54,18 @@ def store_lattice_curvature(store, **kwargs) -> cv.LatticeCurvature:
     return cv.LatticeCurvature(kernel, box, hankel, **kwargs)
 
 
+def resolve_path(store, path: str = "auto", memory_limit_bytes: float = 4e9) -> str:
+    """The curvature path "auto" means for ``store``: "fft" for lattice stores, else "memory" when the
+    (M, M) float64 W is below ``memory_limit_bytes``, else "out-of-core"; other names are checked."""
+    if path not in PATHS:
+        raise FitterError(f"path: unknown {path!r}, expected one of {', '.join(PATHS)}")
+    if path != "auto":
+        return path
+    if store.method == "lattice" and store.grid().is_lattice:
+        return "fft"
+    return "memory" if store.n_pixels**2 * 8 <= memory_limit_bytes else "out-of-core"
+
+
 class WTildeFitter:
     """F, D, reconstruction and evidence for any mapping matrix, reusing a precomputed W-tilde.
 
@@ -87,15 +99,7 @@ class WTildeFitter:
         from wtilde_dask.store import WTildeStore
 
         st = store if isinstance(store, WTildeStore) else WTildeStore.open(store)
-        if path not in PATHS:
-            raise FitterError(f"path: unknown {path!r}, expected one of {', '.join(PATHS)}")
-        if path == "auto":
-            if st.method == "lattice" and st.grid().is_lattice:
-                path = "fft"
-            elif st.n_pixels**2 * 8 <= memory_limit_bytes:
-                path = "memory"
-            else:
-                path = "out-of-core"
+        path = resolve_path(st, path, memory_limit_bytes)
         if path == "fft":
             curv = store_lattice_curvature(st, **kwargs)
         elif path == "memory":
