@@ -186,6 +186,33 @@ def _check_out_path(out: pathlib.Path) -> None:
         raise StoreError(f"--out {out}: exists, is not empty and is not a W-tilde store; choose another path")
 
 
+def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024, dtype: str = "float64",
+             overwrite: bool = False) -> str:
+    """Refuse early (before any cluster starts) what :func:`compute` would refuse under the lock.
+
+    Checks the method, the block size, that ``out`` is empty / a W-tilde store, that no live run holds
+    it, and (unless ``overwrite``) that an existing store was built from the same inputs.
+    Returns what will happen: "create", "resume" or "overwrite".
+    """
+    from wtilde_dask.store import lock_is_stale, read_lock
+
+    method = resolve_method(method, grid)
+    if int(block_size) < 1:
+        raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
+    out = pathlib.Path(out)
+    _check_out_path(out)
+    record = read_lock(out)
+    if record is not None and not lock_is_stale(record)[0]:
+        raise StoreError(f"store {out}: another run holds it (host {record.get('host')}, pid {record.get('pid')}, "
+                         f"started {record.get('started')}); wait for it to finish, or stop it first")
+    if not (out / "zarr.json").exists():
+        return "create"
+    if overwrite:
+        return "overwrite"
+    WTildeStore.open(out).check_inputs(dataset, grid, method=method, block_size=int(block_size), dtype=dtype)
+    return "resume"
+
+
 def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto", dtype: str = "float64",
             client=None, overwrite: bool = False, progress: bool = True, max_in_flight: int | None = None,
             dirty_image: bool = True, n_workers: int | None = None, threads_per_worker: int | None = None,
@@ -449,3 +476,97 @@ class _Run:
             raise ComputeError(f"{self.failed} block(s) failed, first ({bi}, {bj}): {type(err).__name__}: {err}; "
                                f"{self.skipped + self.done}/{self.plan.n_blocks} blocks are stored; "
                                "run the same command again to resume") from err
+
+
+# ---------------------------------------------------------------------------------------------------
+# Status and verification of any store (running or dead)
+# ---------------------------------------------------------------------------------------------------
+
+
+def store_status(path) -> dict:
+    """Progress of the store at ``path`` from its ledger only (works while a run is live or dead).
+
+    Keys: store, method, n_pixels, block_size, n_blocks_side, n_blocks, done, remaining, fraction,
+    mean_block_s (task time, compute + write), worker_threads (of the last run), eta_s (remaining x mean /
+    threads; None when nothing is done yet), running (a live lock), lock (record or None), lock_state, last_run.
+    """
+    from wtilde_dask.store import lock_is_stale, read_lock
+
+    store = WTildeStore.open(path)
+    plan = store.plan
+    ledger = np.triu(store.ledger())
+    seconds = store.ledger_seconds()
+    done_mask = ledger != 0
+    done = int(done_mask.sum())
+    secs = seconds[done_mask]
+    secs = secs[np.isfinite(secs)]
+    mean = float(secs.mean()) if secs.size else None
+    last_run = store.attrs.get("last_run", {}) or {}
+    threads = int(last_run.get("worker_threads") or 1)
+    remaining = plan.n_blocks - done
+    record = read_lock(store.path)
+    stale, why = lock_is_stale(record)
+    return {
+        "store": str(store.path), "method": store.method, "n_pixels": plan.n_pixels, "block_size": plan.block_size,
+        "n_blocks_side": plan.n_blocks_side, "n_blocks": plan.n_blocks, "done": done, "remaining": remaining,
+        "fraction": done / plan.n_blocks, "mean_block_s": mean, "worker_threads": threads,
+        "eta_s": (remaining * mean / threads) if mean is not None else (0.0 if remaining == 0 else None),
+        "running": record is not None and not stale, "lock": record,
+        "lock_state": "none" if record is None else ("live" if not stale else f"stale ({why})"),
+        "last_run": last_run, "has_dirty_image": store.has_array("dirty_image"),
+    }
+
+
+def verify_store(path, *, sample: int = 2, seed: int | None = None, rtol: float | None = None, log=print) -> dict:
+    """Check a store: the checksum of every stored block against the ledger, and ``sample`` random done
+    blocks (plus the dirty image) recomputed with :mod:`wtilde_dask.kernels.reference`.
+
+    A block passes the recomputation when ``max|stored - reference| <= rtol * max|reference|``
+    (rtol 1e-10 for float64 stores, 1e-6 for float32). Returns a report dict with ``ok``.
+    """
+    from wtilde_dask.kernels import reference
+    from wtilde_dask.store import block_checksum
+
+    store = WTildeStore.open(path)
+    plan = store.plan
+    ledger = store.ledger()
+    done = store.done_blocks()
+    rtol = float(rtol if rtol is not None else (1e-10 if store.dtype == "float64" else 1e-6))
+    bad_checksums = []
+    for bi, bj in done:
+        try:
+            ok = block_checksum(store.read_block(bi, bj)) == int(ledger[bi, bj])
+            why = "checksum differs from the ledger"
+        except Exception as err:  # noqa: BLE001 - unreadable chunk = failed block
+            ok, why = False, f"unreadable: {type(err).__name__}: {err}"
+        if not ok:
+            bad_checksums.append({"block": (bi, bj), "chunk": store.chunk_key(bi, bj), "why": why})
+            log(f"block ({bi}, {bj}): {why} (chunk {store.chunk_key(bi, bj)})")
+    log(f"checksums: {len(done) - len(bad_checksums)}/{len(done)} stored blocks match the ledger "
+        f"({plan.n_blocks - len(done)} not computed yet)")
+
+    rng = np.random.default_rng(seed)
+    picks = [done[i] for i in rng.choice(len(done), size=min(int(sample), len(done)), replace=False)] if done else []
+    dataset, grid = store.dataset(), store.grid()
+    g, uv, wr, wi = grid.grid_radians, dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag
+    recomputed = []
+    for bi, bj in picks:
+        rows, cols = plan.pixel_range(bi), plan.pixel_range(bj)
+        ref = reference.w_tilde_reference(g, uv, wr, wi, rows=np.arange(rows.start, rows.stop),
+                                          cols=np.arange(cols.start, cols.stop))
+        got = store.read_block(bi, bj).astype(np.float64)
+        scale = float(np.max(np.abs(ref))) or 1.0
+        err = float(np.max(np.abs(got - ref))) / scale if np.all(np.isfinite(got)) else float("inf")
+        recomputed.append({"block": (bi, bj), "rel_error": err, "ok": err <= rtol})
+        log(f"block ({bi}, {bj}) vs reference formula: max relative error {err:.2e} "
+            f"({'ok' if err <= rtol else 'FAILED'}, tolerance {rtol:g})")
+    dirty = None
+    if store.has_array("dirty_image"):
+        ref = reference.dirty_image_reference(g, uv, dataset.visibilities, wr, wi)
+        got = store.read_array("dirty_image")
+        err = float(np.max(np.abs(got - ref))) / (float(np.max(np.abs(ref))) or 1.0)
+        dirty = {"rel_error": err, "ok": err <= rtol}
+        log(f"dirty_image vs reference formula: max relative error {err:.2e} ({'ok' if err <= rtol else 'FAILED'})")
+    ok = not bad_checksums and all(r["ok"] for r in recomputed) and (dirty is None or dirty["ok"])
+    return {"store": str(store.path), "ok": ok, "checked": len(done), "bad_checksums": bad_checksums,
+            "recomputed": recomputed, "dirty_image": dirty, "n_blocks": plan.n_blocks, "rtol": rtol}
