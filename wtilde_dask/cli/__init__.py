@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "wtilde_dask.cli.compute",
     "wtilde_dask.cli.bench",
     "wtilde_dask.cli.plot",
+    "wtilde_dask.cli.lattice",
     "wtilde_dask.cli.invert",
 ]
 

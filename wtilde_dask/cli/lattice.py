@@ -1,0 +1,140 @@
+"""``wtilde simulate OUT`` (synthetic ALMA-scale dataset) and ``wtilde export-pyautoarray STORE OUT.npy``."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import warnings
+
+import numpy as np
+
+__all__ = ["register", "export_pyautoarray", "ExportError"]
+
+
+class ExportError(ValueError):
+    """The store cannot be exported to PyAutoArray (the message names the store and what is missing)."""
+
+
+def _count(text: str) -> int:
+    """An integer that may be written 1e6 / 1_000_000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return int(value)
+
+
+def export_pyautoarray(store_path, out, *, log=print) -> pathlib.Path:
+    """Write the store's lattice kernel in PyAutoArray's ``nufft_precision_operator`` layout (2ny, 2nx) to ``out``
+    (``.npy``), for ``Interferometer.apply_sparse_operator(nufft_precision_operator=np.load(out))``.
+
+    Reads the store's ``kernel`` (offset kernel of (wr+wi)/2, :mod:`wtilde_dask.kernels.lattice`); if the store
+    has none (method "direct" on a lattice grid) it is computed from the store's inputs by NUFFT. With unequal
+    real/imag noise (a ``kernel_hankel``) PyAutoArray cannot hold the exact W-tilde: the offset part is
+    written and a warning says so.
+    """
+    from wtilde_dask.kernels.lattice import lattice_kernels, to_pyautoarray
+    from wtilde_dask.store import WTildeStore
+
+    store = WTildeStore.open(store_path, mode="r")
+    if store.has_array("kernel"):
+        kernel = store.read_array("kernel")
+        hankel = store.read_array("kernel_hankel") if store.has_array("kernel_hankel") else None
+    else:
+        grid = store.grid()
+        if not grid.is_lattice:
+            raise ExportError(f"{store_path}: the store's grid is an irregular point set; PyAutoArray's "
+                              "nufft_precision_operator needs a masked lattice grid")
+        log(f"export-pyautoarray: {store_path} has no 'kernel' (method {store.method!r}); computing it by NUFFT")
+        ds = store.dataset()
+        lk = lattice_kernels(ds.uv_wavelengths, ds.weights_real, ds.weights_imag, grid)
+        kernel, hankel = lk.kernel, lk.kernel_hankel
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        operator = to_pyautoarray(kernel, hankel)
+    for w in caught:
+        log(f"export-pyautoarray: warning: {w.message}")
+    out = pathlib.Path(out)
+    if out.suffix != ".npy":
+        out = out.with_name(out.name + ".npy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, operator)
+    log(f"export-pyautoarray: wrote {out} shape {operator.shape} (PyAutoArray nufft_precision_operator layout); "
+        "use dataset.apply_sparse_operator(nufft_precision_operator=np.load(path))")
+    return out
+
+
+def _simulate(args) -> int:
+    from wtilde_dask.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        n_visibilities=args.n_visibilities, n_antennas=args.antennas, max_baseline_m=args.max_baseline_m,
+        n_channels=args.channels, frequency_ghz=args.frequency_ghz, bandwidth_ghz=args.bandwidth_ghz,
+        declination_deg=args.declination_deg, duration_h=args.duration_h, source=args.source, flux=args.flux,
+        source_centre=tuple(args.source_centre), effective_radius=args.effective_radius,
+        axis_ratio=args.axis_ratio, sersic_index=args.sersic_index, image_shape=tuple(args.image_shape),
+        image_pixel_scale=args.image_pixel_scale, sigma=args.sigma, sigma_imag=args.sigma_imag, seed=args.seed,
+        chunk_size=args.chunk_size,
+    )
+    simulate(args.out, config, overwrite=args.overwrite, log=(lambda *a: None) if args.quiet else print)
+    return 0
+
+
+def _export(args) -> int:
+    export_pyautoarray(args.store, args.out)
+    return 0
+
+
+def register(subparsers) -> None:
+    d = {}
+    from wtilde_dask.simulate import SimulationConfig
+
+    for f in SimulationConfig.__dataclass_fields__.values():
+        d[f.name] = f.default
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate an ALMA-scale interferometer dataset folder (written in chunks)",
+        description="Earth-rotation synthesis of a random ~43-antenna array, several channels, a Gaussian or Sersic "
+                    "source, Gaussian noise; writes data.fits, noise_map.fits, uv_wavelengths.fits (K, 2), "
+                    "source_image.fits and simulation.json into OUT. Memory is O(--chunk-size) for any K.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("out", type=pathlib.Path, help="output dataset folder")
+    p.add_argument("-K", "--n-visibilities", type=_count, default=d["n_visibilities"], help="K, e.g. 1e6")
+    p.add_argument("--antennas", type=int, default=d["n_antennas"])
+    p.add_argument("--max-baseline-m", type=float, default=d["max_baseline_m"])
+    p.add_argument("--channels", type=int, default=d["n_channels"])
+    p.add_argument("--frequency-ghz", type=float, default=d["frequency_ghz"])
+    p.add_argument("--bandwidth-ghz", type=float, default=d["bandwidth_ghz"])
+    p.add_argument("--declination-deg", type=float, default=d["declination_deg"])
+    p.add_argument("--duration-h", type=float, default=d["duration_h"])
+    p.add_argument("--source", choices=("gaussian", "sersic"), default=d["source"])
+    p.add_argument("--flux", type=float, default=d["flux"], help="total flux (Jy)")
+    p.add_argument("--source-centre", type=float, nargs=2, metavar=("Y", "X"), default=d["source_centre"],
+                   help="arcsec")
+    p.add_argument("--effective-radius", type=float, default=d["effective_radius"],
+                   help="arcsec (Gaussian sigma or Sersic half-light radius)")
+    p.add_argument("--axis-ratio", type=float, default=d["axis_ratio"])
+    p.add_argument("--sersic-index", type=float, default=d["sersic_index"])
+    p.add_argument("--image-shape", type=int, nargs=2, metavar=("NY", "NX"), default=d["image_shape"])
+    p.add_argument("--image-pixel-scale", type=float, default=d["image_pixel_scale"], help="arcsec")
+    p.add_argument("--sigma", type=float, default=d["sigma"], help="noise sigma of the real part (Jy)")
+    p.add_argument("--sigma-imag", type=float, default=None, help="noise sigma of the imaginary part (default: --sigma)")
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--chunk-size", type=_count, default=d["chunk_size"], help="visibilities generated/written at a time")
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset files in OUT")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_simulate)
+
+    e = subparsers.add_parser(
+        "export-pyautoarray",
+        help="write a store's lattice kernel as PyAutoArray's nufft_precision_operator (.npy)",
+        description="Writes the (2ny, 2nx) nufft_precision_operator for "
+                    "autoarray.Interferometer.apply_sparse_operator(nufft_precision_operator=np.load(OUT)).",
+    )
+    e.add_argument("store", type=pathlib.Path, help="a wtilde Zarr store (lattice grid)")
+    e.add_argument("out", type=pathlib.Path, help="output .npy")
+    e.set_defaults(func=_export)
+
