@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-KINDS = ("local", "scheduler")
+KINDS = ("local", "scheduler", "slurm")
 
 #: Environment of each local worker process: one worker = ``threads_per_worker`` cores, so that
 #: JAX/XLA and BLAS thread pools do not oversubscribe the machine when several workers run.
@@ -68,6 +68,9 @@ def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_
         threads (default: one single-threaded process per core), dashboard on
         ``dashboard_address`` (default "127.0.0.1:0": localhost only, a free port).
     kind "scheduler": connect to the running scheduler at ``scheduler`` ("tcp://host:8786").
+    kind "slurm": worker jobs of a ``dask_jobqueue.SLURMCluster`` from the named ``profile``, TLS with
+        per-run credentials, ``jobs`` N or ``adapt`` (MIN, MAX), worker ``lifetime``
+        (see :func:`wtilde_dask.slurm.slurm_client`).
     The dashboard link is printed with ``log`` at start.
     """
     import distributed
@@ -98,6 +101,12 @@ def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_
             n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             log(f"scheduler {scheduler}: {n} worker(s); dashboard: {dashboard_link(client)}")
             yield client
+    elif kind == "slurm":
+        from wtilde_dask.slurm import slurm_client
+
+        with slurm_client(profile, jobs=jobs, adapt=adapt, lifetime=lifetime, dashboard_address=dashboard_address,
+                          security=security, log=log) as client:
+            yield client
     else:
         raise ValueError(f"cluster kind: {kind!r} is not available here (expected one of {', '.join(KINDS)})")
 
@@ -108,4 +117,5 @@ def total_threads(client) -> int:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
     except TypeError:  # older distributed without n_workers
         workers = client.scheduler_info().get("workers", {})
-    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    planned = getattr(getattr(client, "cluster", None), "wtilde_planned_threads", 0)  # SLURM jobs still queued
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()), int(planned))

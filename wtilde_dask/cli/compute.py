@@ -47,6 +47,8 @@ def register(subparsers) -> None:
                    help="where to run (default: local, or scheduler when --scheduler is given)")
     p.add_argument("--profile", help="cluster profile (slurm: a deployments/slurm profile)")
     p.add_argument("--jobs", type=int, help="cluster jobs to start (slurm)")
+    p.add_argument("--adapt", type=int, nargs=2, metavar=("MIN", "MAX"), help="slurm: adaptive MIN..MAX worker jobs")
+    p.add_argument("--lifetime", metavar="T", help="slurm: worker lifetime (e.g. 50m; default walltime - 10%%; 'none')")
     p.add_argument("--dashboard-address", metavar="HOST:PORT", help="local dashboard address (default 127.0.0.1:0)")
     p.add_argument("--max-in-flight", type=int, metavar="N", help="tasks submitted at once (default 3 x worker threads)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing store at --out and start over")
@@ -130,6 +132,10 @@ def cmd_compute(args) -> int:
         cluster_kwargs["profile"] = args.profile
     if args.jobs is not None:
         cluster_kwargs["jobs"] = args.jobs
+    if args.adapt is not None:
+        cluster_kwargs["adapt"] = tuple(args.adapt)
+    if args.lifetime is not None:
+        cluster_kwargs["lifetime"] = args.lifetime
 
     def log(msg):
         print(msg, flush=True)
