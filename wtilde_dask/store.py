@@ -141,8 +141,9 @@ def describe_differences(stored: dict, given: dict) -> list[str]:
     for name in sorted(set(stored) | set(given)):
         a, b = stored.get(name), given.get(name)
         if a is None or b is None or a["sha256"] != b["sha256"]:
-            sa = "missing" if a is None else f"{a['summary']} (sha256 {a['sha256'][:12]})"
-            sb = "missing" if b is None else f"{b['summary']} (sha256 {b['sha256'][:12]})"
+            same_summary = a is not None and b is not None and a["summary"] == b["summary"]
+            sa = "missing" if a is None else a["summary"] + (f" (sha256 {a['sha256'][:12]})" if same_summary else "")
+            sb = "missing" if b is None else b["summary"] + (f" (sha256 {b['sha256'][:12]})" if same_summary else "")
             lines.append(f"{name}: store has {sa}, given {sb}")
     return lines
 
