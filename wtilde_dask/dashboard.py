@@ -244,7 +244,7 @@ _PAGE = r"""<!DOCTYPE html>
  table.counts { border-collapse: collapse; margin-bottom: 12px; font-size: 14px; }
  table.counts td { padding: 2px 10px 2px 0; }
  .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: -1px; }
- #map { border: 1px solid #eee; }
+ #map { }
  a { color: #1f77b4; }
 </style>
 </head>
@@ -292,13 +292,23 @@ function draw(state) {
     : "";
   const svg = document.getElementById("map");
   const nb = state.n_blocks_side;
-  const size = 640, cell = nb ? size / nb : size, gap = nb <= 64 ? 1 : 0;
+  const pad = 34, size = 640 - pad, cell = nb ? size / nb : size, gap = nb <= 64 ? 1 : 0;
+  const step = Math.max(1, Math.ceil(nb / 10));
   let parts = [];
+  for (let k = 0; k < nb; k += step) {  // block indices along the top (bj) and the left (bi)
+    const c = pad + (k + 0.5) * cell;
+    parts.push('<text x="' + c + '" y="' + (pad - 8) + '" font-size="11" text-anchor="middle" fill="#444">' + k + '</text>');
+    parts.push('<text x="' + (pad - 6) + '" y="' + (c + 4) + '" font-size="11" text-anchor="end" fill="#444">' + k + '</text>');
+  }
+  if (nb) {
+    parts.push('<text x="' + (pad + size / 2) + '" y="10" font-size="11" text-anchor="middle" fill="#666">block column bj</text>');
+    parts.push('<text x="10" y="' + (pad + size / 2) + '" font-size="11" text-anchor="middle" fill="#666" transform="rotate(-90 10 ' + (pad + size / 2) + ')">block row bi</text>');
+  }
   for (let i = 0; i < nb; i++) {
     const row = state.states[i];
     for (let j = i; j < nb; j++) {
       const name = CODE[row[j]];
-      parts.push('<rect x="' + (j * cell) + '" y="' + (i * cell) + '" width="' + Math.max(cell - gap, 0.5) +
+      parts.push('<rect x="' + (pad + j * cell) + '" y="' + (pad + i * cell) + '" width="' + Math.max(cell - gap, 0.5) +
                  '" height="' + Math.max(cell - gap, 0.5) + '" fill="' + COLOURS[name] + '" class="block ' + name +
                  '" data-bi="' + i + '" data-bj="' + j + '"><title>(' + i + ',' + j + ') ' + name + '</title></rect>');
     }

@@ -1,0 +1,157 @@
+"""The Dask dashboard and our block-map page, opened in a real headless Chromium (Debian's chromium +
+chromium-driver through selenium; nothing is downloaded).
+
+* a bare LocalCluster with hand-set "wtilde" metadata, a store ledger and block tasks in known states:
+  the page's colours and counts are exactly those states;
+* a real run (compute in a background thread): the Dask status page holds our task names, the block
+  map's done count lies between the ledger counts read before and after, and equals the ledger at the end.
+
+Screenshots are saved to the ``artifacts_dir`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+CHROMEDRIVER = pathlib.Path("/usr/bin/chromedriver")
+
+pytestmark = pytest.mark.browser
+
+
+def _wait(predicate, timeout=30.0, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {last!r})")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by selenium with the system chromedriver (never selenium-manager)."""
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: apt-get install chromium chromium-driver)")
+    selenium = pytest.importorskip("selenium", reason="needs selenium (pip install -e '.[test]')")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    del selenium
+    profile = tempfile.mkdtemp(prefix="wtilde-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _page_counts(driver) -> dict[str, int]:
+    return {k: int(driver.find_element("id", f"count-{k}").text) for k in ("done", "running", "pending", "failed", "total")}
+
+
+def _svg_cells(driver) -> dict[str, int]:
+    return driver.execute_script(
+        "const out = {done: 0, running: 0, pending: 0, failed: 0};"
+        "for (const r of document.querySelectorAll('#map rect.block')) out[r.classList[1]] += 1;"
+        "return out;"
+    )
+
+
+def _fetch_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def _hand_made_store(path, sma_dataset, done_blocks):
+    """A store whose ledger has ``done_blocks`` (fake checksums: only the ledger is read here)."""
+    from wtilde_dask.grid import ImageGrid
+    from wtilde_dask.store import WTildeStore
+
+    grid = ImageGrid.circular((30, 30), (0.05, 0.05), 0.7)  # M = 609 pixels -> 10 x 10 blocks of 64
+    store = WTildeStore.create(path, sma_dataset, grid, method="direct", block_size=64)
+    for k, (bi, bj) in enumerate(done_blocks):
+        store.mark_done(bi, bj, 1000 + k, 0.5)
+    return store
+
+
+def _sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+def _fail(_):
+    raise RuntimeError("block task failed on purpose (test)")
+
+
+def test_block_map_page_shows_ledger_and_task_states(browser, tmp_path, sma_dataset, artifacts_dir):
+    from distributed import Client, LocalCluster
+
+    from wtilde_dask import dashboard
+
+    done_blocks = [(0, j) for j in range(10)] + [(1, 1), (1, 2), (1, 3)]
+    store = _hand_made_store(tmp_path / "hand.zarr", sma_dataset, done_blocks)
+    nb = store.plan.n_blocks_side
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        url = dashboard.install(client)
+        assert url.endswith("/wtilde/blocks")
+        assert dashboard.install(client) == url  # idempotent
+        # before any run: the page says so
+        browser.get(url)
+        _wait(lambda: "No W-tilde run" in browser.find_element("id", "title").text, what="the 'no run' message")
+        client.set_metadata(
+            "wtilde",
+            {"store": str(store.path), "n_blocks_side": nb, "n_blocks": store.plan.n_blocks, "done": len(done_blocks),
+             "skipped": 0, "failed": 1, "rate_blocks_per_s": 0.25, "eta_s": 168.0, "method": "direct"},
+        )
+        failed = client.submit(_fail, 0, key="w_tilde-block-(4,7)")
+        _wait(lambda: failed.status == "error", what="the failing task")
+        running = [client.submit(_sleep_then, 60, i, key=f"w_tilde-block-(2,{j})") for i, j in enumerate((2, 3))]
+        _wait(lambda: all(s == "processing" for s in client.run_on_scheduler(
+            lambda dask_scheduler: [getattr(dask_scheduler.tasks.get(f.key), "state", None) for f in running])), what="running tasks")
+        expected = {"done": len(done_blocks), "running": 2, "failed": 1, "total": nb * (nb + 1) // 2}
+        expected["pending"] = expected["total"] - 13 - 2 - 1
+        _wait(lambda: _page_counts(browser) == expected, what=f"page counts {expected}")
+        assert _svg_cells(browser) == {k: expected[k] for k in ("done", "running", "pending", "failed")}
+        # each cell sits where its block is
+        classes = browser.execute_script(
+            "const o = {}; for (const r of document.querySelectorAll('#map rect.block')) o[r.dataset.bi + ',' + r.dataset.bj] = r.classList[1]; return o;"
+        )
+        assert classes["0,9"] == "done" and classes["2,3"] == "running" and classes["4,7"] == "failed" and classes["9,9"] == "pending"
+        title = browser.find_element("id", "title").text
+        assert "13/55 blocks done" in title and "ETA 2 min 48 s" in title
+        state = _fetch_json(url + ".json")
+        assert state["ledger_read"] is True and state["counts"] == expected
+        browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_hand_set.png"))
+        for f in running:
+            f.cancel()
