@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wtilde_dask.kernels.direct import pad_grid, phases
+from wtilde_dask.kernels.direct import pad_grid, sincos_turns, turns
 
 import jax  # noqa: E402  (x64 enabled by wtilde_dask.kernels)
 import jax.numpy as jnp  # noqa: E402
@@ -28,9 +28,9 @@ def dirty_image_padded(grid, uv_chunks, wre_chunks, wim_chunks):
 
     def step(acc, chunk):
         uv, a, b = chunk
-        phi = phases(grid, uv)
+        cos, sin = sincos_turns(turns(grid, uv))
         hi = lax.Precision.HIGHEST
-        return acc + jnp.dot(jnp.cos(phi), a, precision=hi) - jnp.dot(jnp.sin(phi), b, precision=hi), None
+        return acc + jnp.dot(cos, a, precision=hi) - jnp.dot(sin, b, precision=hi), None
 
     out, _ = lax.scan(step, jnp.zeros(grid.shape[0], dtype=jnp.float64), (uv_chunks, wre_chunks, wim_chunks))
     return out
