@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import Delaunay, cKDTree
+from scipy.spatial import ConvexHull, Delaunay, cKDTree
 
 
 class MeshError(ValueError):
@@ -135,15 +135,19 @@ class DelaunayMesh(_Mesh):
 
     @classmethod
     def from_source_grid(cls, source_grid, n_pixels: int) -> "DelaunayMesh":
-        """Vertices = ``n_pixels`` of the traced points, evenly spaced in their (slim) order.
+        """Vertices = ``n_pixels`` of the traced points: the corners of their convex hull (so every
+        traced point is inside the triangulation) plus points evenly spaced in their (slim) order.
 
         Tracing a sub-sample of the image grid puts more vertices where the lens magnifies
         (PyAutoArray's "Overlay"-style image-plane mesh)."""
-        pts = _as_points(source_grid, "source_grid")
-        if not (3 <= int(n_pixels) <= len(pts)):
-            raise MeshError(f"n_pixels: must lie in [3, {len(pts)}], got {n_pixels!r}")
-        idx = np.unique(np.linspace(0, len(pts) - 1, int(n_pixels)).round().astype(np.int64))
-        return cls(pts[idx])
+        pts = np.unique(_as_points(source_grid, "source_grid"), axis=0)
+        hull = ConvexHull(pts).vertices
+        n = int(n_pixels)
+        if not (len(hull) + 1 <= n <= len(pts)):
+            raise MeshError(f"n_pixels: must lie in [{len(hull) + 1}, {len(pts)}] (hull corners + 1 .. traced points), got {n_pixels!r}")
+        rest = np.setdiff1d(np.arange(len(pts)), hull)
+        pick = rest[np.unique(np.linspace(0, len(rest) - 1, n - len(hull)).round().astype(np.int64))]
+        return cls(pts[np.concatenate([hull, pick])])
 
     def mapping_matrix(self, source_grid) -> sp.csr_matrix:
         pts = _as_points(source_grid, "source_grid")
