@@ -172,3 +172,17 @@ def test_errors(rng):
         L.w_tilde_block_lattice(k, None, np.zeros((3, 2), int), np.zeros((3, 2), int), block_size=2)
     with pytest.raises(L.LatticeError, match="even sizes"):
         L.from_pyautoarray(np.zeros((5, 6)))
+
+
+@pytest.mark.parametrize("backend", L.BACKENDS)
+@pytest.mark.parametrize("name", ["circular", "off_centre", "non_square_box", "random_mask"])
+def test_lattice_dirty_image_equals_reference(name, backend, rng):
+    grid = GRIDS[name]()
+    k = 400
+    uv = _random_uv(rng, k, 1e6)
+    vis = rng.normal(size=k) + 1j * rng.normal(size=k)
+    wr, wi = _weights(rng, k, equal=False)
+    d = L.lattice_dirty_image(uv, vis, wr, wi, grid, backend=backend)
+    ref = reference.dirty_image_reference(grid.grid_radians, uv, vis, wr, wi)
+    assert d.shape == (grid.n_pixels,)
+    assert _max_rel(d, ref) < RTOL
