@@ -189,6 +189,8 @@ def cluster_kwargs(name: str, settings: dict, *, lifetime=None, dashboard_addres
     for required in ("cores", "memory", "walltime"):
         if kw.get(required) in (None, ""):
             raise ProfileError(f"profile {name!r}: {required} is not set")
+    if kw.get("log_directory"):  # dask-jobqueue creates it as given: expand ~ and $VARS here
+        kw["log_directory"] = os.path.expanduser(os.path.expandvars(str(kw["log_directory"])))
     kw["job_name"] = settings.get("job-name", settings.get("name")) or "wtilde-worker"
     processes = int(kw.get("processes") or 1)
     kw["processes"] = processes
@@ -259,6 +261,28 @@ class _Keeper:
                 self.log(f"slurm: keeper: {exc!r}")
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts(log):
+    """SIGTERM (scancel, walltime, the sbatch script) -> KeyboardInterrupt in the main thread, so that
+    the run stops like Ctrl-C: finished blocks stay in the ledger, worker jobs are cancelled, the
+    TLS credentials are removed. Elsewhere (not the main thread) nothing changes."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        log("slurm: SIGTERM: stopping (finished blocks are kept; the same command resumes)")
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def tunnel_hint(dashboard_link: str | None) -> str:
     """The ssh command that forwards a dashboard on this (compute) node's loopback to a laptop."""
     port = "8787"
@@ -308,6 +332,7 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
 
     name, settings = load_profile(profile)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_sigterm_interrupts(log))
         if security is None:
             tls_root = settings.get("tls-directory") or settings.get("shared-temp-directory")
             directory = None

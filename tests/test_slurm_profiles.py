@@ -1,0 +1,97 @@
+"""SLURM profiles -> SLURMCluster arguments and worker job scripts (no SLURM needed)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from wtilde_dask.slurm import ProfileError, cluster_kwargs, load_profile, parse_walltime, worker_lifetime
+
+PROFILES = pathlib.Path(__file__).parent.parent / "deployments" / "slurm" / "jobqueue.yaml"
+
+
+def job_script(kw):
+    from dask_jobqueue.slurm import SLURMJob
+
+    job_kw = {k: v for k, v in kw.items() if k not in ("scheduler_options", "shared_temp_directory")}
+    return SLURMJob("tls://10.0.0.1:8786", name="w-0", **job_kw).job_script()
+
+
+@pytest.mark.parametrize("text,seconds", [("30", 1800), ("05:30", 330), ("01:00:00", 3600),
+                                          ("2-00", 172800), ("1-02:03", 93780), ("1-00:00:10", 86410)])
+def test_parse_walltime(text, seconds):
+    assert parse_walltime(text) == seconds
+
+
+def test_bad_walltime_named():
+    with pytest.raises(ProfileError, match="walltime: 'soon'"):
+        parse_walltime("soon")
+
+
+def test_default_lifetime_ends_before_walltime():
+    life, stagger = worker_lifetime("01:00:00")
+    assert life == 3600 - 360 and stagger == 180
+    assert life + stagger < 3600
+    assert worker_lifetime("00:10:00") == (480, 30)
+    assert worker_lifetime("01:00:00", "none") is None
+    assert worker_lifetime("01:00:00", "50m", "1m") == (3000, 60)
+    with pytest.raises(ProfileError, match="must end before the walltime"):
+        worker_lifetime("01:00:00", "59m", "2m")
+
+
+@pytest.mark.parametrize("name", ["cosma5", "cosma7", "cosma8", "cosma8-shared"])
+def test_cosma_profiles(name):
+    pname, settings = load_profile(f"{PROFILES}:{name}")
+    assert pname == name
+    kw = cluster_kwargs(pname, settings, security=None)
+    script = job_script(kw)
+    assert f"#SBATCH -p {settings['queue']}" in script
+    assert "#SBATCH -A dpXXX" in script
+    assert f"#SBATCH -t {settings['walltime']}" in script
+    assert "--lifetime " in script and "--lifetime-stagger " in script
+    assert "--interface ib0" in script
+    assert "source ~/venvs/wtilde/bin/activate" in script
+    assert kw["scheduler_options"]["dashboard_address"] == "127.0.0.1:8787"
+    life = int(kw["worker_extra_args"][kw["worker_extra_args"].index("--lifetime") + 1].rstrip("s"))
+    assert life < parse_walltime(settings["walltime"])
+
+
+def test_tls_options_reach_the_worker_command(tmp_path):
+    from wtilde_dask.security import create_run_credentials
+
+    creds = create_run_credentials(tmp_path / "tls")
+    name, settings = load_profile(f"{PROFILES}:testnode")
+    kw = cluster_kwargs(name, settings, security=creds.security(), dashboard_address="127.0.0.1:9999")
+    assert kw["protocol"] == "tls://"
+    assert kw["scheduler_options"]["dashboard_address"] == "127.0.0.1:9999"
+    script = job_script(kw)
+    assert f"--tls-ca-file {creds.ca_file}" in script
+    assert f"--tls-cert {creds.cert_file}" in script and f"--tls-key {creds.key_file}" in script
+    assert "--protocol tls://" in script and "--interface lo" in script
+    assert "#SBATCH -J wtilde-worker" in script
+
+
+def test_profile_errors(tmp_path):
+    with pytest.raises(ProfileError, match="profile 'nope': not found"):
+        load_profile("nope")
+    with pytest.raises(ProfileError, match="no profile 'nope'"):
+        load_profile(f"{PROFILES}:nope")
+    with pytest.raises(ProfileError, match="holds 5 profiles"):
+        load_profile(str(PROFILES))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("jobqueue:\n  x:\n    cores: 1\n    memory: 1GB\n    walltime: '00:10:00'\n    coers: 2\n")
+    with pytest.raises(ProfileError, match="unknown key.*coers"):
+        cluster_kwargs(*load_profile(str(bad)))
+    bad.write_text("jobqueue:\n  x:\n    cores: 1\n    walltime: '00:10:00'\n")
+    with pytest.raises(ProfileError, match="memory is not set"):
+        cluster_kwargs(*load_profile(str(bad)))
+
+
+def test_profile_from_dask_config():
+    import dask
+
+    with dask.config.set({"jobqueue.mysite": {"cores": 2, "memory": "4GB", "walltime": "02:00:00", "queue": "q"}}):
+        name, settings = load_profile("mysite")
+    kw = cluster_kwargs(name, settings)
+    assert kw["queue"] == "q" and kw["cores"] == 2 and "security" not in kw
