@@ -137,12 +137,19 @@ def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tu
 
 
 def dirty_image_task(path: str, fingerprint: str) -> tuple[np.ndarray, float]:
-    """The dirty image (M,) of the store's inputs (kernels.dirty.dirty_image) and its seconds."""
+    """The dirty image (M,) of the store's inputs and its seconds: one NUFFT for a lattice grid
+    (kernels.lattice.lattice_dirty_image), otherwise kernels.dirty.dirty_image (same formula)."""
     from wtilde_dask.kernels.dirty import dirty_image
 
     hit = _inputs(path, fingerprint)
     t0 = time.perf_counter()
-    d = dirty_image(hit["grid_radians"], hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"])
+    if hit["grid"].is_lattice:
+        from wtilde_dask.kernels.lattice import lattice_dirty_image
+
+        d = lattice_dirty_image(hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"], hit["grid"],
+                                nthreads=_worker_threads())
+    else:
+        d = dirty_image(hit["grid_radians"], hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"])
     return np.asarray(d), time.perf_counter() - t0
 
 
