@@ -155,3 +155,115 @@ def test_block_map_page_shows_ledger_and_task_states(browser, tmp_path, sma_data
         browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_hand_set.png"))
         for f in running:
             f.cancel()
+
+
+# ------------------------------------------------------------------------------------------------
+# a real run
+# ------------------------------------------------------------------------------------------------
+
+_BOKEH_STRINGS = """
+const needle = arguments[0];
+const found = new Set();
+const docs = (window.Bokeh && Bokeh.documents) ? Bokeh.documents : [];
+for (const doc of docs) {
+  for (const model of doc.all_models) {
+    let data = model.data;
+    if (!data) continue;
+    const columns = data instanceof Map ? Array.from(data.values()) : Object.values(data);
+    for (const column of columns) {
+      if (!column || typeof column === "string" || column.length === undefined) continue;
+      for (const value of Array.from(column)) {
+        if (typeof value === "string" && value.includes(needle)) found.add(value);
+      }
+    }
+  }
+}
+return Array.from(found).slice(0, 50);
+"""
+
+
+def _random_dataset(rng, n_visibilities):
+    from wtilde_dask.dataset import Interferometer
+
+    uv = rng.normal(0.0, 2e5, (n_visibilities, 2))
+    vis = rng.normal(size=n_visibilities) + 1j * rng.normal(size=n_visibilities)
+    noise = np.full(n_visibilities, 0.5 + 0.7j)
+    return Interferometer.from_arrays(vis, noise, uv, name="random test coverage")
+
+
+def _ledger_done(path) -> int:
+    from wtilde_dask.store import WTildeStore
+
+    return int(np.count_nonzero(np.triu(WTildeStore.open(path).ledger())))
+
+
+def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir):
+    """A real compute (351 blocks of 128 x 128 pixels, K = 12,000: about 20-40 s on 2 quiet cores) watched
+    in the browser. A very fast machine may finish before the first mid-run check; the end state is
+    always checked."""
+    from wtilde_dask.cluster import cluster_client
+    from wtilde_dask.compute import compute
+    from wtilde_dask.grid import ImageGrid
+
+    dataset = _random_dataset(rng, 12_000)
+    grid = ImageGrid.circular((70, 70), (0.05, 0.05), 1.6)  # M = 3228 pixels
+    out = tmp_path / "run.zarr"
+    lines: list[str] = []
+    with cluster_client("local", n_workers=2, threads_per_worker=1, log=lines.append) as client:
+        status_url = client.dashboard_link
+        block_lines = [line for line in lines if line.startswith("block map: ")]
+        assert block_lines, f"cluster_client did not print the block-map link: {lines}"
+        blocks_url = block_lines[0].removeprefix("block map: ").strip()
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                compute(dataset, grid, out, block_size=128, method="direct", client=client, progress=False, log=lines.append)
+            except BaseException as err:  # noqa: BLE001 - reported by the test thread
+                errors.append(err)
+
+        thread = threading.Thread(target=run, name="wtilde-compute", daemon=True)
+        thread.start()
+        state = _wait(lambda: (s := _fetch_json(blocks_url + ".json"))["active"] and s, timeout=60, what="published progress")
+        nb = state["n_blocks_side"]
+        total = nb * (nb + 1) // 2
+        assert state["metadata"]["store"] == str(out.resolve()) and state["counts"]["total"] == total
+
+        # 1. the Dask status page holds our task names (task stream / progress data in the page)
+        browser.get(status_url)
+        names = _wait(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="w_tilde-block in the status page")
+        assert any(n.startswith("w_tilde-block") for n in names), names
+        time.sleep(1.0)  # let the task stream draw a few more rectangles
+        browser.save_screenshot(str(artifacts_dir / "dashboard_status_during_run.png"))
+
+        # 2. our block map, while running: done shown lies between the ledger read before and after
+        browser.get(blocks_url)
+        _wait(lambda: browser.find_element("id", "count-total").text == str(total), what="the block map page")
+        checks = 0
+        mid_run_shot = False
+        while thread.is_alive() and checks < 5:
+            before = _ledger_done(out)
+            stamp = browser.find_element("tag name", "body").get_attribute("data-updated")
+            _wait(lambda: browser.find_element("tag name", "body").get_attribute("data-updated") != stamp, what="a page refresh")
+            shown = _page_counts(browser)
+            after = _ledger_done(out)
+            assert before <= shown["done"] <= after, (before, shown, after)
+            assert shown["done"] + shown["running"] + shown["pending"] + shown["failed"] == total
+            if not mid_run_shot and 0 < shown["done"] < total:
+                browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_during_run.png"))
+                mid_run_shot = True
+            checks += 1
+        thread.join(timeout=300)
+        assert not thread.is_alive(), "compute did not finish"
+        assert not errors, errors
+
+        # 3. finished: the page shows every block done, as the ledger has it
+        assert _ledger_done(out) == total
+        _wait(lambda: _page_counts(browser)["done"] == total, what="all blocks done on the page")
+        assert _page_counts(browser) == {"done": total, "running": 0, "pending": 0, "failed": 0, "total": total}
+        assert _svg_cells(browser)["done"] == total
+        assert "complete" in browser.find_element("id", "title").text
+        browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_finished.png"))
+        browser.get(status_url)
+        _wait(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="task names after the run")
+        browser.save_screenshot(str(artifacts_dir / "dashboard_status_after_run.png"))

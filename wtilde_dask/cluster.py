@@ -58,6 +58,16 @@ def dashboard_link(client) -> str | None:
         return None
 
 
+def announce_block_map(client, log=print) -> str:
+    """Serve our block-map page on the client's scheduler (wtilde_dask.dashboard) and log its link."""
+    from wtilde_dask.dashboard import install
+
+    link = install(client)
+    if link:
+        log(f"block map: {link}")
+    return link
+
+
 @contextlib.contextmanager
 def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_worker=None,
                    dashboard_address=None, profile=None, jobs=None, adapt=None, lifetime=None,
@@ -93,6 +103,7 @@ def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_
         ) as cluster, distributed.Client(cluster, security=security) as client:
             log(f"local cluster: {n_workers} worker process(es) x {threads_per_worker} thread(s); "
                 f"dashboard: {dashboard_link(client)}")
+            announce_block_map(client, log)
             yield client
     elif kind == "scheduler":
         if not scheduler:
@@ -100,12 +111,14 @@ def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_
         with distributed.Client(scheduler, security=security, timeout="30s") as client:
             n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             log(f"scheduler {scheduler}: {n} worker(s); dashboard: {dashboard_link(client)}")
+            announce_block_map(client, log)
             yield client
     elif kind == "slurm":
         from wtilde_dask.slurm import slurm_client
 
         with slurm_client(profile, jobs=jobs, adapt=adapt, lifetime=lifetime, dashboard_address=dashboard_address,
                           security=security, log=log) as client:
+            announce_block_map(client, log)
             yield client
     else:
         raise ValueError(f"cluster kind: {kind!r} is not available here (expected one of {', '.join(KINDS)})")
