@@ -240,3 +240,46 @@ def test_cli_plot_and_status_plot(partial_store, tmp_path, capsys):
     assert "block_map" in printed and (out / "w_tilde_row.png").exists() and (out / "dirty_image.png").exists()
     assert main(["plot", str(store.path), "--row", "100000"]) == 2
     assert "--row" in capsys.readouterr().err
+
+
+def test_plot_after_compute_and_invert(tmp_path, sma_dataset, artifacts_dir, capsys):
+    """A lattice store from `compute`, an inversion from `wtilde invert`, then `wtilde plot` and
+    `wtilde status --plot`: every picture, the map all done."""
+    from wtilde_dask.cli import main
+    from wtilde_dask.compute import compute
+    from wtilde_dask.grid import ImageGrid
+
+    grid = ImageGrid.circular((40, 40), (0.1, 0.1), 1.5)
+    out = tmp_path / "sma.zarr"
+    store = compute(sma_dataset, grid, out, block_size=128, method="lattice", n_workers=1, threads_per_worker=1, progress=False, log=lambda *a: None)
+    assert store.is_complete()
+    assert main(["invert", str(out), "--einstein-radius", "0.8", "--mesh-shape", "12", "12", "--png", str(tmp_path / "inv.png")]) == 0
+    plots = tmp_path / "plots"
+    assert main(["plot", str(out), "--out", str(plots)]) == 0
+    for name in ("block_map", "mask", "dirty_image", "lattice_kernel", "w_tilde_row", "reconstruction", "residual_dirty_image"):
+        path = plots / f"{name}.png"
+        assert path.exists(), name
+        assert_not_blank(path)
+        shutil.copy(path, artifacts_dir / f"sma_lattice_{name}.png")
+    map_png = tmp_path / "status_map.png"
+    assert main(["status", str(out), "--plot", str(map_png)]) == 0
+    assert str(map_png) in capsys.readouterr().out
+    nb = store.plan.n_blocks_side
+    measured = block_map_states_from_png(map_png, nb)
+    assert int((measured == DONE).sum()) == store.plan.n_blocks
+    shutil.copy(map_png, artifacts_dir / "sma_lattice_status_plot.png")
+
+
+def test_source_reconstruction_rectangular_and_delaunay(tmp_path, rng):
+    ys, xs = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1.2, 1.2, 10), indexing="ij")
+    points = np.stack([ys.ravel(), xs.ravel()], axis=1)
+    values = np.exp(-(points**2).sum(axis=1))
+    fig = plot.plot_source_reconstruction(values, points)
+    assert "rectangular mesh 8×10" in fig.axes[0].get_title()
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (8, 10) and np.isclose(img[0, 0], values[0])  # origin lower: row 0 = lowest y
+    assert_not_blank(plot.save_figure(fig, tmp_path / "rect.png"))
+    scattered = rng.uniform(-1, 1, (60, 2))
+    fig = plot.plot_source_reconstruction(np.cos(scattered[:, 0] * 3), scattered)
+    assert "Delaunay mesh, 60 vertices" in fig.axes[0].get_title()
+    assert_not_blank(plot.save_figure(fig, tmp_path / "delaunay.png"))

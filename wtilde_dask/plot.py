@@ -49,6 +49,7 @@ __all__ = [
     "plot_lattice_kernel",
     "plot_mask",
     "plot_reconstruction",
+    "plot_source_reconstruction",
     "plot_store",
     "save_figure",
 ]
@@ -405,6 +406,49 @@ def plot_lattice_kernel(kernel: np.ndarray, pixel_scales: tuple[float, float], *
     return fig
 
 
+def _regular_lattice(points: np.ndarray, decimals: int = 9):
+    """(ys, xs, rows, cols) when the (S, 2) (y, x) points fill a full rectangular lattice, else None."""
+    ys, rows = np.unique(np.round(points[:, 0], decimals), return_inverse=True)
+    xs, cols = np.unique(np.round(points[:, 1], decimals), return_inverse=True)
+    if len(ys) * len(xs) != len(points) or len(ys) < 2 or len(xs) < 2:
+        return None
+    if len(set(zip(rows.tolist(), cols.tolist()))) != len(points):
+        return None
+    return ys, xs, rows, cols
+
+
+def plot_source_reconstruction(values: np.ndarray, source_grid_arcsec: np.ndarray, *, title: str = "Source reconstruction",
+                               colorbar_label: str = "surface brightness"):
+    """A reconstruction on source-plane pixels (S, 2) (y, x) arcsec: an image when the pixels form a
+    rectangular mesh, a Gouraud-shaded Delaunay triangulation otherwise. Arcsec axes, equal aspect."""
+    values = np.asarray(values, dtype=np.float64)
+    points = np.asarray(source_grid_arcsec, dtype=np.float64)
+    if points.shape != (values.shape[0], 2):
+        raise ValueError(f"source grid has shape {points.shape}, expected ({values.shape[0]}, 2) for {values.shape[0]} values")
+    fig = _figure(figsize=(6.0, 5.0))
+    ax = fig.add_subplot()
+    lattice = _regular_lattice(points)
+    if lattice is not None:
+        ys, xs, rows, cols = lattice
+        image = np.full((len(ys), len(xs)), np.nan)
+        image[rows, cols] = values
+        dy = (ys[-1] - ys[0]) / (len(ys) - 1)
+        dx = (xs[-1] - xs[0]) / (len(xs) - 1)
+        im = ax.imshow(image, cmap="inferno", origin="lower", interpolation="nearest",
+                       extent=[xs[0] - dx / 2, xs[-1] + dx / 2, ys[0] - dy / 2, ys[-1] + dy / 2])
+        kind = f"rectangular mesh {len(ys)}×{len(xs)}"
+    else:
+        im = ax.tripcolor(points[:, 1], points[:, 0], values, cmap="inferno", shading="gouraud")
+        kind = f"Delaunay mesh, {len(points)} vertices"
+    cbar = fig.colorbar(im, ax=ax, shrink=0.9)
+    cbar.set_label(colorbar_label)
+    ax.set_xlabel("source-plane x (arcsec)")
+    ax.set_ylabel("source-plane y (arcsec)")
+    ax.set_aspect("equal")
+    ax.set_title(f"{title} ({kind})", fontsize=10)
+    return fig
+
+
 def plot_reconstruction(
     values: np.ndarray,
     *,
@@ -415,7 +459,7 @@ def plot_reconstruction(
     colorbar_label: str = "surface brightness",
 ):
     """A reconstruction: on a lattice (``mask`` + ``pixel_scales``; values slim-ordered over the unmasked
-    pixels, or a full (ny, nx) image) or on an irregular point set (``grid_arcsec`` (S, 2) (y, x))."""
+    pixels, or a full (ny, nx) image) or on source-plane pixels ``grid_arcsec`` (S, 2) (y, x)."""
     values = np.asarray(values, dtype=np.float64)
     if mask is not None and pixel_scales is not None:
         mask = np.asarray(mask, dtype=bool)
@@ -423,7 +467,7 @@ def plot_reconstruction(
             values = values[~mask]
         return plot_image_on_mask(values, mask, pixel_scales, title=title, colorbar_label=colorbar_label)
     if grid_arcsec is not None:
-        return plot_points(values, grid_arcsec, title=title, colorbar_label=colorbar_label)
+        return plot_source_reconstruction(values, grid_arcsec, title=title, colorbar_label=colorbar_label)
     if values.ndim == 2:
         mask = np.zeros(values.shape, dtype=bool)
         return plot_image_on_mask(values.ravel(), mask, pixel_scales or (1.0, 1.0), title=title, colorbar_label=colorbar_label, crop=False)
@@ -502,7 +546,8 @@ def plot_store(store, out_dir, *, row: int | None = None) -> dict[str, pathlib.P
     * ``lattice_kernel.png`` — log-scaled |k| when a lattice kernel is stored;
     * ``w_tilde_row.png`` — row ``row`` of W-tilde (default: the pixel nearest the mask centre) drawn on
       the mask, when the blocks holding that row are done;
-    * ``reconstruction.png`` — the inversion's reconstruction when stored.
+    * ``reconstruction.png`` — the inversion's source reconstruction (``wtilde invert``) when stored;
+    * ``residual_dirty_image.png`` — its residual dirty image ``d - W T s`` when stored.
     """
     store = _open_store(store)
     out_dir = pathlib.Path(out_dir)
@@ -542,6 +587,10 @@ def plot_store(store, out_dir, *, row: int | None = None) -> dict[str, pathlib.P
     if recon is not None:
         values, kw = recon
         written["reconstruction"] = save_figure(plot_reconstruction(values, **kw), out_dir / "reconstruction.png")
+    residual = _read_optional(store, "inversion/residual_dirty_image")
+    if residual is not None and grid is not None and residual.shape == (grid.n_pixels,):
+        fig = on_grid(residual, title="Residual dirty image d − W T s", colorbar_label="weighted residual", symmetric=True)
+        written["residual_dirty_image"] = save_figure(fig, out_dir / "residual_dirty_image.png")
     return written
 
 
@@ -569,22 +618,24 @@ def _w_tilde_row(store, grid, row):
 
 
 def _reconstruction_of(store):
-    """The inversion's reconstruction and how to place it, or None (format owned by inversion/)."""
+    """(values, kwargs for plot_reconstruction) of the inversion stored by ``wtilde invert``, or None.
+
+    ``inversion/reconstruction`` (S,) with ``inversion/source_grid_arcsec`` (S, 2) (y, x) source pixels.
+    """
     values = _read_optional(store, "inversion/reconstruction")
     if values is None:
         return None
-    grid_src = _read_optional(store, "inversion/source_grid_arcsec")
-    mask_src = _read_optional(store, "inversion/source_mask")
-    scales = None
-    try:
-        scales = tuple(dict(store.attrs).get("inversion", {}).get("source_pixel_scales") or ()) or None
-    except Exception:  # noqa: BLE001
-        scales = None
-    if mask_src is not None and scales is not None:
-        return values, dict(mask=mask_src, pixel_scales=scales)
-    if grid_src is not None:
-        return values, dict(grid_arcsec=grid_src)
+    source_grid = _read_optional(store, "inversion/source_grid_arcsec")
+    if source_grid is not None and source_grid.shape == (values.shape[0], 2):
+        title = "Source reconstruction s"
+        try:
+            attrs = store.array_attrs("inversion/reconstruction")
+            if "log_evidence" in attrs:
+                title += f" (log evidence {float(attrs['log_evidence']):.6g})"
+        except Exception:  # noqa: BLE001
+            pass
+        return values, dict(grid_arcsec=source_grid, title=title)
     grid = _grid_of(store)
-    if grid is not None and values.shape == (grid.n_pixels,) and grid.mask is not None:
+    if grid is not None and grid.mask is not None and values.shape == (grid.n_pixels,):
         return values, dict(mask=grid.mask, pixel_scales=grid.pixel_scales, title="Reconstruction (image plane)")
-    return values, {}
+    return None
