@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 
+import dask
 import pytest
 from distributed import Client, LocalCluster
 from distributed.security import Security
@@ -25,7 +26,9 @@ def try_client(address, security=None, timeout=3):
         async with Client(address, security=security, timeout=timeout, asynchronous=True) as client:
             return await client.submit(lambda x: x + 1, 1)
 
-    return asyncio.run(go())
+    # a refused Client cannot close cleanly and would leave dask's default scheduler pointing at it
+    with dask.config.set({"scheduler": dask.config.get("scheduler", None)}):
+        return asyncio.run(go())
 
 
 def _mode(path):

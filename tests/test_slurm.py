@@ -1,0 +1,361 @@
+"""wtilde on a real SLURM (dask-jobqueue worker jobs, TLS, lifetimes, the self-resubmitting orchestrator job).
+
+Needs a SLURM whose jobs run on this machine: tests/run_all.sh starts a single-node one with
+tests/slurm/start_slurm.sh (root on Debian/Ubuntu). All traffic stays on 127.0.0.1 (profile
+`testnode`: interface lo). Each test uses its own job names so that squeue shows only its jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+
+def _slurm_answers() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=15).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+SLURM_OK = _slurm_answers()
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(not SLURM_OK, reason="no working SLURM here (sinfo does not answer); "
+                                            "as root on Debian, tests/run_all.sh starts one"),
+]
+
+ROOT = pathlib.Path(__file__).parent.parent
+PROFILES = ROOT / "deployments" / "slurm" / "jobqueue.yaml"
+SBATCH_SCRIPT = ROOT / "deployments" / "slurm" / "wtilde-compute.sbatch"
+BIN = pathlib.Path(sys.executable).parent
+WTILDE = str(BIN / "wtilde")
+RTOL = 1e-12
+# small problems: 448 pixels; direct blocks of 32 -> 14 x 14 grid, 105 upper-triangle blocks
+SMA_ARGS = ["sma", "--shape", "30", "30", "--pixel-scale", "0.1", "--mask-radius", "1.2", "--block-size", "96",
+            "--method", "direct", "--no-progress"]
+SYN_GRID = ["--shape", "24", "24", "--pixel-scale", "0.1", "--mask-radius", "1.2", "--method", "direct",
+            "--no-progress", "--no-dirty-image"]
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e["WTILDE_VENV"] = sys.prefix
+    e["PYTHONUNBUFFERED"] = "1"
+    # a worker job that ended is forgotten after 3 s instead of 15 s: replacements come sooner
+    e["DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT"] = "3s"
+    return e
+
+
+@pytest.fixture
+def profile(tmp_path):
+    """The `testnode` profile of deployments/slurm/jobqueue.yaml with this test's own job name and dirs."""
+    settings = yaml.safe_load(PROFILES.read_text())["jobqueue"]["testnode"]
+    job_name = f"wtw-{secrets.token_hex(3)}"
+    settings.update({"name": job_name, "log-directory": str(tmp_path / "logs"),
+                     "shared-temp-directory": str(tmp_path / "shared")})
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump({"jobqueue": {"testnode": settings}}))
+    return {"arg": f"{path}:testnode", "job_name": job_name, "shared": tmp_path / "shared"}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A synthetic dataset (K = 20000) heavy enough that a run lasts while jobs are cancelled."""
+    from wtilde_dask.dataset import Interferometer
+
+    rng = np.random.default_rng(17)
+    n = 20000
+    uv = rng.uniform(-4e4, 4e4, size=(n, 2))
+    noise = rng.uniform(0.5, 2.0, n) + 1j * rng.uniform(0.5, 2.0, n)
+    vis = rng.normal(size=n) + 1j * rng.normal(size=n)
+    ds = Interferometer.from_arrays(vis, noise, uv, name="synthetic-slurm")
+    return ds, ds.to_npz(tmp_path_factory.mktemp("syn") / "syn.npz")
+
+
+def expected_w_tilde(dataset, path):
+    from wtilde_dask.kernels.direct import w_tilde_block
+    from wtilde_dask.store import WTildeStore
+
+    g = WTildeStore.open(path).grid().grid_radians
+    return w_tilde_block(g, g, dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag)
+
+
+def assert_store_correct(dataset, path):
+    from wtilde_dask.compute import verify_store
+    from wtilde_dask.store import WTildeStore
+
+    store = WTildeStore.open(path)
+    assert store.is_complete()
+    W = store.to_dask().compute()
+    expected = expected_w_tilde(dataset, path)
+    assert float(np.max(np.abs(W - expected)) / np.max(np.abs(expected))) <= RTOL
+    assert verify_store(path, sample=1, seed=2, log=lambda *a: None)["ok"]
+
+
+def n_done(path) -> int:
+    from wtilde_dask.store import WTildeStore
+
+    try:
+        return WTildeStore.open(path).n_done() if (pathlib.Path(path) / "zarr.json").exists() else 0
+    except Exception:  # noqa: BLE001 - store being created
+        return 0
+
+
+class Squeue:
+    """Polls squeue in a thread: every job (id -> states seen) whose name is ``name``."""
+
+    def __init__(self, name: str, interval: float = 0.5):
+        self.name, self.interval = name, interval
+        self.jobs: dict[str, set] = {}
+        self.first_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self) -> dict[str, str]:
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%j|%T"], capture_output=True, text=True, timeout=15).stdout
+        now = {}
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 3 and parts[1] == self.name:
+                now[parts[0]] = parts[2]
+                self.jobs.setdefault(parts[0], set()).add(parts[2])
+                self.first_seen.setdefault(parts[0], time.monotonic())
+        return now
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - keep polling
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Run:
+    """`wtilde ...` as a subprocess with its output collected line by line."""
+
+    def __init__(self, args, log_path):
+        self.lines: list[str] = []
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([WTILDE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env(), start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            self.log.write(line)
+            self.log.flush()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.text())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=5)
+                m = re.search(pattern, self.text())
+                if m:
+                    return m
+                raise AssertionError(f"wtilde exited ({self.proc.returncode}) before {pattern!r}:\n{self.text()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.text()}")
+
+    def finish(self, timeout=420) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            raise AssertionError(f"wtilde did not finish within {timeout} s:\n{self.text()}")
+        self._reader.join(timeout=10)
+        self.log.close()
+        return rc
+
+
+def wait_until(cond, timeout, what, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_compute_on_slurm_equals_local_with_tls_and_private_dashboard(tmp_path, profile):
+    """`wtilde compute --cluster slurm --jobs 2` on the SMA data: the store equals the LocalCluster
+    one bit for bit; squeue shows the 2 worker jobs; the scheduler speaks TLS only with the run's
+    credentials (kept user-only, removed at the end); every listening socket of the orchestrator,
+    the dashboard's included, is bound to 127.0.0.1."""
+    import psutil
+    from distributed.security import Security
+    from test_security import try_client
+
+    from wtilde_dask.store import open_w_tilde, WTildeStore
+
+    local = Run(["compute", *SMA_ARGS, "--out", tmp_path / "local.zarr", "--workers", "1",
+                 "--threads-per-worker", "1"], tmp_path / "local.log")
+    assert local.finish() == 0, local.text()
+
+    with Squeue(profile["job_name"]) as sq:
+        run = Run(["compute", *SMA_ARGS, "--out", tmp_path / "slurm.zarr", "--cluster", "slurm",
+                   "--profile", profile["arg"], "--jobs", "2"], tmp_path / "slurm.log")
+        address = run.wait_for(r"slurm: scheduler (tls://[0-9.]+:\d+)").group(1)
+        port = int(run.wait_for(r"dashboard: http://127\.0\.0\.1:(\d+)/").group(1))
+        assert address.startswith("tls://127.0.0.1:")
+
+        # listening sockets of the orchestrator process: scheduler + dashboard, loopback only
+        listening = [c.laddr for c in psutil.Process(run.proc.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert port in [a.port for a in listening], listening
+        assert {a.ip for a in listening} == {"127.0.0.1"}, listening
+
+        # the run's credentials: a 0700 directory of 0600 files in the profile's shared directory
+        tls_dirs = list(profile["shared"].glob("wtilde-tls-*"))
+        assert len(tls_dirs) == 1
+        assert stat.S_IMODE(tls_dirs[0].stat().st_mode) == 0o700
+        for f in tls_dirs[0].iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+        # clients without the run's credentials are refused
+        assert run.proc.poll() is None, "the run ended before the TLS checks"
+        with pytest.raises(TypeError, match="ssl_context"):
+            try_client(address)
+        with pytest.raises(OSError, match="certificate"):
+            try_client(address, Security.temporary())
+        with pytest.raises(OSError):
+            try_client(address.replace("tls://", "tcp://"))
+
+        rc = run.finish()
+    assert rc == 0, run.text()
+    assert not list(profile["shared"].glob("wtilde-tls-*")), "TLS credentials left behind"
+
+    # squeue showed the two worker jobs, running
+    assert len(sq.jobs) >= 2, sq.jobs
+    assert sum("RUNNING" in states for states in sq.jobs.values()) >= 2, sq.jobs
+
+    a = open_w_tilde(tmp_path / "local.zarr").values
+    b = open_w_tilde(tmp_path / "slurm.zarr").values
+    assert a.shape == b.shape and np.array_equal(a, b)
+    sa, sb = WTildeStore.open(tmp_path / "local.zarr"), WTildeStore.open(tmp_path / "slurm.zarr")
+    assert np.array_equal(sa.read_array("dirty_image"), sb.read_array("dirty_image"))
+
+
+def test_cancelled_worker_job_is_replaced(tmp_path, profile, synthetic):
+    """Adaptive mode: a worker job scancel'led mid-run is replaced; every block is correct."""
+    dataset, npz = synthetic
+    out = tmp_path / "w.zarr"
+    with Squeue(profile["job_name"]) as sq:
+        run = Run(["compute", npz, *SYN_GRID, "--block-size", "32", "--out", out, "--cluster", "slurm",
+                   "--profile", profile["arg"], "--adapt", "1", "2"], tmp_path / "run.log")
+        wait_until(lambda: n_done(out) >= 1, 240, "a first block")
+        running = [j for j, s in sq.poll().items() if s == "RUNNING"]
+        assert running, sq.jobs
+        victim = running[0]
+        before = set(sq.jobs)
+        subprocess.run(["scancel", victim], check=True, timeout=30)
+        done_at_cancel = n_done(out)
+        rc = run.finish()
+    assert rc == 0, run.text()
+    assert done_at_cancel < 105, "the run finished before the cancel: make it longer"
+    assert "submitting replacement" in run.text(), run.text()
+    assert set(sq.jobs) - before, f"no new worker job after scancel {victim}: {sq.jobs}"
+    assert_store_correct(dataset, out)
+
+
+def test_worker_lifetime_retires_and_replaces(tmp_path, profile, synthetic):
+    """Workers with a 25 s lifetime (shorter than the run) retire and are replaced; no block is lost."""
+    dataset, npz = synthetic
+    out = tmp_path / "w.zarr"
+    with Squeue(profile["job_name"]) as sq:
+        run = Run(["compute", npz, *SYN_GRID, "--block-size", "24", "--out", out, "--cluster", "slurm",
+                   "--profile", profile["arg"], "--jobs", "2", "--lifetime", "25s"], tmp_path / "run.log")
+        rc = run.finish(timeout=540)
+    assert rc == 0, run.text()
+    text = run.text()
+    assert "worker lifetime 25s" in text
+    assert "submitting replacement" in text, text
+    assert len(sq.jobs) > 2, f"no worker job was replaced: {sq.jobs}"
+    assert "0 skipped" in text
+    assert_store_correct(dataset, out)
+
+
+def _sbatch(args, job_name, log, cwd):
+    out = subprocess.run(
+        ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={log}", "--open-mode=append",
+         "--time=00:20:00", "--mem=1G", "--cpus-per-task=1", str(SBATCH_SCRIPT), *map(str, args)],
+        capture_output=True, text=True, env=env(), cwd=cwd, timeout=30, check=True)
+    return out.stdout.strip().split(";")[0]
+
+
+def _job_state(job_id):
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=15)
+    return out.stdout.strip() or None
+
+
+def test_orchestrator_job_resubmits_itself_and_resumes_after_kill(tmp_path, profile, synthetic):
+    """The orchestrator as a SLURM job (deployments/slurm/wtilde-compute.sbatch):
+    1. its walltime warning (USR1, as --signal=B:USR1@300 sends it) stops the run and the job
+       resubmits itself; the new job resumes from the ledger;
+    2. that job killed outright (SIGKILL) mid-run, then submitted again by hand: it resumes and
+       finishes; every block is correct."""
+    dataset, npz = synthetic
+    out = tmp_path / "w.zarr"
+    log = tmp_path / "orchestrator.log"
+    name = f"wtc-{secrets.token_hex(3)}"
+    args = [npz, "--out", out, *SYN_GRID, "--block-size", "32", "--cluster", "slurm", "--profile", profile["arg"],
+            "--jobs", "1"]
+    with Squeue(name) as sq:
+        first = _sbatch(args, name, log, tmp_path)
+        wait_until(lambda: n_done(out) >= 1, 240, "a first block")
+        subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True, timeout=30)
+        second = wait_until(lambda: [j for j in sq.poll() if j != first], 120, "the resubmitted job")[0]
+        wait_until(lambda: _job_state(first) is None, 120, "the first job to end")
+        done_1 = n_done(out)
+        assert 1 <= done_1 < 105
+        wait_until(lambda: _job_state(second) == "RUNNING" and n_done(out) > done_1, 240,
+                   "progress in the resubmitted job")
+        subprocess.run(["scancel", "--signal=KILL", second], check=True, timeout=30)
+        wait_until(lambda: _job_state(second) is None, 120, "the killed job to end")
+        done_2 = n_done(out)
+        assert done_1 < done_2 < 105, (done_1, done_2)
+        third = _sbatch(args, name, log, tmp_path)
+        wait_until(lambda: _job_state(third) is None, 420, "the third job to finish", interval=1)
+    text = log.read_text()
+    assert f"resubmitted as job {second}" in text, text
+    assert re.search(rf"\b{done_1} already done \(skipped\)", text), text   # part 2 resumed
+    assert f"{done_2} already done (skipped)" in text[text.index(f"job {third} part"):], text  # part 3 resumed
+    assert "store complete" in text, text
+    assert len(set(sq.jobs) - {first, second, third}) == 0, sq.jobs
+    assert_store_correct(dataset, out)
