@@ -93,9 +93,13 @@ def phases(grid, uv):
 
 @jax.jit
 def features(grid, uv, sqrt_wr, sqrt_wi):
-    """(M, 2C) features ``[sqrt(wr) cos(phi), sqrt(wi) sin(phi)]`` for one visibility chunk (jitted)."""
+    """The two halves of the features ``A = [sqrt(wr) cos(phi), sqrt(wi) sin(phi)]`` for one visibility chunk.
+
+    Returns ``(sqrt(wr) cos(phi), sqrt(wi) sin(phi))``, each (M, C) (jitted). They are kept apart (two products
+    instead of one on the concatenation) because XLA's CPU fusion of a concatenate was 4-8x slower.
+    """
     cos, sin = sincos_turns(turns(grid, uv))
-    return jnp.concatenate([cos * sqrt_wr[None, :], sin * sqrt_wi[None, :]], axis=1)
+    return cos * sqrt_wr[None, :], sin * sqrt_wi[None, :]
 
 
 def _dot_t(a, b):
@@ -113,7 +117,9 @@ def w_tilde_block_padded(grid_rows, grid_cols, uv_chunks, sqrt_wr_chunks, sqrt_w
 
     def step(acc, chunk):
         uv, swr, swi = chunk
-        return acc + _dot_t(features(grid_rows, uv, swr, swi), features(grid_cols, uv, swr, swi)), None
+        cos_r, sin_r = features(grid_rows, uv, swr, swi)
+        cos_c, sin_c = features(grid_cols, uv, swr, swi)
+        return acc + _dot_t(cos_r, cos_c) + _dot_t(sin_r, sin_c), None
 
     acc0 = jnp.zeros((grid_rows.shape[0], grid_cols.shape[0]), dtype=jnp.float64)
     out, _ = lax.scan(step, acc0, (uv_chunks, sqrt_wr_chunks, sqrt_wi_chunks))
@@ -126,8 +132,8 @@ def w_tilde_block_symmetric_padded(grid, uv_chunks, sqrt_wr_chunks, sqrt_wi_chun
 
     def step(acc, chunk):
         uv, swr, swi = chunk
-        a = features(grid, uv, swr, swi)
-        return acc + _dot_t(a, a), None
+        cos, sin = features(grid, uv, swr, swi)
+        return acc + _dot_t(cos, cos) + _dot_t(sin, sin), None
 
     acc0 = jnp.zeros((grid.shape[0], grid.shape[0]), dtype=jnp.float64)
     out, _ = lax.scan(step, acc0, (uv_chunks, sqrt_wr_chunks, sqrt_wi_chunks))
@@ -158,9 +164,10 @@ def w_tilde_block_padded_blas(grid_rows, grid_cols, uv_chunks, sqrt_wr_chunks, s
         rows, cols = pending
         if i + 1 < n:
             pending = launch(i + 1)
-        a = np.asarray(rows)
-        np.matmul(a, (a if symmetric else np.asarray(cols)).T, out=tmp)
-        acc += tmp
+        for part in range(2):  # cos half, then sin half of the features
+            a = np.asarray(rows[part])
+            np.matmul(a, (a if symmetric else np.asarray(cols[part])).T, out=tmp)
+            acc += tmp
     return acc
 
 
