@@ -83,6 +83,7 @@ def test_symmetric_block_is_exactly_symmetric(rng, engine):
     grid, uv, wr, wi, _ = random_problem(rng, 70, 90)
     w = w_tilde_block(grid, grid, uv, wr, wi, block_size=96, symmetric=True, engine=engine)
     np.testing.assert_array_equal(w, w.T)
+    np.testing.assert_array_equal(w_tilde_block(grid, None, uv, wr, wi, block_size=96, symmetric=True, engine=engine), w)
 
 
 def test_equal_weights_match_cos_difference_form(rng, sma_dataset):

@@ -244,7 +244,7 @@ def w_tilde_block(
     Parameters
     ----------
     grid_rows, grid_cols : (|I|, 2), (|J|, 2) float64
-        (y, x) of the row / column pixels in radians.
+        (y, x) of the row / column pixels in radians (``grid_cols`` may be None when ``symmetric``).
     uv_wavelengths : (K, 2) float64
         (u, v) in wavelengths.
     weights_real, weights_imag : (K,) float64
