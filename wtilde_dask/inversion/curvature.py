@@ -193,7 +193,7 @@ class LatticeCurvature:
     ``box_indices`` (M, 2) box-relative (row, col) of each image pixel.
     """
 
-    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 64, workers=-1):
+    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 16, workers=None):
         self.K_hat, self.H_hat = ck.lattice_spectra(kernel_sum, kernel_hankel)
         self.box_indices = np.asarray(box_indices, dtype=np.int64)
         self.batch_size = int(batch_size)
