@@ -64,3 +64,28 @@ def test_peer_dense_matrix_from_our_export(peer, sma_dataset):
         L.to_pyautoarray(lk.kernel), np.asarray(lk.box_indices)
     )
     np.testing.assert_allclose(dense_peer, L.w_tilde_lattice(lk), rtol=0, atol=1e-13 * w.sum())
+
+
+def test_peer_sparse_operator_applies_our_w(peer, sma_dataset, rng):
+    """PyAutoArray's consumer of the export (Interferometer.apply_sparse_operator -> FFT apply_operator) applies
+    exactly our lattice W-tilde to an image on the mask's bounding box."""
+    aa, util = peer
+    ds = sma_dataset
+    grid = ImageGrid.circular((40, 40), (0.1, 0.1), 1.0, centre=(0.15, -0.2))
+    mask = aa.Mask2D(mask=grid.mask, pixel_scales=grid.pixel_scales)
+    dataset = aa.Interferometer(
+        data=aa.Visibilities(ds.visibilities), noise_map=aa.VisibilitiesNoiseMap(ds.noise_map),
+        uv_wavelengths=ds.uv_wavelengths, real_space_mask=mask, transformer_class=aa.TransformerDFT,
+    )
+    w = ds.weights_real
+    lk = L.lattice_kernels(ds.uv_wavelengths, w, w, grid)
+    operator = dataset.apply_sparse_operator(nufft_precision_operator=L.to_pyautoarray(lk.kernel)).sparse_operator
+    ny, nx = L.lattice_box(grid).shape_box
+    assert (operator.y_shape, operator.x_shape) == (ny, nx)
+    x = rng.normal(size=grid.n_pixels)
+    image = np.zeros((ny, nx))
+    idx = lk.box_indices
+    image[idx[:, 0], idx[:, 1]] = x
+    applied = np.asarray(operator.apply_operator(image.reshape(-1, 1)))[:, 0].reshape(ny, nx)
+    ours = L.w_tilde_lattice(lk) @ x
+    np.testing.assert_allclose(applied[idx[:, 0], idx[:, 1]], ours, rtol=0, atol=1e-12 * w.sum() * np.abs(x).sum())
