@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-BENCHMARKS = ("direct", "lattice", "inversion")
+BENCHMARKS = ("direct", "lattice", "inversion", "store")
 
 
 def run_benchmark(name: str, argv: list[str]) -> int:
