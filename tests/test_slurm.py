@@ -12,6 +12,7 @@ import pathlib
 import re
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -289,7 +290,6 @@ def test_cancelled_worker_job_is_replaced(tmp_path, profile, synthetic):
         rc = run.finish()
     assert rc == 0, run.text()
     assert done_at_cancel < 105, "the run finished before the cancel: make it longer"
-    assert "submitting replacement" in run.text(), run.text()
     assert set(sq.jobs) - before, f"no new worker job after scancel {victim}: {sq.jobs}"
     assert_store_correct(dataset, out)
 
@@ -324,12 +324,26 @@ def _job_state(job_id):
     return out.stdout.strip() or None
 
 
+def kill_job_processes(job_id):
+    """SIGKILL every process of a job (batch shell and `wtilde compute`), as a node failure would:
+    nothing gets to clean up. (`scancel --signal=KILL` is a plain cancel for SLURM: TERM first.)"""
+    out = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, timeout=15).stdout
+    pids = [int(line.split()[0]) for line in out.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
+    assert pids, out
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
 def test_orchestrator_job_resubmits_itself_and_resumes_after_kill(tmp_path, profile, synthetic):
     """The orchestrator as a SLURM job (deployments/slurm/wtilde-compute.sbatch):
     1. its walltime warning (USR1, as --signal=B:USR1@300 sends it) stops the run and the job
        resubmits itself; the new job resumes from the ledger;
-    2. that job killed outright (SIGKILL) mid-run, then submitted again by hand: it resumes and
-       finishes; every block is correct."""
+    2. that job killed outright (SIGKILL to its processes) mid-run, then submitted again by hand:
+       it resumes (the dead run's lock is stale) and finishes; every block is correct."""
     dataset, npz = synthetic
     out = tmp_path / "w.zarr"
     log = tmp_path / "orchestrator.log"
@@ -346,7 +360,7 @@ def test_orchestrator_job_resubmits_itself_and_resumes_after_kill(tmp_path, prof
         assert 1 <= done_1 < 105
         wait_until(lambda: _job_state(second) == "RUNNING" and n_done(out) > done_1, 240,
                    "progress in the resubmitted job")
-        subprocess.run(["scancel", "--signal=KILL", second], check=True, timeout=30)
+        kill_job_processes(second)
         wait_until(lambda: _job_state(second) is None, 120, "the killed job to end")
         done_2 = n_done(out)
         assert done_1 < done_2 < 105, (done_1, done_2)

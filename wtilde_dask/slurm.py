@@ -272,7 +272,12 @@ def _sigterm_interrupts(log):
         yield
         return
 
+    received = []
+
     def handler(signum, frame):
+        if received:  # scancel signals every process of the job, the sbatch script forwards it too:
+            return    # interrupt once, let the clean-up run
+        received.append(signum)
         log("slurm: SIGTERM: stopping (finished blocks are kept; the same command resumes)")
         raise KeyboardInterrupt("SIGTERM")
 
