@@ -292,3 +292,13 @@ def test_invert_cli_writes_results_and_png(stores, tmp_path, capsys):
     assert "axis_ratio" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["invert", str(store.path), "--mesh", "hexagonal"])
+
+
+def test_block_paths_refuse_incomplete_store(tmp_path, sma_dataset):
+    from wtilde_dask.store import StoreError, WTildeStore
+
+    grid = ImageGrid.circular((12, 12), (0.1, 0.1), 0.5)
+    st = WTildeStore.create(tmp_path / "empty.zarr", sma_dataset, grid, method="direct", block_size=16)
+    for path in ("out-of-core", "memory"):
+        with pytest.raises(StoreError, match="incomplete"):
+            WTildeFitter.from_store(st, path=path, client=None)

@@ -168,7 +168,12 @@ class PersistedCurvature(_BlockCurvature):
                 (bi, bj): client.submit(read_block, self.path, bi, bj, key=f"w_tilde-persist-{self.store.fingerprint[:12]}-({bi},{bj})")
                 for bi, bj in self.blocks
             }
-            client.gather(list(self._blocks.values()), errors="raise")  # wait: they are in memory now
+            from distributed import wait
+
+            done = wait(list(self._blocks.values()))  # in the workers' memory now (nothing comes back here)
+            for fut in done.done:
+                if fut.status == "error":
+                    fut.result()  # raises the worker's exception
 
     def _local_block(self, bi, bj):
         return self._blocks[(bi, bj)]

@@ -40,10 +40,11 @@ def curvature_block(T_rows_i: sp.csr_matrix, w_block: np.ndarray, T_rows_j: sp.c
     cols_j, Tj = compact_columns(sp.csr_matrix(T_rows_j))
     if len(cols_i) == 0 or len(cols_j) == 0:
         return cols_i, cols_j, np.zeros((len(cols_i), len(cols_j)))
-    w = np.asarray(w_block, dtype=np.float64)
-    WTj = np.asarray((Tj.T @ w.T).T)  # (|I|, nj) = W_IJ T_J
-    X = np.asarray(Ti.T @ WTj)  # (ni, nj)
-    return cols_i, cols_j, X
+    w = np.ascontiguousarray(w_block)
+    # sparse @ C-ordered dense only (scipy copies transposed dense operands; W is the big one)
+    Q = np.asarray(Ti.T.tocsr() @ w)  # (ni, |J|) = T_I^T W_IJ
+    X = np.asarray(Tj.T.tocsr() @ np.ascontiguousarray(Q.T)).T  # (ni, nj) = (T_J^T Q^T)^T
+    return cols_i, cols_j, np.ascontiguousarray(X)
 
 
 def add_block_contribution(F: np.ndarray, part, diagonal: bool) -> np.ndarray:
@@ -81,8 +82,9 @@ def sum_arrays(*arrays) -> np.ndarray:
 def curvature_dense(T, w_tilde: np.ndarray) -> np.ndarray:
     """(S, S) ``F = T^T W T`` with the whole (M, M) W in memory."""
     T = sp.csr_matrix(T)
-    WT = np.asarray((T.T @ np.asarray(w_tilde).T).T)
-    F = np.asarray(T.T @ WT)
+    TT = T.T.tocsr()
+    Q = np.asarray(TT @ np.ascontiguousarray(w_tilde))  # (S, M) = T^T W
+    F = np.asarray(TT @ np.ascontiguousarray(Q.T))  # (S, S) = T^T (T^T W)^T = T^T W^T T
     return 0.5 * (F + F.T)
 
 
