@@ -228,7 +228,7 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
 
     Parameters
     ----------
-    dataset : Interferometer, or a path for :func:`wtilde_dask.dataset.load_dataset`.
+    dataset : Interferometer, a path for :func:`wtilde_dask.dataset.load_dataset`, or "sma" (bundled data).
     grid : ImageGrid (masked lattice or irregular points).
     out : path of the store (created, or resumed when it holds the same inputs).
     block_size : B, blocks are (B, B) pixels; nb = ceil(M / B) blocks per side, nb (nb+1)/2 computed.
@@ -246,7 +246,9 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
     from wtilde_dask.dataset import Interferometer, load_dataset
 
     if not isinstance(dataset, Interferometer):
-        dataset = load_dataset(dataset)
+        from wtilde_dask.dataset import sma_dataset_path
+
+        dataset = load_dataset(sma_dataset_path() if str(dataset).lower() == "sma" else dataset)
     method = resolve_method(method, grid)
     if int(block_size) < 1:
         raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
