@@ -377,7 +377,7 @@ def plot_points(values: np.ndarray, grid_arcsec: np.ndarray, *, title: str = "",
     return fig
 
 
-def plot_lattice_kernel(kernel: np.ndarray, pixel_scales: tuple[float, float], *, title: str | None = None, dynamic_range: float = 1e6):
+def plot_lattice_kernel(kernel: np.ndarray, pixel_scales: tuple[float, float], *, title: str | None = None, dynamic_range: float = 1e4):
     """The lattice offset kernel ``k[dr + ny-1, dc + nx-1]`` as ``log10(|k| / k(0, 0))``.
 
     ``k(dr, dc) = sum_k w_k cos(2 pi (dc sx u_k - dr sy v_k))`` is the weighted dirty beam sampled at
