@@ -41,8 +41,9 @@ def test_default_lifetime_ends_before_walltime():
 
 
 @pytest.mark.parametrize("name", ["cosma5", "cosma7", "cosma8", "cosma8-shared"])
-def test_cosma_profiles(name):
+def test_cosma_profiles(name, tmp_path):
     pname, settings = load_profile(f"{PROFILES}:{name}")
+    settings["log-directory"] = str(tmp_path / "logs")  # not ~/.wtilde/logs of whoever runs the tests
     assert pname == name
     kw = cluster_kwargs(pname, settings, security=None)
     script = job_script(kw)
