@@ -9,8 +9,8 @@ noise) it measures, in one run on this machine:
   as a user makes it (the JAX variant jit-compiles inside each call). When a calibration run predicts more
   than ``--peer-budget-s`` seconds, the peer runs on the first K_sub visibilities only and its time is
   extrapolated linearly in K (its cost is exactly proportional to K: a fixed work per visibility chunk);
-  such rows are labelled "extrapolated" (a straight line in K through a 8,192-visibility calibration run
-  and the K_sub run, so the jit compile time is counted once);
+  such rows are labelled "extrapolated" (a straight line in K through the last two runs, so the jit
+  compile time is counted once);
 * ratio = peer time / our (ducc0) time;
 * error = max |ours exported to PyAutoArray's layout - peer| / sum(w), on the same visibilities the peer
   used (the subset when extrapolated).
@@ -104,38 +104,43 @@ def _peer(variant: str):
 
 
 def _run_peer(run, noise, uv, shape, grid, budget_s, log):
-    """(seconds for all K (measured or extrapolated), K used, extrapolated?, operator on the K used)."""
+    """(seconds for all K (measured or extrapolated), K used, extrapolated?, operator on the K used).
+
+    Two calibration runs (4,096 and 8,192 visibilities) give a straight line t(K) = fixed + per_vis * K
+    (fixed: the JAX variant's jit compile). Predicted <= budget: one full run. Otherwise the peer runs on the
+    first K_sub visibilities (K_sub from the budget, at least the 8,192 of the calibration, whose run is
+    reused) and t(K) is the straight line through the last two runs, evaluated at K ("extrapolated").
+    """
     k = len(noise)
-    k_cal = min(k, 4096)
-    t0 = time.perf_counter()
-    run(noise[:k_cal], uv[:k_cal], shape, grid)
-    t_cal = time.perf_counter() - t0
-    # second calibration at 2x to separate the fixed cost (jit compile) from the per-visibility cost
-    k_cal2 = min(k, 2 * k_cal)
-    if k_cal2 > k_cal:
+
+    def timed(kk):
         t0 = time.perf_counter()
-        run(noise[:k_cal2], uv[:k_cal2], shape, grid)
-        t_cal2 = time.perf_counter() - t0
-        per_vis = max((t_cal2 - t_cal) / (k_cal2 - k_cal), t_cal2 / k_cal2 * 0.5)
-        fixed = max(t_cal2 - per_vis * k_cal2, 0.0)
-    else:
-        t_cal2, per_vis, fixed = t_cal, t_cal / k_cal, 0.0
+        op = run(noise[:kk], uv[:kk], shape, grid)
+        return time.perf_counter() - t0, op
+
+    k1 = min(k, 4096)
+    t1, op1 = timed(k1)
+    if k1 == k:
+        return t1, k, False, op1
+    k2 = min(k, 2 * k1)
+    t2, op2 = timed(k2)
+    if k2 == k:
+        return t2, k, False, op2
+    per_vis = max((t2 - t1) / (k2 - k1), 0.5 * t2 / k2)
+    fixed = max(t2 - per_vis * k2, 0.0)
     predicted = fixed + per_vis * k
     if predicted <= budget_s:
         k_sub = k
     else:
-        k_sub = int(max(k_cal2, min(k, (0.8 * budget_s - fixed) / per_vis)))
-        k_sub = max(2048, (k_sub // 2048) * 2048)
+        k_sub = int(min(k, (0.8 * budget_s - fixed) / per_vis)) // 2048 * 2048
     log(f"    calibration: fixed {fixed:.2f} s + {per_vis * 1e6:.2f} us/visibility -> predicted {predicted:.1f} s "
-        f"for K = {k:,}; running K = {k_sub:,}")
-    t0 = time.perf_counter()
-    op = run(noise[:k_sub], uv[:k_sub], shape, grid)
-    t = time.perf_counter() - t0
+        f"for K = {k:,}; {'full run' if k_sub == k else f'measured on K = {max(k_sub, k2):,}'}")
+    if k_sub <= k2:  # the calibration run is the measurement
+        return t2 + per_vis * (k - k2), k2, True, op2
+    t, op = timed(k_sub)
     if k_sub == k:
-        return t, k_sub, False, op
-    # straight line t(K) through the (K_cal2, t_cal2) calibration run and this run, evaluated at K
-    t_cal_ref = t_cal2 if k_cal2 > k_cal else t_cal
-    slope = max((t - t_cal_ref) / (k_sub - k_cal2), 0.0) if k_sub > k_cal2 else t / k_sub
+        return t, k, False, op
+    slope = max((t - t2) / (k_sub - k2), 0.0)
     return t + slope * (k - k_sub), k_sub, True, op
 
 
