@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 import uuid
+import zlib
 from importlib import metadata
 
 import numpy as np
@@ -70,11 +71,17 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+CHECKSUM = "crc32 << 32 | adler32 of the block's C-order bytes (0 means not done)"
+
+
 def block_checksum(array: np.ndarray) -> int:
-    """uint64 checksum of a block's float values (blake2b-64 of the C-ordered bytes); never 0."""
-    data = np.ascontiguousarray(array)
-    digest = hashlib.blake2b(data.tobytes(), digest_size=8).digest()
-    value = int.from_bytes(digest, "little")
+    """uint64 checksum of a block's values: ``crc32 << 32 | adler32`` of its C-order bytes; never 0.
+
+    Two fast 32-bit checksums (~2 GB/s each, several times faster than the chunk write) rather than a
+    cryptographic hash: the ledger guards against torn or altered chunk files, not against an adversary.
+    """
+    data = memoryview(np.ascontiguousarray(array)).cast("B")
+    value = (zlib.crc32(data) << 32) | zlib.adler32(data)
     return value or 1
 
 
@@ -368,6 +375,7 @@ class WTildeStore:
             "created": created,
             "updated": created,
             "units": {"w_tilde": "1/Jy^2 (weights 1/sigma^2)", "grid": "radians", "pixel_scales": "arcsec"},
+            "checksum": CHECKSUM,
         }
         group = zarr.open_group(str(path), mode="a", zarr_format=3)
         inputs = group.create_group("inputs", overwrite=True)
