@@ -578,7 +578,7 @@ def plot_store(store, out_dir, *, row: int | None = None) -> dict[str, pathlib.P
             fig = on_grid(
                 values,
                 title=f"W-tilde row {index}: W[{index}, j] on the mask (+ = pixel {index})",
-                colorbar_label="W_ij",
+                colorbar_label="W_ij [Jy⁻²]",
                 symmetric=True,
                 mark_pixel=index,
             )
