@@ -193,13 +193,13 @@ class PersistedCurvature(_BlockCurvature):
 class LatticeCurvature:
     """F on a lattice by FFT (block-Toeplitz + Hankel apply), never forming W.
 
-    ``kernel_sum`` and ``kernel_hankel`` (2ny-1, 2nx-1) as in :func:`curvature_kernels.lattice_spectra`
+    ``kernel_sum`` and ``kernel_hankel`` (2ny-1, 2nx-1) as in :func:`curvature_kernels.lattice_operator`
     (``W_ij = kernel_sum[r_i-r_j + ny-1, c_i-c_j + nx-1] + kernel_hankel[r_i+r_j, c_i+c_j]``);
     ``box_indices`` (M, 2) box-relative (row, col) of each image pixel.
     """
 
-    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 16, workers=None):
-        self.K_hat, self.H_hat = ck.lattice_spectra(kernel_sum, kernel_hankel)
+    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 16, workers=None, fft_shape=None):
+        self.operator = ck.lattice_operator(kernel_sum, kernel_hankel, fft_shape)
         self.box_indices = np.asarray(box_indices, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.workers = workers
@@ -210,12 +210,11 @@ class LatticeCurvature:
 
     def __call__(self, mapping_matrix) -> np.ndarray:
         T = as_mapping_matrix(mapping_matrix, self.n_pixels)
-        return ck.curvature_lattice(T, self.box_indices, self.K_hat, self.H_hat,
-                                    batch_size=self.batch_size, workers=self.workers)
+        return ck.curvature_lattice(T, self.box_indices, self.operator, batch_size=self.batch_size, workers=self.workers)
 
     def apply(self, x) -> np.ndarray:
         """(M,) ``W x``."""
-        return ck.lattice_apply_vector(np.asarray(x, dtype=np.float64), self.box_indices, self.K_hat, self.H_hat)
+        return ck.lattice_apply_vector(np.asarray(x, dtype=np.float64), self.box_indices, self.operator, self.workers)
 
 
 class DenseCurvature:

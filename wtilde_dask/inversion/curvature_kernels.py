@@ -8,11 +8,11 @@ Shapes: T (M, S) scipy.sparse CSR mapping matrix, W (M, M) W-tilde, d (M,) dirty
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
 import scipy.sparse as sp
-
-from wtilde_dask.kernels.lattice import to_pyautoarray
 
 try:  # ducc0 is what B's lattice kernels use too; scipy.fft is the fallback
     import ducc0.fft as _ducc_fft
@@ -96,36 +96,63 @@ def data_vector(T, dirty_image: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Lattice: W applied by FFT (block-Toeplitz plus Hankel), never formed
 # ----------------------------------------------------------------------------------------------
-def lattice_spectra(kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None):
-    """Spectra of the lattice W on the zero-padded (2ny, 2nx) box.
+@dataclass(frozen=True)
+class LatticeOperator:
+    """The lattice W as spectra on a zero-padded FFT box (what :func:`lattice_apply` multiplies by).
 
-    ``kernel_sum`` (2ny-1, 2nx-1): ``k[dr + ny-1, dc + nx-1]`` for row/column offsets (dr, dc) of
-    pixel i minus pixel j; ``kernel_hankel`` (2ny-1, 2nx-1) or None: ``h[sr, sc]`` for the index sums
-    of box-relative indices. The apply is ``W_ij = k[r_i-r_j, c_i-c_j] + h[r_i+r_j, c_i+c_j]`` (callers
-    fold any 1/2 into the kernels). Returns ``(K_hat, H_hat)``: ``rfft2`` of the (2ny, 2nx) circular
-    layouts (offset d at index d mod 2n; the sum s at index s), H_hat None when there is no Hankel part.
+    ``K_hat``: ``rfft2`` of the circular layout of the offset kernel on the ``fft_shape`` (Ny, Nx) box
+    (offset d at index d mod N); ``H_hat``: ``rfft2`` of the index-sum kernel placed at indices s
+    (None without a Hankel part); ``shape_box`` (ny, nx). Any N >= 2n - 1 is exact (no wrap-around
+    for offsets |d| <= n-1 nor for index sums s <= 2n-2); ``fft_shape`` picks FFT-friendly sizes.
+    """
+
+    K_hat: np.ndarray
+    H_hat: np.ndarray | None
+    shape_box: tuple[int, int]
+    fft_shape: tuple[int, int]
+
+
+def _good_size(n: int, real: bool) -> int:
+    if _ducc_fft is not None:
+        return int(_ducc_fft.good_size(n, real))
+    return int(scipy.fft.next_fast_len(n, real=real))
+
+
+def lattice_operator(kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None, fft_shape=None) -> LatticeOperator:
+    """:class:`LatticeOperator` of ``W_ij = k[r_i-r_j + ny-1, c_i-c_j + nx-1] + h[r_i+r_j, c_i+c_j]``.
+
+    ``kernel_sum`` (2ny-1, 2nx-1) offset kernel; ``kernel_hankel`` (2ny-1, 2nx-1) index-sum kernel or
+    None (the definitions of :mod:`wtilde_dask.kernels.lattice`: no factor 1/2 left). ``fft_shape``
+    default: the smallest FFT-friendly sizes >= (2ny-1, 2nx-1) (2ny, 2nx is PyAutoArray's choice).
     """
     k = np.asarray(kernel_sum, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] % 2 != 1 or k.shape[1] % 2 != 1:
         raise ValueError(f"kernel: expected an odd (2ny-1, 2nx-1) offset kernel, got shape {k.shape}")
     ny, nx = (k.shape[0] + 1) // 2, (k.shape[1] + 1) // 2
-    K_hat = scipy.fft.rfft2(to_pyautoarray(k))  # the circular layout is PyAutoArray's preload layout
+    if fft_shape is None:
+        fft_shape = (_good_size(2 * ny - 1, False), _good_size(2 * nx - 1, True))
+    Ny, Nx = (int(n) for n in fft_shape)
+    if Ny < 2 * ny - 1 or Nx < 2 * nx - 1:
+        raise ValueError(f"fft_shape: {fft_shape} is smaller than (2ny-1, 2nx-1) = {(2 * ny - 1, 2 * nx - 1)}")
+    circ = np.zeros((Ny, Nx))
+    circ[np.ix_(np.arange(-(ny - 1), ny) % Ny, np.arange(-(nx - 1), nx) % Nx)] = k
+    K_hat = scipy.fft.rfft2(circ)
     H_hat = None
     if kernel_hankel is not None:
         h = np.asarray(kernel_hankel, dtype=np.float64)
         if h.shape != k.shape:
             raise ValueError(f"kernel_hankel: shape {h.shape} differs from kernel {k.shape}")
-        hc = np.zeros((2 * ny, 2 * nx))
+        hc = np.zeros((Ny, Nx))
         hc[: 2 * ny - 1, : 2 * nx - 1] = h
         H_hat = scipy.fft.rfft2(hc)
-    return K_hat, H_hat
+    return LatticeOperator(K_hat, H_hat, (ny, nx), (Ny, Nx))
 
 
-def lattice_apply(images: np.ndarray, K_hat: np.ndarray, H_hat: np.ndarray | None = None, workers=None) -> np.ndarray:
-    """Apply W to a batch of (nb, ny, nx) box images by FFT on the (2ny, 2nx) padded box.
+def lattice_apply(images: np.ndarray, op: LatticeOperator, workers=None) -> np.ndarray:
+    """Apply W to a batch of (nb, ny, nx) box images by FFT on the zero-padded (Ny, Nx) box.
 
     ``out[p] = sum_q k[p - q] x[q] + sum_q h[p + q] x[q]``; the Toeplitz part is a circular
-    convolution (no wrap-around: |offsets| <= n-1 < 2n - (n-1)), the Hankel part a correlation
+    convolution (no wrap-around since N >= 2n-1), the Hankel part a correlation
     ``irfft(conj(X) H_hat)`` (``conj(X)`` is the spectrum of the index-reversed image). Pruned: the
     real-to-complex transform runs along x on the ny non-zero rows only, the inverse along x on the
     ny output rows only. FFTs by ducc0 (the library behind JAX's CPU FFT; about 2x pocketfft's speed
@@ -133,9 +160,10 @@ def lattice_apply(images: np.ndarray, K_hat: np.ndarray, H_hat: np.ndarray | Non
     """
     images = np.asarray(images, dtype=np.float64)
     nb, ny, nx = images.shape
-    buf = np.zeros((nb, ny, 2 * nx))
+    Ny, Nx = op.fft_shape
+    buf = np.zeros((nb, ny, Nx))
     buf[:, :, :nx] = images
-    X = np.zeros((nb, 2 * ny, nx + 1), dtype=np.complex128)
+    X = np.zeros((nb, Ny, Nx // 2 + 1), dtype=np.complex128)
     if _ducc_fft is not None:
         nthreads = 0 if workers is None or workers < 0 else int(workers)
         _ducc_fft.r2c(buf, axes=(2,), out=X[:, :ny, :], nthreads=nthreads)
@@ -143,40 +171,32 @@ def lattice_apply(images: np.ndarray, K_hat: np.ndarray, H_hat: np.ndarray | Non
     else:
         X[:, :ny, :] = scipy.fft.rfft(buf, axis=2, workers=workers)
         X = scipy.fft.fft(X, axis=1, workers=workers, overwrite_x=True)
-    if H_hat is not None:
-        Y = X * K_hat[None]
-        Y += np.conj(X) * H_hat[None]
+    if op.H_hat is not None:
+        Y = X * op.K_hat[None]
+        Y += np.conj(X) * op.H_hat[None]
     else:
-        X *= K_hat[None]
+        X *= op.K_hat[None]
         Y = X
     if _ducc_fft is not None:
         _ducc_fft.c2c(Y, axes=(1,), forward=False, inorm=2, out=Y, nthreads=nthreads)
-        out = _ducc_fft.c2r(Y[:, :ny, :], axes=(2,), lastsize=2 * nx, forward=False, inorm=2, nthreads=nthreads)
+        out = _ducc_fft.c2r(Y[:, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, nthreads=nthreads)
     else:
         Y = scipy.fft.ifft(Y, axis=1, workers=workers, overwrite_x=True)[:, :ny, :]
-        out = scipy.fft.irfft(Y, n=2 * nx, axis=2, workers=workers)
+        out = scipy.fft.irfft(Y, n=Nx, axis=2, workers=workers)
     return out[:, :, :nx]
 
 
-def curvature_lattice(
-    T,
-    box_indices: np.ndarray,
-    K_hat: np.ndarray,
-    H_hat: np.ndarray | None = None,
-    *,
-    batch_size: int = 16,
-    workers=None,
-) -> np.ndarray:
+def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 16, workers=None) -> np.ndarray:
     """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W.
 
-    T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; K_hat/H_hat
-    from :func:`lattice_spectra`. Source columns go in batches of ``batch_size``: scatter the
-    batch's columns of T onto the box, apply W (:func:`lattice_apply`), gather the unmasked pixels,
-    project with T^T.
+    T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
+    :func:`lattice_operator`. Source columns go in batches of ``batch_size``: scatter the batch's
+    columns of T onto the box, apply W (:func:`lattice_apply`), gather the unmasked pixels, project
+    with T^T.
     """
     T = sp.csr_matrix(T)
     M, S = T.shape
-    ny, nx = K_hat.shape[0] // 2, (K_hat.shape[1] - 1)
+    ny, nx = op.shape_box
     box = np.asarray(box_indices, dtype=np.int64)
     flat = box[:, 0] * nx + box[:, 1]
     Tc = T.tocsc()
@@ -187,18 +207,18 @@ def curvature_lattice(
         sub = Tc[:, start:stop].tocoo()
         imgs = np.zeros((stop - start, ny * nx))
         np.add.at(imgs, (sub.col, flat[sub.row]), sub.data)
-        out = lattice_apply(imgs.reshape(-1, ny, nx), K_hat, H_hat, workers=workers).reshape(-1, ny * nx)
-        F[:, start:stop] = np.asarray(TT @ out[:, flat].T)
+        out = lattice_apply(imgs.reshape(-1, ny, nx), op, workers=workers).reshape(-1, ny * nx)
+        F[:, start:stop] = np.asarray(TT @ np.ascontiguousarray(out[:, flat].T))
     return 0.5 * (F + F.T)
 
 
-def lattice_apply_vector(x: np.ndarray, box_indices: np.ndarray, K_hat, H_hat=None, workers=None) -> np.ndarray:
+def lattice_apply_vector(x: np.ndarray, box_indices: np.ndarray, op: LatticeOperator, workers=None) -> np.ndarray:
     """(M,) ``W x`` for an (M,) image x on the lattice (scatter onto the box, FFT apply, gather)."""
-    ny, nx = K_hat.shape[0] // 2, K_hat.shape[1] - 1
+    ny, nx = op.shape_box
     box = np.asarray(box_indices, dtype=np.int64)
     img = np.zeros((1, ny, nx))
     img[0, box[:, 0], box[:, 1]] = x
-    return lattice_apply(img, K_hat, H_hat, workers=workers)[0, box[:, 0], box[:, 1]]
+    return lattice_apply(img, op, workers=workers)[0, box[:, 0], box[:, 1]]
 
 
 def lattice_dense_w(box_indices: np.ndarray, kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = None):
