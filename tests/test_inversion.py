@@ -302,3 +302,26 @@ def test_block_paths_refuse_incomplete_store(tmp_path, sma_dataset):
     for path in ("out-of-core", "memory"):
         with pytest.raises(StoreError, match="incomplete"):
             WTildeFitter.from_store(st, path=path, client=None)
+
+
+@pytest.mark.parametrize("fft_shape", [None, "minimal", "pyautoarray", (64, 81)])
+def test_lattice_fft_exact_for_any_padded_size(fft_shape):
+    """The FFT apply (Toeplitz + Hankel, unequal noise) is exact for every FFT box >= (2ny-1, 2nx-1)."""
+    from wtilde_dask.inversion import curvature_kernels as ck
+    from wtilde_dask.kernels.lattice import lattice_kernels
+    from wtilde_dask.kernels.reference import w_tilde_reference
+
+    rng = np.random.default_rng(5)
+    grid = ImageGrid.circular((21, 25), (0.1, 0.12), 1.1)
+    ds = unequal_noise_dataset(rng, K=150)
+    kern = lattice_kernels(ds.uv_wavelengths, ds.weights_real, ds.weights_imag, grid)
+    ny, nx = (kern.kernel.shape[0] + 1) // 2, (kern.kernel.shape[1] + 1) // 2
+    shape = {"minimal": (2 * ny - 1, 2 * nx - 1), "pyautoarray": (2 * ny, 2 * nx)}.get(fft_shape, fft_shape)
+    op = ck.lattice_operator(kern.kernel, kern.kernel_hankel, shape)
+    W = w_tilde_reference(grid.grid_radians, ds.uv_wavelengths, ds.weights_real, ds.weights_imag)
+    _, T = mesh_and_mapping(grid, "rectangular")
+    assert rel(ck.curvature_lattice(T, kern.box_indices, op, batch_size=7), ck.curvature_dense(T, W)) <= 1e-12
+    x = rng.normal(size=grid.n_pixels)
+    assert rel(ck.lattice_apply_vector(x, kern.box_indices, op), W @ x) <= 1e-12
+    with pytest.raises(ValueError, match="fft_shape"):
+        ck.lattice_operator(kern.kernel, None, (2 * ny - 2, 2 * nx))
