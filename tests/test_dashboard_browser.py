@@ -77,7 +77,12 @@ def browser():
 
 
 def _page_counts(driver) -> dict[str, int]:
-    return {k: int(driver.find_element("id", f"count-{k}").text) for k in ("done", "running", "pending", "failed", "total")}
+    """The counts the page shows, read in one script (one consistent state of the page)."""
+    counts = driver.execute_script(
+        "const o = {}; for (const k of ['done', 'running', 'pending', 'failed', 'total'])"
+        " o[k] = document.getElementById('count-' + k).textContent; return o;"
+    )
+    return {k: int(v) for k, v in counts.items()}
 
 
 def _svg_cells(driver) -> dict[str, int]:
@@ -201,6 +206,7 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
     """A real compute (351 blocks of 128 x 128 pixels, K = 12,000: about 20-40 s on 2 quiet cores) watched
     in the browser. A very fast machine may finish before the first mid-run check; the end state is
     always checked."""
+    from wtilde_dask import dashboard
     from wtilde_dask.cluster import cluster_client
     from wtilde_dask.compute import compute
     from wtilde_dask.grid import ImageGrid
@@ -242,9 +248,13 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
         checks = 0
         mid_run_shot = False
         while thread.is_alive() and checks < 5:
+            t_before = time.time()
             before = _ledger_done(out)
-            stamp = browser.find_element("tag name", "body").get_attribute("data-updated")
-            _wait(lambda: browser.find_element("tag name", "body").get_attribute("data-updated") != stamp, what="a page refresh")
+            # wait for a page state the server computed from a ledger read after `before` (its ledger cache
+            # lives dashboard._LEDGER_TTL_S): the page shows the server's time in body[data-updated]
+            fresh_after = t_before + dashboard._LEDGER_TTL_S + 0.1
+            _wait(lambda: float(browser.find_element("tag name", "body").get_attribute("data-updated") or 0) > fresh_after,
+                  what="a page refresh computed after the ledger read")
             shown = _page_counts(browser)
             after = _ledger_done(out)
             assert before <= shown["done"] <= after, (before, shown, after)
