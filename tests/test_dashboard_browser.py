@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -263,6 +264,8 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
                 browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_during_run.png"))
                 mid_run_shot = True
             checks += 1
+        if checks == 0:
+            warnings.warn("the run finished before the first mid-run comparison; only the end state was checked", stacklevel=1)
         thread.join(timeout=300)
         assert not thread.is_alive(), "compute did not finish"
         assert not errors, errors
