@@ -240,6 +240,8 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
         browser.get(status_url)
         names = _wait(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="w_tilde-block in the status page")
         assert any(n.startswith("w_tilde-block") for n in names), names
+        # our page is in the dashboard's "More..." menu
+        assert browser.execute_script("return document.querySelector('a[href=\"wtilde/blocks\"]') !== null")
         time.sleep(1.0)  # let the task stream draw a few more rectangles
         browser.save_screenshot(str(artifacts_dir / "dashboard_status_during_run.png"))
 

@@ -4,7 +4,8 @@ Served by the scheduler's own web server (the one behind the Dask dashboard, por
 
 * ``/wtilde/blocks`` — an HTML page drawing the upper triangle of blocks coloured done / running /
   pending / failed, with counts, rate and ETA; it refreshes itself every second;
-* ``/wtilde/blocks.json`` — the same state as JSON (for scripts and tests).
+* ``/wtilde/blocks.json`` — the same state as JSON (for scripts and tests);
+* an entry "W-tilde Block Map" in the Dask dashboard's "More..." menu (when installed at run time).
 
 Where the state comes from (read at each request, on the scheduler):
 
@@ -198,8 +199,35 @@ def _install_on_scheduler(dask_scheduler=None, prefix: str = "/") -> bool:
     if not any(PAGE_PATH in p for p in probe_paths):
         handlers = get_handlers(server=dask_scheduler, modules=[__name__], prefix=prefix)
         app.add_handlers(r".*$", handlers)
+    _add_menu_link(dask_scheduler)
     dask_scheduler._wtilde_dashboard_installed = True
     return True
+
+
+MENU_ENTRY = {"url": PAGE_PATH, "name": "W-tilde Block Map"}
+
+
+def _add_menu_link(dask_scheduler) -> bool:
+    """Put our page into the Dask dashboard's "More..." menu (best effort: bokeh-internal structures).
+
+    The bokeh pages share one ``template_variables["plots"]`` list (url, name); pages rendered after
+    this call show the entry. Returns whether an entry is there.
+    """
+    found = False
+    try:
+        for app in getattr(dask_scheduler.http_application, "applications", []):
+            for context in getattr(app, "_applications", {}).values():
+                for handler in getattr(context.application, "handlers", []):
+                    func = getattr(handler, "_func", None)
+                    extra = func.args[1] if func is not None and len(getattr(func, "args", ())) > 1 else None
+                    plots = extra.get("plots") if isinstance(extra, dict) else None
+                    if isinstance(plots, list):
+                        if not any(isinstance(p, dict) and p.get("url") == PAGE_PATH for p in plots):
+                            plots.insert(0, dict(MENU_ENTRY))
+                        found = True
+    except Exception:  # noqa: BLE001 - the page works without the menu entry
+        return False
+    return found
 
 
 def _all_rules(app):
@@ -292,6 +320,9 @@ function draw(state) {
     : "";
   const svg = document.getElementById("map");
   const nb = state.n_blocks_side;
+  const key = nb + ":" + state.states.join("|");
+  if (svg.dataset.key === key) return;  // nothing changed: keep the drawing (large maps redraw only on change)
+  svg.dataset.key = key;
   const pad = 34, size = 640 - pad, cell = nb ? size / nb : size, gap = nb <= 64 ? 1 : 0;
   const step = Math.max(1, Math.ceil(nb / 10));
   let parts = [];
