@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wtilde_dask.cluster import cluster_client
-from wtilde_dask.compute import compute, store_status, verify_store
+from wtilde_dask.compute import ComputeError, compute, store_status, verify_store
 from wtilde_dask.dataset import Interferometer
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.kernels.lattice import lattice_kernels, w_tilde_lattice
@@ -144,6 +144,47 @@ def test_refusals_leave_no_new_store(tmp_path, client, sma_dataset):
     assert WTildeStore.open(path).is_complete()  # neither refusal touched the store
     store = compute(sma_dataset, grid, path, block_size=32, overwrite=True, client=client, progress=False, log=quiet)
     assert store.block_size == 32 and store.is_complete()
+
+
+def test_failed_block_reported_then_resumed(tmp_path, client, sma_dataset):
+    """A block whose task keeps failing: ComputeError names it, the rest is kept, the next run finishes."""
+    grid = ImageGrid.circular((20, 20), (0.1, 0.1), 1.0)  # 316 pixels: blocks of 64, last block row has 60
+    path = tmp_path / "w.zarr"
+
+    def inject():
+        import wtilde_dask.kernels.direct as direct
+
+        original = getattr(direct, "_untouched_w_tilde_block", direct.w_tilde_block)
+        direct._untouched_w_tilde_block = original
+
+        def failing(grid_rows, *args, **kwargs):
+            if len(grid_rows) == 60 and kwargs.get("symmetric"):  # block (4, 4) only
+                raise RuntimeError("injected failure")
+            return original(grid_rows, *args, **kwargs)
+
+        direct.w_tilde_block = failing
+
+    def restore():
+        import wtilde_dask.kernels.direct as direct
+
+        direct.w_tilde_block = getattr(direct, "_untouched_w_tilde_block", direct.w_tilde_block)
+
+    client.run(inject)
+    logs = []
+    try:
+        with pytest.raises(ComputeError, match=r"1 block\(s\) failed, first \(4, 4\): RuntimeError: injected failure"):
+            compute(sma_dataset, grid, path, block_size=64, method="direct", client=client, progress=False,
+                    log=logs.append)
+    finally:
+        client.run(restore)
+    store = WTildeStore.open(path)
+    assert store.missing_blocks() == [(4, 4)] and store.attrs["last_run"]["state"] == "failed"
+    assert client.get_metadata("wtilde")["state"] == "failed"
+    logs = []
+    store = compute(sma_dataset, grid, path, block_size=64, method="direct", client=client, progress=False,
+                    log=logs.append)
+    assert any("14 already done (skipped), 1 to compute" in m for m in logs)
+    assert rel_error(store.to_dask().compute(), reference(sma_dataset, grid)) <= RTOL
 
 
 def test_worker_killed_mid_run(tmp_path, client):
