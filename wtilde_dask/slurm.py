@@ -225,20 +225,52 @@ def cluster_kwargs(name: str, settings: dict, *, lifetime=None, dashboard_addres
 # ---- running --------------------------------------------------------------------------------
 
 
-class _Keeper:
-    """Resubmits worker jobs that ended (lifetime reached, scancel, node failure).
+#: SLURM job states in which a worker job may still connect
+_ALIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
+                 "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 
-    dask's SpecCluster forgets a lost worker's job (after ``lost-worker-timeout``) but keeps it in
-    its plan; asking it to scale to its own plan submits a new job for each such gap. Adaptive
-    scaling does the same only when its target changes, so a keeper thread checks every
-    ``interval`` seconds.
+
+def live_slurm_jobs(job_ids) -> set[str] | None:
+    """The ids among ``job_ids`` that SLURM still runs or will run (None if squeue does not answer)."""
+    import subprocess
+
+    job_ids = [str(j) for j in job_ids if j]
+    if not job_ids:
+        return set()
+    try:
+        out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T", "-u", str(os.getuid())],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    state = dict(line.split()[:2] for line in out.stdout.splitlines() if len(line.split()) >= 2)
+    return {j for j in job_ids if state.get(j) in _ALIVE_STATES}
+
+
+class _Keeper:
+    """Resubmits worker jobs that ended (lifetime reached, scancel, node failure, failed start).
+
+    * dask's SpecCluster forgets a lost worker's job (after ``lost-worker-timeout``) but keeps it
+      in its plan; asking it to scale to its own plan submits a new job for each such gap. Adaptive
+      scaling does the same only when its target changes, so this thread checks every ``interval``.
+    * A job that ends before its worker ever connected (cancelled while pending, failed prologue)
+      is never noticed by the scheduler: while some job has no connected worker, squeue is asked
+      (every ``squeue_interval`` s) and jobs SLURM no longer runs are dropped, which opens a gap.
+      After ``max_start_failures`` such jobs in a row (and no worker connected meanwhile) it stops
+      resubmitting and says where the job logs are: the job script itself is broken.
     """
 
-    def __init__(self, cluster, log, interval=5.0):
+    def __init__(self, cluster, log, interval=5.0, squeue_interval=15.0, max_start_failures=6):
         self.cluster, self.log, self.interval = cluster, log, interval
+        self.squeue_interval, self.max_start_failures = squeue_interval, max_start_failures
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wtilde-slurm-keeper", daemon=True)
+        self._last_squeue = 0.0
         self.replaced = 0
+        self.start_failures = 0
+        self.gave_up = False
+        self._ever_connected: set[str] = set()
 
     def __enter__(self):
         self._thread.start()
@@ -248,15 +280,59 @@ class _Keeper:
         self._stop.set()
         self._thread.join(timeout=2 * self.interval)
 
+    def _connected_jobs(self) -> set:
+        names = {str(w.get("name")) for w in self.cluster.scheduler_info.get("workers", {}).values()}
+        return {job for job in self.cluster.workers if any(n == str(job) or n.startswith(f"{job}-") for n in names)}
+
+    def _drop_dead_unconnected(self):
+        import time
+
+        connected = self._connected_jobs()
+        if connected:
+            self.start_failures = 0
+            self._ever_connected.update(str(getattr(self.cluster.workers.get(n), "job_id", "")) for n in connected)
+        waiting = {name: getattr(job, "job_id", None) for name, job in list(self.cluster.workers.items())
+                   if name not in connected}
+        if not waiting or time.monotonic() - self._last_squeue < self.squeue_interval:
+            return
+        self._last_squeue = time.monotonic()
+        live = live_slurm_jobs(waiting.values())
+        if live is None:
+            return
+        dead = [name for name, job_id in waiting.items() if job_id and str(job_id) not in live]
+        if dead:
+            never = [n for n in dead if str(waiting[n]) not in self._ever_connected]
+            self.start_failures += len(never)
+            self.log(f"slurm: worker job(s) {', '.join(str(waiting[n]) for n in dead)} ended"
+                     + (f" ({len(never)} before their worker connected)" if never else ""))
+
+            def drop():  # on the cluster's event loop, where SpecCluster changes ``workers`` itself
+                for name in dead:
+                    self.cluster.workers.pop(name, None)
+
+            self.cluster.loop.add_callback(drop)
+
     def _run(self):
         while not self._stop.wait(self.interval):
             try:
+                if self.cluster.status.name != "running":
+                    continue
+                self._drop_dead_unconnected()
                 gaps = set(self.cluster.worker_spec) - set(self.cluster.workers)
-                if gaps and self.cluster.status.name == "running":
-                    self.replaced += len(gaps)
-                    self.log(f"slurm: {len(gaps)} worker job(s) ended; submitting replacement(s) "
-                             f"({', '.join(map(str, sorted(gaps)))})")
-                    self.cluster.scale(jobs=len(self.cluster.worker_spec))
+                if not gaps:
+                    continue
+                if self.start_failures >= self.max_start_failures:
+                    if not self.gave_up:
+                        self.gave_up = True
+                        self.log(f"slurm: ERROR: {self.start_failures} worker jobs in a row ended before their "
+                                 f"worker connected: not resubmitting; see the job logs "
+                                 f"(log-directory {getattr(self.cluster, '_job_kwargs', {}).get('log_directory')})")
+                    continue
+                self.gave_up = False
+                self.replaced += len(gaps)
+                self.log(f"slurm: {len(gaps)} worker job(s) ended; submitting replacement(s) "
+                         f"({', '.join(map(str, sorted(gaps)))})")
+                self.cluster.scale(jobs=len(self.cluster.worker_spec))
             except Exception as exc:  # noqa: BLE001 - keep the run going; report only
                 self.log(f"slurm: keeper: {exc!r}")
 
