@@ -223,3 +223,16 @@ def test_worker_killed_mid_run(tmp_path, client):
     assert rel_error(store.to_dask().compute(), expected) <= RTOL
     assert verify_store(path, sample=1, seed=1, log=quiet)["ok"]
     client.wait_for_workers(2, timeout=60)
+
+
+def test_python_api(tmp_path, client):
+    """The README example: wtilde_dask.compute(...) (also after the submodule was imported) + open_w_tilde."""
+    import wtilde_dask
+    import wtilde_dask.compute  # noqa: F401  (shadows the lazy export with the module: must stay callable)
+
+    grid = wtilde_dask.ImageGrid.circular((16, 16), (0.1, 0.1), 0.8)
+    store = wtilde_dask.compute("sma", grid, tmp_path / "w.zarr", block_size=64, client=client, progress=False,
+                                log=quiet)
+    W = wtilde_dask.open_w_tilde(tmp_path / "w.zarr")
+    assert W.shape == (grid.n_pixels, grid.n_pixels) and store.is_complete()
+    np.testing.assert_allclose(W.values, reference(store.dataset(), grid), rtol=0, atol=RTOL * float(abs(W).max()))

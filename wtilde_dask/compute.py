@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 
@@ -579,3 +580,17 @@ def verify_store(path, *, sample: int = 2, seed: int | None = None, rtol: float 
     ok = not bad_checksums and all(r["ok"] for r in recomputed) and (dirty is None or dirty["ok"])
     return {"store": str(store.path), "ok": ok, "checked": len(done), "bad_checksums": bad_checksums,
             "recomputed": recomputed, "dirty_image": dirty, "n_blocks": plan.n_blocks, "rtol": rtol}
+
+
+class _CallableModule(types.ModuleType):
+    """``wtilde_dask.compute`` is both this module and the function :func:`compute`.
+
+    Importing the submodule makes Python set ``wtilde_dask.compute`` to the module (shadowing the lazy
+    function export); making the module callable keeps ``wtilde_dask.compute(dataset, grid, out)`` working.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return compute(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
