@@ -12,7 +12,6 @@ Screenshots are saved to the ``artifacts_dir`` folder.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import tempfile

@@ -6,7 +6,6 @@ is executed too: its cluster cells are guarded and only print the commands where
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest

@@ -32,7 +32,6 @@ import threading
 import time as _time
 
 import numpy as np
-from tornado import web
 
 from distributed.http.utils import RequestHandler
 
