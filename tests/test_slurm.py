@@ -333,6 +333,27 @@ def test_worker_lifetime_retires_and_replaces(tmp_path, profile, long_synthetic)
     assert_store_correct(dataset, out)
 
 
+def test_broken_worker_job_script_stops_the_run(tmp_path, profile):
+    """Worker jobs that die before their worker connects (here: a prologue that exits) are
+    resubmitted a few times, then the run stops with an error naming the job logs, instead of
+    waiting forever."""
+    text = pathlib.Path(profile["arg"].rsplit(":", 1)[0])
+    settings = yaml.safe_load(text.read_text())
+    settings["jobqueue"]["testnode"]["job-script-prologue"] = ["echo 'broken environment' >&2; exit 3"]
+    text.write_text(yaml.safe_dump(settings))
+    e = env()
+    e["WTILDE_SQUEUE_INTERVAL"] = "2"
+    out = subprocess.run([WTILDE, "compute", *SMA_ARGS, "--out", tmp_path / "w.zarr", "--cluster", "slurm",
+                          "--profile", profile["arg"], "--jobs", "2"],
+                         capture_output=True, text=True, env=e, timeout=300)
+    assert out.returncode != 0
+    assert "worker jobs in a row ended before their worker connected" in out.stdout, out.stdout + out.stderr
+    assert "logs" in out.stdout
+    logs = list((tmp_path / "logs").glob("*.err"))
+    assert logs and any("broken environment" in f.read_text() for f in logs)
+    assert not list(profile["shared"].glob("wtilde-tls-*")), "TLS credentials left behind"
+
+
 def _sbatch(args, job_name, log, cwd):
     out = subprocess.run(
         ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={log}", "--open-mode=append",

@@ -258,12 +258,16 @@ class _Keeper:
       is never noticed by the scheduler: while some job has no connected worker, squeue is asked
       (every ``squeue_interval`` s) and jobs SLURM no longer runs are dropped, which opens a gap.
       After ``max_start_failures`` such jobs in a row (and no worker connected meanwhile) it stops
-      resubmitting and says where the job logs are: the job script itself is broken.
+      resubmitting, says where the job logs are (the job script itself is broken) and interrupts
+      the main thread (like Ctrl-C) instead of letting the run wait forever.
     """
 
-    def __init__(self, cluster, log, interval=5.0, squeue_interval=15.0, max_start_failures=6):
+    def __init__(self, cluster, log, interval=5.0, squeue_interval=None, max_start_failures=6, interrupt=True):
         self.cluster, self.log, self.interval = cluster, log, interval
+        if squeue_interval is None:
+            squeue_interval = float(os.environ.get("WTILDE_SQUEUE_INTERVAL", "15"))
         self.squeue_interval, self.max_start_failures = squeue_interval, max_start_failures
+        self.interrupt = interrupt and threading.current_thread() is threading.main_thread()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wtilde-slurm-keeper", daemon=True)
         self._last_squeue = 0.0
@@ -325,8 +329,13 @@ class _Keeper:
                     if not self.gave_up:
                         self.gave_up = True
                         self.log(f"slurm: ERROR: {self.start_failures} worker jobs in a row ended before their "
-                                 f"worker connected: not resubmitting; see the job logs "
-                                 f"(log-directory {getattr(self.cluster, '_job_kwargs', {}).get('log_directory')})")
+                                 f"worker connected: the job script fails; stopping the run. See the job logs "
+                                 f"(log-directory {getattr(self.cluster, '_job_kwargs', {}).get('log_directory')}) "
+                                 f"and `python -c 'print(cluster.job_script())'`")
+                        if self.interrupt:
+                            import _thread
+
+                            _thread.interrupt_main()  # the orchestrator stops like Ctrl-C; blocks stay stored
                     continue
                 self.gave_up = False
                 self.replaced += len(gaps)
@@ -339,7 +348,7 @@ class _Keeper:
 
 @contextlib.contextmanager
 def _sigterm_interrupts(log):
-    """SIGTERM (scancel, walltime, the sbatch script) -> KeyboardInterrupt in the main thread, so that
+    """SIGTERM (scancel, walltime, the sbatch script) and SIGINT -> KeyboardInterrupt in the main thread, so that
     the run stops like Ctrl-C: finished blocks stay in the ledger, worker jobs are cancelled, the
     TLS credentials are removed. Elsewhere (not the main thread) nothing changes."""
     import signal
@@ -358,10 +367,14 @@ def _sigterm_interrupts(log):
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)
+    # dask_jobqueue.runner, imported with dask_jobqueue, makes SIGINT call sys.exit() (exit status 0
+    # for an interrupted run): restore Python's KeyboardInterrupt while the run lasts
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def tunnel_hint(dashboard_link: str | None) -> str:
