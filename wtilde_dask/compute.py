@@ -387,7 +387,8 @@ class _Run:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         self.log(f"done: {self.done} blocks computed, {self.skipped} skipped, in {elapsed:.2f} s "
                  f"({rate:.2f} blocks/s); task time totals: "
-                 + ", ".join(f"{k} {v:.2f} s" for k, v in self.times.items() if v or k in ("compute", "write")))
+                 + ", ".join(f"{'gather' if (k, self.method) == ('compute', 'lattice') else k} {v:.2f} s"
+                             for k, v in self.times.items() if v or k in ("compute", "write")))
 
     def _extras(self) -> None:
         """Lattice kernels (needed before any block) and the dirty image (alongside the blocks)."""
