@@ -7,6 +7,7 @@ evidence), :mod:`reference` (brute force from the visibilities). Dask plumbing: 
 The object a sampler uses: :class:`wtilde_dask.inversion.fitter.WTildeFitter`.
 """
 
+from wtilde_dask.inversion.fitter import FitterError, WTildeFitter
 from wtilde_dask.inversion.lens import LensModel
 from wtilde_dask.inversion.mapping import MappingError, MappingTriplets, as_mapping_matrix, mapping_matrix_from_triplets
 from wtilde_dask.inversion.mesh import DelaunayMesh, MeshError, RectangularMesh
@@ -14,6 +15,8 @@ from wtilde_dask.inversion.regularization import regularization_from_mesh, regul
 from wtilde_dask.inversion.solve import InversionError, InversionResult, VisibilitySums, solve_inversion, visibility_sums
 
 __all__ = [
+    "FitterError",
+    "WTildeFitter",
     "LensModel",
     "MappingError",
     "MappingTriplets",
