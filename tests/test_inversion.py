@@ -285,6 +285,7 @@ def test_invert_cli_writes_results_and_png(stores, tmp_path, capsys):
     s = st.read_array("inversion/reconstruction")
     attrs = st.array_attrs("inversion/reconstruction")
     assert s.shape == (120,) and np.isfinite(attrs["log_evidence"])
+    assert st.attrs["inversion"]["log_evidence"] == attrs["log_evidence"]
     assert st.read_array("inversion/source_grid_arcsec").shape == (120, 2)
     assert st.read_array("inversion/residual_dirty_image").shape == (st.n_pixels,)
     assert png.stat().st_size > 10_000

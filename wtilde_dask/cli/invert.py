@@ -94,6 +94,7 @@ def run_invert(args) -> int:
         "seconds_fit": t_fit,
     }
     store.write_array("inversion/reconstruction", result.reconstruction, attrs=info)
+    store.update_attrs(inversion=info)  # the latest inversion's numbers, also in the group attributes
     store.write_array("inversion/source_grid_arcsec", mesh.centres, attrs={"units": "arcsec", "order": "(y, x)"})
     store.write_array("inversion/residual_dirty_image", residual, attrs={"formula": "d - W T s"})
     store.write_array("inversion/model_image", np.asarray(T @ result.reconstruction).ravel(), attrs={"formula": "T s"})
