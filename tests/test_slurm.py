@@ -94,7 +94,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def long_synthetic(tmp_path_factory):
-    """A dataset sized so that 190 blocks of 24 on 2 workers take about 60 s on this machine now
+    """A dataset sized so that 190 blocks of 24 on 2 workers take about 40 s on this machine now
     (block time measured here, proportional to K), so that 25 s worker lifetimes end mid-run."""
     from wtilde_dask.kernels.direct import w_tilde_block
 
@@ -106,7 +106,7 @@ def long_synthetic(tmp_path_factory):
         w_tilde_block(g[:24], g[24:], ds.uv_wavelengths, ds.weights_real, ds.weights_imag, block_size=24)
         times.append(time.perf_counter() - t0)
     per_block = min(times[1:])  # the first call compiles
-    n_vis = int(np.clip(20000 * 60.0 / (95 * per_block), 20000, 400000))
+    n_vis = int(np.clip(20000 * 40.0 / (95 * per_block), 20000, 400000))
     ds = synthetic_dataset(n_vis) if n_vis != 20000 else ds
     return ds, ds.to_npz(tmp_path_factory.mktemp("long") / "long.npz")
 

@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--scheduler", metavar="ADDR", help="use a running Dask scheduler (tcp://host:8786) instead")
     p.add_argument("--cluster", choices=("local", "scheduler", "slurm"), default=None,
                    help="where to run (default: local, or scheduler when --scheduler is given)")
-    p.add_argument("--profile", help="cluster profile (slurm: a deployments/slurm profile)")
+    p.add_argument("--profile", help="slurm: a profile NAME from dask's jobqueue config, or FILE.yaml:NAME "
+                                     "(deployments/slurm/jobqueue.yaml)")
     p.add_argument("--jobs", type=int, help="cluster jobs to start (slurm)")
     p.add_argument("--adapt", type=int, nargs=2, metavar=("MIN", "MAX"), help="slurm: adaptive MIN..MAX worker jobs")
     p.add_argument("--lifetime", metavar="T", help="slurm: worker lifetime (e.g. 50m; default walltime - 10%%; 'none')")
