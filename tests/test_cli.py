@@ -160,3 +160,23 @@ def test_foreign_out_directory_refused(tmp_path, capsys):
     assert main(["compute", "sma", "--out", str(foreign)]) == 2
     assert "not a W-tilde store" in capsys.readouterr().err
     assert sorted(os.listdir(foreign)) == ["todo.txt"]
+
+
+def test_verify_recomputes_a_bounded_sample_and_catches_wrong_values(tmp_path, sma_store, capsys):
+    """A block whose values are wrong but whose ledger checksum was rewritten to match passes the checksum
+    pass and must be caught by the reference recomputation, which looks at E x E entries per block only."""
+    import shutil
+
+    from wtilde_dask.store import block_checksum
+
+    copy = tmp_path / "consistent_but_wrong.zarr"
+    shutil.copytree(sma_store, copy)
+    store = WTildeStore.open(copy, mode="r+")
+    wrong = store.read_block(0, 0) * 1.001
+    store.mark_done(0, 0, store.write_block(0, 0, wrong), 0.1)
+    assert block_checksum(store.read_block(0, 0)) == int(store.ledger()[0, 0])
+    assert main(["verify", str(copy), "--sample", "28", "--entries", "16", "--seed", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "28/28 stored blocks match" in out
+    assert "block (0, 0) vs reference formula (16 x 16 entries)" in out and "FAILED" in out
+    assert "dirty_image vs reference formula (16 pixels)" in out

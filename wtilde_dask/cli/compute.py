@@ -66,6 +66,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("verify", help="check every block's checksum; recompute N random blocks by the reference formula")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--sample", type=int, default=2, metavar="N", help="blocks to recompute (default 2)")
+    p.add_argument("--entries", type=int, default=64, metavar="E",
+                   help="recompute at most E random rows x E random columns of each sampled block (default 64)")
     p.add_argument("--seed", type=int, default=None, help="random seed for the sample")
     p.set_defaults(func=cmd_verify)
 
@@ -205,7 +207,9 @@ def cmd_verify(args) -> int:
 
     if args.sample < 0:
         raise _err(f"--sample: must be >= 0, got {args.sample}")
-    report = verify_store(args.store, sample=args.sample, seed=args.seed)
+    if args.entries < 1:
+        raise _err(f"--entries: must be >= 1, got {args.entries}")
+    report = verify_store(args.store, sample=args.sample, entries=args.entries, seed=args.seed)
     print("verify: OK" if report["ok"] else "verify: FAILED")
     return 0 if report["ok"] else 1
 
