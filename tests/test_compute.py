@@ -236,3 +236,27 @@ def test_python_api(tmp_path, client):
     W = wtilde_dask.open_w_tilde(tmp_path / "w.zarr")
     assert W.shape == (grid.n_pixels, grid.n_pixels) and store.is_complete()
     np.testing.assert_allclose(W.values, reference(store.dataset(), grid), rtol=0, atol=RTOL * float(abs(W).max()))
+
+
+def test_two_stores_at_once_on_one_scheduler(tmp_path, client):
+    """Two runs sharing a scheduler must not share task keys (each block task names its run)."""
+    grid = ImageGrid.circular((16, 16), (0.1, 0.1), 0.75)
+    datasets = [synthetic_dataset(150, seed=s) for s in (11, 12)]
+    errors = []
+
+    def run(i):
+        try:
+            compute(datasets[i], grid, tmp_path / f"w{i}.zarr", block_size=32, method="direct", client=client,
+                    progress=False, log=quiet)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for i in range(2):
+        got = WTildeStore.open(tmp_path / f"w{i}.zarr").to_dask().compute()
+        assert rel_error(got, reference(datasets[i], grid)) <= RTOL

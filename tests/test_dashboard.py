@@ -85,13 +85,14 @@ def test_block_task_states(tmp_path):
             "w_tilde-block-(0,1)": FakeTask("processing"),
             "w_tilde-block-(1,1)": FakeTask("memory"),
             "w_tilde-block-(0,2)": FakeTask("erred"),
-            "w_tilde-block-(2,2)": FakeTask("queued"),
+            "w_tilde-block-(2,2)-0badc0de": FakeTask("queued"),
+            "w_tilde-block-(2,2)-12345678": FakeTask("erred"),  # another store's run on this scheduler
             "other-task": FakeTask("processing"),
             ("tuple", 1): FakeTask("processing"),
         }
 
         def get_metadata(self, keys, default=None):
-            return {"store": "", "n_blocks_side": 3, "done": 0}
+            return {"store": "", "n_blocks_side": 3, "done": 0, "key_token": "0badc0de"}
 
     state = dashboard.scheduler_block_state(FakeScheduler())
     assert state["states"] == ["prf", ".rp", "..p"]

@@ -15,6 +15,7 @@ Methods:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import socket
@@ -37,9 +38,18 @@ class ComputeError(RuntimeError):
     """Blocks failed (after retries) or the run lost its lock; the store stays resumable."""
 
 
-def block_key(bi: int, bj: int) -> str:
-    """Dask key of the task of block (bi, bj)."""
-    return f"w_tilde-block-({bi},{bj})"
+def run_token(path, fingerprint: str) -> str:
+    """8 hex digits naming one store's run on a scheduler (store path + fingerprint)."""
+    return hashlib.sha256(f"{path}|{fingerprint}".encode()).hexdigest()[:8]
+
+
+def block_key(bi: int, bj: int, token: str) -> str:
+    """Dask key of the task of block (bi, bj): ``w_tilde-block-(bi,bj)-TOKEN``.
+
+    The token keeps two stores computed on one scheduler from sharing task keys (the scheduler would
+    otherwise hand one run the other's result); the dashboard groups tasks by the prefix ``w_tilde-block``.
+    """
+    return f"w_tilde-block-({bi},{bj})-{token}"
 
 
 def resolve_method(method: str, grid) -> str:
@@ -308,6 +318,7 @@ class _Run:
         self.want_dirty = dirty_image
         self.path = str(store.path.resolve())
         self.fp = store.fingerprint
+        self.token = run_token(self.path, self.fp)
         self.plan = store.plan
         self.method = store.method
         self.threads = total_threads(client)
@@ -341,7 +352,7 @@ class _Run:
         remaining = self.plan.n_blocks - self.skipped - self.done
         rate = self.rate()
         info = {
-            "store": self.path, "method": self.method, "state": state,
+            "store": self.path, "method": self.method, "state": state, "key_token": self.token,
             "n_pixels": self.plan.n_pixels, "block_size": self.plan.block_size,
             "n_blocks_side": self.plan.n_blocks_side, "n_blocks": self.plan.n_blocks,
             "done": self.skipped + self.done, "skipped": self.skipped, "computed": self.done,
@@ -435,7 +446,8 @@ class _Run:
 
         def submit_next() -> bool:
             for bi, bj in queue:
-                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method, key=block_key(bi, bj),
+                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method,
+                                    key=block_key(bi, bj, self.token),
                                     retries=3, pure=False)
                 futures[fut] = (bi, bj)
                 ac.add(fut)

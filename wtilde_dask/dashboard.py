@@ -91,12 +91,13 @@ def scheduler_block_state(scheduler) -> dict:
     (number of block tasks the scheduler knows), ``time`` (unix seconds).
     """
     metadata = scheduler.get_metadata([METADATA_KEY], default=None)
+    token = metadata.get("key_token") if isinstance(metadata, dict) else None
     running, failed = [], []
     n_tasks = 0
     for key, ts in list(scheduler.tasks.items()):
         match = BLOCK_KEY_RE.match(key) if isinstance(key, str) else None
-        if match is None:
-            continue
+        if match is None or (token and match.group(3) and match.group(3) != token):
+            continue  # not a block task, or a block task of another store's run
         n_tasks += 1
         code = _TASK_STATE.get(ts.state)
         block = (int(match.group(1)), int(match.group(2)))

@@ -68,8 +68,8 @@ BLOCK_COLOURS = {
     "failed": "#de2d26",  # red
     "lower": "#ffffff",  # below the diagonal: not stored (W is symmetric)
 }
-#: task keys of the block tasks, ``w_tilde-block-(bi,bj)``
-BLOCK_KEY_RE = re.compile(r"^w_tilde-block-\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
+#: task keys of the block tasks, ``w_tilde-block-(bi,bj)-TOKEN`` (TOKEN: the run's 8 hex digits)
+BLOCK_KEY_RE = re.compile(r"^w_tilde-block-\(\s*(\d+)\s*,\s*(\d+)\s*\)(?:-([0-9a-f]+))?$")
 
 
 def block_states(
