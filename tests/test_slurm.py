@@ -46,8 +46,8 @@ SBATCH_SCRIPT = ROOT / "deployments" / "slurm" / "wtilde-compute.sbatch"
 BIN = pathlib.Path(sys.executable).parent
 WTILDE = str(BIN / "wtilde")
 RTOL = 1e-12
-# small problems: 448 pixels; direct blocks of 32 -> 14 x 14 grid, 105 upper-triangle blocks
-SMA_ARGS = ["sma", "--shape", "30", "30", "--pixel-scale", "0.1", "--mask-radius", "1.2", "--block-size", "96",
+# small problems, 448 pixels: SMA (K = 190) in blocks of 48 (55 blocks); synthetic data in blocks of 32 or 24
+SMA_ARGS = ["sma", "--shape", "30", "30", "--pixel-scale", "0.1", "--mask-radius", "1.2", "--block-size", "48",
             "--method", "direct", "--no-progress"]
 SYN_GRID = ["--shape", "24", "24", "--pixel-scale", "0.1", "--mask-radius", "1.2", "--method", "direct",
             "--no-progress", "--no-dirty-image"]
@@ -239,6 +239,15 @@ def test_compute_on_slurm_equals_local_with_tls_and_private_dashboard(tmp_path, 
         port = int(run.wait_for(r"dashboard: http://127\.0\.0\.1:(\d+)/").group(1))
         assert address.startswith("tls://127.0.0.1:")
 
+        # clients without the run's credentials are refused
+        assert run.proc.poll() is None, "the run ended before the TLS checks"
+        with pytest.raises(TypeError, match="ssl_context"):
+            try_client(address)
+        with pytest.raises(OSError, match="certificate"):
+            try_client(address, Security.temporary())
+        with pytest.raises(OSError):
+            try_client(address.replace("tls://", "tcp://"))
+
         # listening sockets of the orchestrator process: scheduler + dashboard, loopback only
         listening = [c.laddr for c in psutil.Process(run.proc.pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN]
@@ -251,15 +260,6 @@ def test_compute_on_slurm_equals_local_with_tls_and_private_dashboard(tmp_path, 
         assert stat.S_IMODE(tls_dirs[0].stat().st_mode) == 0o700
         for f in tls_dirs[0].iterdir():
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
-
-        # clients without the run's credentials are refused
-        assert run.proc.poll() is None, "the run ended before the TLS checks"
-        with pytest.raises(TypeError, match="ssl_context"):
-            try_client(address)
-        with pytest.raises(OSError, match="certificate"):
-            try_client(address, Security.temporary())
-        with pytest.raises(OSError):
-            try_client(address.replace("tls://", "tcp://"))
 
         rc = run.finish()
     assert rc == 0, run.text()
