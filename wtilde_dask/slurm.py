@@ -425,6 +425,7 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
         raise ValueError(f"jobs: must be >= 1, got {n_jobs!r}")
 
     name, settings = load_profile(profile)
+    kw = cluster_kwargs(name, settings, lifetime=lifetime, dashboard_address=dashboard_address)  # checks first
     with contextlib.ExitStack() as stack:
         stack.enter_context(_sigterm_interrupts(log))
         if security is None:
@@ -440,8 +441,8 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
         elif security is False:
             security = None
             log("slurm: WARNING: TLS switched off: anyone on the cluster network can reach the scheduler")
-        kw = cluster_kwargs(name, settings, lifetime=lifetime, dashboard_address=dashboard_address,
-                            security=security)
+        if security is not None:
+            kw.update(security=security, protocol="tls://")
         cluster = stack.enter_context(SLURMCluster(**kw))
         # threads the run will have once its jobs start: the orchestrator keeps enough blocks in flight
         cluster.wtilde_planned_threads = int(kw["cores"]) * (hi if adapt is not None else int(n_jobs))
