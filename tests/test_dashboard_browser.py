@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHROMEDRIVER = pathlib.Path("/usr/bin/chromedriver")
@@ -29,15 +30,6 @@ CHROMEDRIVER = pathlib.Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.browser
 
 
-def _wait(predicate, timeout=30.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +125,20 @@ def test_block_map_page_shows_ledger_and_task_states(browser, tmp_path, sma_data
         assert dashboard.install(client) == url  # idempotent
         # before any run: the page says so
         browser.get(url)
-        _wait(lambda: "No W-tilde run" in browser.find_element("id", "title").text, what="the 'no run' message")
+        wait_until(lambda: "No W-tilde run" in browser.find_element("id", "title").text, what="the 'no run' message")
         client.set_metadata(
             "wtilde",
             {"store": str(store.path), "n_blocks_side": nb, "n_blocks": store.plan.n_blocks, "done": len(done_blocks),
              "skipped": 0, "failed": 1, "rate_blocks_per_s": 0.25, "eta_s": 168.0, "method": "direct"},
         )
         failed = client.submit(_fail, 0, key="w_tilde-block-(4,7)")
-        _wait(lambda: failed.status == "error", what="the failing task")
+        wait_until(lambda: failed.status == "error", what="the failing task")
         running = [client.submit(_sleep_then, 60, i, key=f"w_tilde-block-(2,{j})") for i, j in enumerate((2, 3))]
-        _wait(lambda: all(s == "processing" for s in client.run_on_scheduler(
+        wait_until(lambda: all(s == "processing" for s in client.run_on_scheduler(
             lambda dask_scheduler: [getattr(dask_scheduler.tasks.get(f.key), "state", None) for f in running])), what="running tasks")
         expected = {"done": len(done_blocks), "running": 2, "failed": 1, "total": nb * (nb + 1) // 2}
         expected["pending"] = expected["total"] - 13 - 2 - 1
-        _wait(lambda: _page_counts(browser) == expected, what=f"page counts {expected}")
+        wait_until(lambda: _page_counts(browser) == expected, what=f"page counts {expected}")
         assert _svg_cells(browser) == {k: expected[k] for k in ("done", "running", "pending", "failed")}
         # each cell sits where its block is
         classes = browser.execute_script(
@@ -230,14 +222,14 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
 
         thread = threading.Thread(target=run, name="wtilde-compute", daemon=True)
         thread.start()
-        state = _wait(lambda: (s := _fetch_json(blocks_url + ".json"))["active"] and s, timeout=60, what="published progress")
+        state = wait_until(lambda: (s := _fetch_json(blocks_url + ".json"))["active"] and s, timeout=60, what="published progress")
         nb = state["n_blocks_side"]
         total = nb * (nb + 1) // 2
         assert state["metadata"]["store"] == str(out.resolve()) and state["counts"]["total"] == total
 
         # 1. the Dask status page holds our task names (task stream / progress data in the page)
         browser.get(status_url)
-        names = _wait(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="w_tilde-block in the status page")
+        names = wait_until(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="w_tilde-block in the status page")
         assert any(n.startswith("w_tilde-block") for n in names), names
         # our page is in the dashboard's "More..." menu
         assert browser.execute_script("return document.querySelector('a[href=\"wtilde/blocks\"]') !== null")
@@ -246,7 +238,7 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
 
         # 2. our block map, while running: done shown lies between the ledger read before and after
         browser.get(blocks_url)
-        _wait(lambda: browser.find_element("id", "count-total").text == str(total), what="the block map page")
+        wait_until(lambda: browser.find_element("id", "count-total").text == str(total), what="the block map page")
         checks = 0
         mid_run_shot = False
         while thread.is_alive() and checks < 5:
@@ -255,7 +247,7 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
             # wait for a page state the server computed from a ledger read after `before` (its ledger cache
             # lives dashboard._LEDGER_TTL_S): the page shows the server's time in body[data-updated]
             fresh_after = t_before + dashboard._LEDGER_TTL_S + 0.1
-            _wait(lambda: float(browser.find_element("tag name", "body").get_attribute("data-updated") or 0) > fresh_after,
+            wait_until(lambda: float(browser.find_element("tag name", "body").get_attribute("data-updated") or 0) > fresh_after,
                   what="a page refresh computed after the ledger read")
             shown = _page_counts(browser)
             after = _ledger_done(out)
@@ -273,11 +265,11 @@ def test_real_run_dashboard_and_block_map(browser, tmp_path, rng, artifacts_dir)
 
         # 3. finished: the page shows every block done, as the ledger has it
         assert _ledger_done(out) == total
-        _wait(lambda: _page_counts(browser)["done"] == total, what="all blocks done on the page")
+        wait_until(lambda: _page_counts(browser)["done"] == total, what="all blocks done on the page")
         assert _page_counts(browser) == {"done": total, "running": 0, "pending": 0, "failed": 0, "total": total}
         assert _svg_cells(browser)["done"] == total
         assert "complete" in browser.find_element("id", "title").text
         browser.save_screenshot(str(artifacts_dir / "dashboard_block_map_finished.png"))
         browser.get(status_url)
-        _wait(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="task names after the run")
+        wait_until(lambda: browser.execute_script(_BOKEH_STRINGS, "w_tilde-block"), timeout=60, what="task names after the run")
         browser.save_screenshot(str(artifacts_dir / "dashboard_status_after_run.png"))

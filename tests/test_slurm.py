@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import pytest
+from waiting import wait_until
 import yaml
 
 
@@ -204,14 +205,6 @@ class Run:
         return rc
 
 
-def wait_until(cond, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # ---------------------------------------------------------------------------------------------------

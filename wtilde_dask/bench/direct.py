@@ -141,7 +141,7 @@ def run(block_size: int, n_visibilities: int, repeats: int = 3, visibility_chunk
     t_scan = _time(lambda: _scan_per_element(grows, gcols, uvs, ws), max(1, min(repeats, 2)))
     scale = k / ks
     scaled = (t_scan[0] * scale, t_scan[1] * scale)
-    add(f"lax.scan per-element cos(phi_i-phi_j)", scaled, f"timed on {ks} visibilities, x{scale:.4g} to K")
+    add("lax.scan per-element cos(phi_i-phi_j)", scaled, f"timed on {ks} visibilities, x{scale:.4g} to K")
     w_scan = np.asarray(_scan_per_element(grows, gcols, uvs, ws))
     w_block = w_tilde_block(rows, cols, uv[:ks], wr[:ks], wr[:ks], visibility_chunk=visibility_chunk, engine=engine)
     max_diff = float(np.abs(w_scan - w_block).max())

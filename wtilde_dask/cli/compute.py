@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -241,7 +240,7 @@ def cmd_info(args) -> int:
         print(f"  {name:<14} {comp['sha256'][:16]}  {comp['summary']}")
     extra = [n for n in store.array_names() if not n.startswith("inputs/") and n not in ("w_tilde", "ledger", "ledger_seconds")]
     print(f"arrays:       {', '.join(extra) if extra else '(none besides w_tilde)'}")
-    print(f"software:     " + ", ".join(f"{k} {v}" for k, v in a.get("software", {}).items()))
+    print("software:     " + ", ".join(f"{k} {v}" for k, v in a.get("software", {}).items()))
     print(f"created:      {a.get('created')}, updated {a.get('updated')}")
     lock = read_lock(store.path)
     if lock is None:
