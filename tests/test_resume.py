@@ -17,7 +17,7 @@ import pytest
 from wtilde_dask.cli import main
 from wtilde_dask.store import StoreError, WTildeStore, read_lock
 
-N_VIS = 12000
+N_VIS = 48000  # ~0.3 s per block on one core: the ledger grows by a few blocks per flush
 BLOCK = 48
 
 
@@ -75,6 +75,8 @@ def test_killed_run_resumes_bit_identical(tmp_path, dataset_npz, uninterrupted, 
         deadline = time.monotonic() + 240
         while proc.poll() is None and time.monotonic() < deadline and n_done(out) < target:
             time.sleep(0.02)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGSTOP)  # freeze the whole run where it stands (its pid stays alive)
         if fraction == 0.4 and proc.poll() is None:
             # a second run on the same store while the first is live: refused, store untouched
             assert main(cmd[3:]) == 2
