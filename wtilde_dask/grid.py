@@ -217,12 +217,8 @@ class ImageGrid:
         r = _positive("radius", radius)
         cy, cx = _centre(centre)
         mask = _distances_squared(shape, ps, (cy, cx)) >= r**2
-        if mask.all():
-            raise GridError(
-                f"circular mask with radius = {radius!r} arcsec, centre = {centre!r}, shape_native = {shape}, "
-                f"pixel_scales = {ps} has no unmasked pixel: empty grid"
-            )
-        return cls.from_mask(mask, ps)
+        return cls._from_shape_mask(mask, ps, f"circular mask with radius = {radius!r} arcsec, centre = {centre!r}, "
+                                              f"shape_native = {shape}, pixel_scales = {ps}")
 
     @classmethod
     def annular(cls, shape_native, pixel_scales, inner_radius, outer_radius, centre=(0.0, 0.0)) -> "ImageGrid":
@@ -239,12 +235,16 @@ class ImageGrid:
         cy, cx = _centre(centre)
         d2 = _distances_squared(shape, ps, (cy, cx))
         mask = ~((d2 >= r_in**2) & (d2 <= r_out**2))
+        return cls._from_shape_mask(mask, ps, f"annular mask with inner_radius = {inner_radius!r}, outer_radius = "
+                                              f"{outer_radius!r} arcsec, centre = {centre!r}, shape_native = {shape}, "
+                                              f"pixel_scales = {ps}")
+
+    @classmethod
+    def _from_shape_mask(cls, mask: np.ndarray, pixel_scales, description: str) -> "ImageGrid":
+        """:meth:`from_mask` for a mask built from shape parameters; an all-masked one is refused naming them."""
         if mask.all():
-            raise GridError(
-                f"annular mask with inner_radius = {inner_radius!r}, outer_radius = {outer_radius!r} arcsec, "
-                f"centre = {centre!r}, shape_native = {shape}, pixel_scales = {ps} has no unmasked pixel: empty grid"
-            )
-        return cls.from_mask(mask, ps)
+            raise GridError(f"{description} has no unmasked pixel: empty grid")
+        return cls.from_mask(mask, pixel_scales)
 
     @classmethod
     def from_mask_file(cls, path, pixel_scales, hdu: int | str = 0) -> "ImageGrid":
