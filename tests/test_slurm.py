@@ -348,12 +348,23 @@ def _job_state(job_id):
     return out.stdout.strip() or None
 
 
-def kill_job_processes(job_id):
+def kill_job_processes(job_id, store):
     """SIGKILL every process of a job (batch shell and `wtilde compute`), as a node failure would:
-    nothing gets to clean up. (`scancel --signal=KILL` is a plain cancel for SLURM: TERM first.)"""
+    nothing gets to clean up. (`scancel --signal=KILL` is a plain cancel for SLURM: TERM first.)
+    proctrack/linuxproc can miss a process of the job in `scontrol listpids`, so the processes that
+    run `wtilde compute` on this job's store are killed too, children first."""
+    import psutil
+
     out = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, timeout=15).stdout
     pids = [int(line.split()[0]) for line in out.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
     assert pids, out
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "compute" in cmdline and str(store) in cmdline:
+            try:
+                pids += [child.pid for child in proc.children(recursive=True)] + [proc.pid]
+            except psutil.NoSuchProcess:
+                pass
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -384,7 +395,7 @@ def test_orchestrator_job_resubmits_itself_and_resumes_after_kill(tmp_path, prof
         assert 1 <= done_1 < 105
         wait_until(lambda: _job_state(second) == "RUNNING" and n_done(out) > done_1, 240,
                    "progress in the resubmitted job")
-        kill_job_processes(second)
+        kill_job_processes(second, out)
         wait_until(lambda: _job_state(second) is None, 120, "the killed job to end")
         done_2 = n_done(out)
         assert done_1 < done_2 < 105, (done_1, done_2)
