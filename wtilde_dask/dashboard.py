@@ -12,7 +12,7 @@ Where the state comes from (read at each request, on the scheduler):
 * the scheduler metadata ``"wtilde"`` that :func:`wtilde_dask.compute.compute` publishes with
   ``client.set_metadata("wtilde", {...})`` (store path, n_blocks_side, done, failed, rate, ETA, method);
 * the store's ledger (the truth for "done"), when the scheduler can read the store path;
-* the states of the tasks whose keys are ``w_tilde-block-(bi,bj)``: processing -> running,
+* the states of the tasks whose keys are ``w_tilde-block-(bi,bj)-RUN`` (RUN: the published ``key_token``): processing -> running,
   memory (finished, not yet in the ledger) -> running, erred -> failed, the rest pending.
   "done" is never taken from task states, so the page never runs ahead of the ledger.
 
@@ -290,7 +290,7 @@ _PAGE = r"""<!DOCTYPE html>
 <div id="meta"></div>
 <svg id="map" width="640" height="640" xmlns="http://www.w3.org/2000/svg"></svg>
 <p style="font-size:12px;color:#666">Upper triangle of W-tilde blocks (bi &le; bj; W is symmetric). Done comes from the
-store's ledger; running / failed from the scheduler's task states (<code>w_tilde-block-(bi,bj)</code>).
+store's ledger; running / failed from the scheduler's task states (<code>w_tilde-block-(bi,bj)-RUN</code>).
 Refreshes every second. <a href="blocks.json">JSON</a> · <a href="../status">Dask status</a></p>
 <script>
 const COLOURS = __COLOURS__;
