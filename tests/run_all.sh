@@ -25,11 +25,36 @@ else
 fi
 
 # ---- 2. Python environment ----------------------------------------------------------------------
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# Python 3.12 when there is one (the current PyAutoArray / PyAutoLens, the `peer` extra, need >= 3.12):
+# $PYTHON if set, else python3.12 on PATH (a pyenv shim counts only if it runs), else pyenv's 3.12, else python3.
+find_python() {
+    if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+    if python3.12 -c 'import sys' >/dev/null 2>&1; then command -v python3.12; return; fi
+    for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
+        if [ -x "$p" ] && "$p" -c 'import sys' >/dev/null 2>&1; then echo "$p"; return; fi
+    done
+    echo python3
+}
+PYTHON=$(find_python)
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv with $PYTHON ($("$PYTHON" --version 2>&1))"
+    "$PYTHON" -m venv .venv
+fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test,peer]'
+echo "== tests run on $(python -c 'import sys; print("Python", sys.version.split()[0], "at", sys.executable)')"
+python - <<'PY'
+import importlib.metadata as md, sys
+for name in ("autoarray", "autolens"):
+    try:
+        print(f"== peer {name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        print(f"== peer {name} not installed: its comparison tests skip")
+if sys.version_info < (3, 12):
+    print("== Python < 3.12: the `peer` extra installs the older autoarray 2026.7.29.1 (no autolens); peer tests "
+          "that need the current release skip and say so. Remove .venv and install Python 3.12 to run them all.")
+PY
 
 # ---- 3. SLURM (single node, for the tests marked `slurm`) ---------------------------------------
 if [ -f tests/slurm/start_slurm.sh ]; then
