@@ -34,13 +34,16 @@ def _fmt_index(index) -> str:
     return ", ".join(str(int(i)) for i in np.atleast_1d(index))
 
 
-def _first_bad(mask: np.ndarray):
-    """Index tuple of the first True in ``mask`` (C order)."""
-    return np.unravel_index(int(np.argmax(mask.ravel())), mask.shape)
+def _first_bad(mask: np.ndarray, offset: int = 0):
+    """Index tuple of the first True in ``mask`` (C order); ``offset`` is added to the row (first) index, for a
+    chunk that starts at row ``offset`` of its file."""
+    idx = np.unravel_index(int(np.argmax(mask.ravel())), mask.shape)
+    return (idx[0] + offset,) + tuple(idx[1:])
 
 
-def _as_pairs(array, source: str, field: str) -> np.ndarray:
-    """Return a (K, 2) float64 array from a (K, 2) real or (K,) complex input; validate shape and finiteness."""
+def _as_pairs(array, source: str, field: str, offset: int = 0) -> np.ndarray:
+    """Return a (K, 2) float64 array from a (K, 2) real or (K,) complex input; validate shape and finiteness.
+    ``offset``: the rows are rows offset.. of the file (error messages give file row numbers)."""
     arr = np.asarray(array)
     if arr.dtype == object:
         raise DatasetError(f"{source}: {field} has dtype object, expected numbers")
@@ -59,14 +62,16 @@ def _as_pairs(array, source: str, field: str) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = _first_bad(bad)
-        raise DatasetError(f"{source}: {field}[{_fmt_index(idx)}] = {float(arr[idx])!r} is not finite")
+        raise DatasetError(
+            f"{source}: {field}[{_fmt_index(_first_bad(bad, offset))}] = {float(arr[idx])!r} is not finite"
+        )
     return arr
 
 
-def _validate(visibilities, noise_map, uv_wavelengths, sources: dict[str, str]):
-    vis = _as_pairs(visibilities, sources["visibilities"], "visibilities")
-    noise = _as_pairs(noise_map, sources["noise_map"], "noise_map")
-    uv = _as_pairs(uv_wavelengths, sources["uv_wavelengths"], "uv_wavelengths")
+def _validate(visibilities, noise_map, uv_wavelengths, sources: dict[str, str], offset: int = 0):
+    vis = _as_pairs(visibilities, sources["visibilities"], "visibilities", offset)
+    noise = _as_pairs(noise_map, sources["noise_map"], "noise_map", offset)
+    uv = _as_pairs(uv_wavelengths, sources["uv_wavelengths"], "uv_wavelengths", offset)
     k = vis.shape[0]
     for field, arr in (("noise_map", noise), ("uv_wavelengths", uv)):
         if arr.shape[0] != k:
@@ -77,7 +82,9 @@ def _validate(visibilities, noise_map, uv_wavelengths, sources: dict[str, str]):
     bad = ~(noise > 0)
     if bad.any():
         idx = _first_bad(bad)
-        raise DatasetError(f"{sources['noise_map']}: noise_map[{_fmt_index(idx)}] = {float(noise[idx])!r} must be > 0")
+        raise DatasetError(
+            f"{sources['noise_map']}: noise_map[{_fmt_index(_first_bad(bad, offset))}] = {float(noise[idx])!r} must be > 0"
+        )
     return (
         np.ascontiguousarray(vis[:, 0] + 1j * vis[:, 1], dtype=np.complex128),
         np.ascontiguousarray(noise[:, 0] + 1j * noise[:, 1], dtype=np.complex128),
