@@ -96,3 +96,44 @@ def test_profile_from_dask_config():
         name, settings = load_profile("mysite")
     kw = cluster_kwargs(name, settings)
     assert kw["queue"] == "q" and kw["cores"] == 2 and "security" not in kw
+
+
+def test_no_usable_profile_says_how_to_fix(tmp_path, monkeypatch):
+    """``--cluster slurm`` without a usable profile: the error names dask's config directories and the files
+    there, the ``--profile FILE.yaml:NAME`` form and the usable profiles."""
+    import dask
+
+    conf = tmp_path / "dask-config"
+    conf.mkdir()
+    (conf / "jobqueue.yaml").write_text("# jobqueue:\n#   slurm:\n#     cores: null\n")  # dask-jobqueue's template
+    (conf / "site.yaml").write_text("jobqueue:\n  mysite:\n    cores: 4\n    memory: 8GB\n    walltime: '01:00:00'\n")
+    monkeypatch.setattr(dask.config, "paths", [str(conf)])
+    with dask.config.set({"jobqueue.mysite": {"cores": 4, "memory": "8GB", "walltime": "01:00:00"},
+                          "jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
+        with pytest.raises(ProfileError) as err:
+            cluster_kwargs(*load_profile(None))
+        text = str(err.value)
+        assert "profile 'slurm': cores, memory are not set" in text
+        assert f"config directories searched: {conf}" in text
+        assert f"{conf / 'jobqueue.yaml'} (no jobqueue profile)" in text
+        assert f"{conf / 'site.yaml'} (jobqueue profiles: mysite)" in text
+        assert "profiles that set cores, memory, walltime: mysite" in text
+        assert "--profile FILE.yaml:NAME" in text and "deployments/slurm/jobqueue.yaml:cosma8" in text
+
+        with pytest.raises(ProfileError, match=r"profile 'cosma9': not found(.|\n)*FILE\.yaml:NAME"):
+            load_profile("cosma9")
+
+
+def test_no_usable_profile_cli_message(tmp_path, capsys, monkeypatch):
+    """The same message reaches the user of ``wtilde compute --cluster slurm`` on stderr; no store is written."""
+    import dask
+
+    from wtilde_dask.cli import main
+
+    monkeypatch.setattr(dask.config, "paths", [str(tmp_path)])
+    with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):
+        assert main(["compute", "sma", "--out", str(tmp_path / "w.zarr"), "--cluster", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "wtilde compute: error: profile 'slurm': cores, memory are not set" in err
+    assert "--profile FILE.yaml:NAME" in err and str(tmp_path) in err
+    assert not (tmp_path / "w.zarr").exists()

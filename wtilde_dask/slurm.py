@@ -96,11 +96,58 @@ def load_profile(profile: str | os.PathLike | dict | None) -> tuple[str, dict]:
         return name, dict(profiles[name])
     settings = dask.config.get(f"jobqueue.{text}", default=None)
     if not isinstance(settings, dict):
-        known = sorted(k for k, v in dask.config.get("jobqueue", default={}).items() if isinstance(v, dict))
-        raise ProfileError(
-            f"profile {text!r}: not found in dask's config (jobqueue.{text}); known: {', '.join(known)}. "
-            f"Copy deployments/slurm/jobqueue.yaml to ~/.config/dask/ or pass FILE.yaml:NAME")
+        raise ProfileError(f"profile {text!r}: not found in dask's config (jobqueue.{text}).{profile_help()}")
     return text, dict(settings)
+
+
+REQUIRED_KEYS = ("cores", "memory", "walltime")
+EXAMPLE_PROFILES = "deployments/slurm/jobqueue.yaml"
+
+
+def _config_files() -> list[str]:
+    """Each YAML file in dask's config directories, with the jobqueue profiles it defines."""
+    import dask
+    import yaml
+
+    found = []
+    for directory in dict.fromkeys(dask.config.paths):
+        d = pathlib.Path(directory)
+        files = sorted(p for p in d.glob("*") if p.suffix in (".yaml", ".yml")) if d.is_dir() else []
+        for path in files:
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                found.append(f"{path} (unreadable: {type(exc).__name__})")
+                continue
+            jq = data.get("jobqueue") if isinstance(data, dict) else None
+            names = [str(k) for k, v in jq.items() if isinstance(v, dict)] if isinstance(jq, dict) else []
+            found.append(f"{path} ({'jobqueue profiles: ' + ', '.join(names) if names else 'no jobqueue profile'})")
+    return found
+
+
+def usable_profiles() -> list[str]:
+    """Names under ``jobqueue`` in dask's config that set cores, memory and walltime."""
+    import dask
+
+    return sorted(k for k, v in dask.config.get("jobqueue", default={}).items()
+                  if isinstance(v, dict) and all(v.get(r) not in (None, "") for r in REQUIRED_KEYS))
+
+
+def profile_help() -> str:
+    """What to do when no usable profile is found: where dask's config was read, the ``FILE.yaml:NAME``
+    form, and the profiles that exist."""
+    import dask
+
+    files = _config_files()
+    usable = usable_profiles()
+    return (
+        f"\n  dask's config directories searched: {', '.join(dict.fromkeys(dask.config.paths))}"
+        f"\n  config files found: {'; '.join(files) if files else 'none'}"
+        f"\n  profiles that set {', '.join(REQUIRED_KEYS)}: {', '.join(usable) if usable else 'none'} "
+        f"(dask-jobqueue's built-in 'slurm' template leaves them unset)"
+        f"\n  fix: pass --profile FILE.yaml:NAME (e.g. --profile {EXAMPLE_PROFILES}:cosma8, with your account and "
+        f"partition set in it), or copy {EXAMPLE_PROFILES} to {dask.config.PATH}/ and pass --profile NAME"
+    )
 
 
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -186,9 +233,10 @@ def cluster_kwargs(name: str, settings: dict, *, lifetime=None, dashboard_addres
             k = "job_name"
         if k in allowed:
             kw[k] = value
-    for required in ("cores", "memory", "walltime"):
-        if kw.get(required) in (None, ""):
-            raise ProfileError(f"profile {name!r}: {required} is not set")
+    missing = [r for r in REQUIRED_KEYS if kw.get(r) in (None, "")]
+    if missing:
+        raise ProfileError(f"profile {name!r}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set."
+                           f"{profile_help()}")
     if kw.get("log_directory"):  # dask-jobqueue creates it as given: expand ~ and $VARS here
         kw["log_directory"] = os.path.expanduser(os.path.expandvars(str(kw["log_directory"])))
     kw["job_name"] = settings.get("job-name", settings.get("name")) or "wtilde-worker"
