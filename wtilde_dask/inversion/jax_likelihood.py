@@ -1,0 +1,505 @@
+"""The lens-model log evidence in JAX: ray tracing, mapping, regularization, ``F = T^T W T`` by FFT of the
+lattice kernel, Cholesky solve and evidence, as pure float64 functions of arrays (jit / vmap / grad).
+
+A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`regularization`,
+:mod:`curvature_kernels`, :mod:`solve`); every formula is the NumPy one:
+
+* lens parameters ``params`` (7,) in :data:`PARAM_NAMES` order: ``einstein_radius`` (arcsec), ``axis_ratio``
+  q in (0, 1], ``position_angle`` (degrees), ``centre_y``, ``centre_x`` (arcsec), ``gamma_1``, ``gamma_2``
+  (the fields of :class:`~wtilde_dask.inversion.lens.LensModel`); source plane ``beta = theta - alpha(theta)``.
+* rectangular mesh (static (ny, nx)): the box of the traced points enlarged by ``buffer`` (min / max are
+  differentiable), bilinear weights on the 4 nodes of a point's cell (:class:`RectangularMesh`).
+* Delaunay mesh (static S vertices): which traced points are vertices, the triangulation, the triangle of
+  every traced point and the mesh edges come from the host (SciPy, ``jax.pure_callback``, exactly
+  :meth:`DelaunayMesh.from_source_grid`); this topology is held fixed inside a derivative
+  (``stop_gradient``) while the vertex positions (traced points) and the barycentric weights are JAX
+  functions of the lens parameters, so gradients flow through the Delaunay mesh.
+* ``H = c^2 L + eps I`` (constant / gradient), ``c^2 L^T L + eps I`` (curvature), ``c^2 I`` (zeroth), L the
+  graph Laplacian of the mesh edges (:mod:`regularization`).
+* ``F = T^T W T`` with ``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]`` applied by FFT on the
+  zero-padded (Ny, Nx) box of :class:`~wtilde_dask.inversion.curvature_kernels.LatticeOperator` (Hankel part
+  included: exact for unequal real / imaginary noise): T's columns are scattered onto the box in batches,
+  multiplied by the kernel spectra, gathered back and projected with T^T by segment sums.
+* ``s = (F + H)^-1 D``, ``chi2 = chi2_data - 2 s.D + s.F.s``,
+  ``log_evidence = -1/2 [chi2 + s.H.s + ln det(F + H) - ln det(H) + noise_normalization]``.
+
+:class:`JaxLikelihood` holds the arrays (built once from a store or a :class:`WTildeFitter`) and the jitted
+``log_evidence``, ``log_evidence_batch`` (vmap) and ``grad`` (jax.grad w.r.t. the lens parameters).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from wtilde_dask.kernels import enable_x64
+
+enable_x64()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "centre_x", "gamma_1", "gamma_2")
+MESHES = ("rectangular", "delaunay")
+SCHEMES = ("constant", "gradient", "curvature", "zeroth")
+REGULARIZATION_EPS = 1e-8
+
+
+class JaxLikelihoodError(ValueError):
+    """The JAX likelihood cannot be built as asked (the message names the option and the value)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The arrays one likelihood needs (a pytree) and the static configuration
+# ----------------------------------------------------------------------------------------------
+class LatticeArrays(NamedTuple):
+    """Everything per dataset, as JAX arrays (built once).
+
+    grid_arcsec (M, 2) (y, x) arcsec image pixels; box_flat (M,) int flat index r * nx + c on the (ny, nx)
+    box; dirty_image (M,); K_hat, H_hat (Ny, Nx//2+1) complex rfft2 spectra of the offset and index-sum
+    kernels (H_hat zeros without a Hankel part); chi_squared_data, noise_normalization scalars.
+    """
+
+    grid_arcsec: jax.Array
+    box_flat: jax.Array
+    dirty_image: jax.Array
+    K_hat: jax.Array
+    H_hat: jax.Array
+    chi_squared_data: jax.Array
+    noise_normalization: jax.Array
+
+
+@dataclass(frozen=True)
+class LikelihoodConfig:
+    """Static (hashable) choices: mesh kind and size, regularization, FFT box, column batch."""
+
+    mesh: str = "rectangular"
+    mesh_shape: tuple[int, int] = (32, 32)  # rectangular nodes (ny, nx)
+    n_pixels: int = 400  # Delaunay vertices
+    buffer: float = 1e-3  # rectangular mesh margin (RectangularMesh.from_source_grid)
+    regularization: str = "constant"
+    shape_box: tuple[int, int] = (1, 1)
+    fft_shape: tuple[int, int] = (1, 1)
+    has_hankel: bool = False
+    batch_size: int = 64  # source columns per FFT batch
+
+    @property
+    def n_source_pixels(self) -> int:
+        return int(self.mesh_shape[0] * self.mesh_shape[1]) if self.mesh == "rectangular" else int(self.n_pixels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lens: SIE + external shear (lens.py in JAX)
+# ----------------------------------------------------------------------------------------------
+def ray_trace(params, grid_arcsec):
+    """(M, 2) source-plane (y, x) arcsec ``theta - alpha(theta)`` for lens ``params`` (7,) (module doc)."""
+    b, q, pa, cy, cx, g1, g2 = (params[i] for i in range(7))
+    phi = jnp.deg2rad(pa)
+    cos, sin = jnp.cos(phi), jnp.sin(phi)
+    y, x = grid_arcsec[:, 0], grid_arcsec[:, 1]
+    dy, dx = y - cy, x - cx
+    xp = cos * dx + sin * dy
+    yp = -sin * dx + cos * dy
+    tiny = 1e-12
+    sis = q > 1.0 - 1e-8
+    # SIS branch (q -> 1)
+    r = jnp.maximum(jnp.sqrt(xp * xp + yp * yp), tiny)
+    ax_sis, ay_sis = b * xp / r, b * yp / r
+    # SIE branch, with a safe q where the SIS branch is taken (no NaN in either branch's derivative)
+    qs = jnp.where(sis, 0.5, q)
+    e = jnp.sqrt(1.0 - qs * qs)
+    psi = jnp.maximum(jnp.sqrt(qs * qs * xp * xp + yp * yp), tiny)
+    ax_sie = b * qs / e * jnp.arctan(e * xp / psi)
+    ay_sie = b * qs / e * jnp.arctanh(jnp.clip(e * yp / psi, -1 + 1e-15, 1 - 1e-15))
+    ax = jnp.where(sis, ax_sis, ax_sie)
+    ay = jnp.where(sis, ay_sis, ay_sie)
+    alpha_x = cos * ax - sin * ay + (g1 * x + g2 * y)
+    alpha_y = sin * ax + cos * ay + (g2 * x - g1 * y)
+    return jnp.stack([y - alpha_y, x - alpha_x], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mapping: (M, P) column indices and weights (PyAutoArray's padded triplets, here dense-P)
+# ----------------------------------------------------------------------------------------------
+def rectangular_mapping(source_grid, mesh_shape, buffer=1e-3):
+    """Bilinear (M, 4) columns and weights on the (ny, nx) mesh covering the traced points (mesh.py).
+
+    Extent: ``lo, hi = min, max`` of the points, ``pad = (hi - lo) buffer + 1e-9``; node (r, c) at
+    ``(y_max + pad - r dy, x_min - pad + c dx)``; points are clamped to the box.
+    """
+    ny, nx = mesh_shape
+    lo, hi = jnp.min(source_grid, axis=0), jnp.max(source_grid, axis=0)
+    pad = (hi - lo) * buffer + 1e-9
+    y0, y1 = lo[0] - pad[0], hi[0] + pad[0]
+    x0, x1 = lo[1] - pad[1], hi[1] + pad[1]
+    dy, dx = (y1 - y0) / (ny - 1), (x1 - x0) / (nx - 1)
+    fy = jnp.clip((y1 - source_grid[:, 0]) / dy, 0.0, ny - 1.0)
+    fx = jnp.clip((source_grid[:, 1] - x0) / dx, 0.0, nx - 1.0)
+    r = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fy)).astype(jnp.int32), ny - 2)
+    c = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fx)).astype(jnp.int32), nx - 2)
+    ty, tx = fy - r, fx - c
+    cols = jnp.stack([r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1], axis=1)
+    wts = jnp.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=1)
+    return cols, wts
+
+
+def rectangular_edges(mesh_shape) -> np.ndarray:
+    """(E, 2) 4-connected neighbour edges of the (ny, nx) mesh (as :class:`RectangularMesh`)."""
+    ny, nx = mesh_shape
+    idx = np.arange(ny * nx).reshape(ny, nx)
+    right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], axis=1)
+    down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], axis=1)
+    return np.concatenate([right, down])
+
+
+def delaunay_topology_host(source_grid, n_pixels: int):
+    """Host side (NumPy / SciPy) of the Delaunay mesh of :meth:`DelaunayMesh.from_source_grid`.
+
+    Returns int32 arrays: ``vertex_index`` (S,) rows of ``source_grid`` that are vertices, in the vertex
+    order of :class:`DelaunayMesh` (lexicographic (y, x)); ``simplex`` (M, 3) the vertices of each point's
+    triangle (a point outside the hull: its nearest vertex three times, ``inside`` 0); ``inside`` (M,);
+    ``edges`` (3S, 2) triangle edges padded with (0, 0) and ``edge_mask`` (3S,) 1.0 for real edges.
+    """
+    from scipy.spatial import ConvexHull, Delaunay, cKDTree
+
+    pts_all = np.asarray(source_grid, dtype=np.float64)
+    n = int(n_pixels)
+    pts, first = np.unique(pts_all, axis=0, return_index=True)
+    hull = ConvexHull(pts).vertices
+    if not (len(hull) + 1 <= n <= len(pts)):
+        raise JaxLikelihoodError(
+            f"n_pixels: must lie in [{len(hull) + 1}, {len(pts)}] (hull corners + 1 .. traced points), got {n}")
+    rest = np.setdiff1d(np.arange(len(pts)), hull)
+    pick = rest[np.unique(np.linspace(0, len(rest) - 1, n - len(hull)).round().astype(np.int64))]
+    chosen = np.sort(np.concatenate([hull, pick]))  # rows of the lexicographically sorted pts = DelaunayMesh order
+    vertices = pts[chosen]
+    vertex_index = first[chosen]
+    tri = Delaunay(vertices)
+    simplex_id = tri.find_simplex(pts_all)
+    inside = simplex_id >= 0
+    simplex = np.empty((len(pts_all), 3), dtype=np.int64)
+    simplex[inside] = tri.simplices[simplex_id[inside]]
+    if (~inside).any():
+        _, nearest = cKDTree(vertices).query(pts_all[~inside])
+        simplex[~inside] = np.atleast_1d(nearest)[:, None]
+    simp = tri.simplices
+    e = np.unique(np.sort(np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]]), axis=1), axis=0)
+    edges = np.zeros((3 * n, 2), dtype=np.int64)
+    edges[: len(e)] = e
+    edge_mask = np.zeros(3 * n)
+    edge_mask[: len(e)] = 1.0
+    return (vertex_index.astype(np.int32), simplex.astype(np.int32), inside.astype(np.int32), edges.astype(np.int32),
+            edge_mask)
+
+
+def delaunay_mapping(source_grid, n_pixels: int):
+    """Barycentric (M, 3) columns and weights, and the (3S, 2) edges with their (3S,) mask.
+
+    The topology comes from :func:`delaunay_topology_host` through ``jax.pure_callback`` on
+    ``stop_gradient(source_grid)``; the weights are computed here from the vertex positions
+    ``source_grid[vertex_index]`` and the points, so they are differentiable in both.
+    """
+    M = source_grid.shape[0]
+    S = int(n_pixels)
+    shapes = (jax.ShapeDtypeStruct((S,), jnp.int32), jax.ShapeDtypeStruct((M, 3), jnp.int32),
+              jax.ShapeDtypeStruct((M,), jnp.int32), jax.ShapeDtypeStruct((3 * S, 2), jnp.int32),
+              jax.ShapeDtypeStruct((3 * S,), jnp.float64))
+    vertex_index, simplex, inside, edges, edge_mask = jax.pure_callback(
+        functools.partial(delaunay_topology_host, n_pixels=S), shapes, jax.lax.stop_gradient(source_grid),
+        vmap_method="sequential")
+    vertices = source_grid[vertex_index]
+    a, b, c = vertices[simplex[:, 0]], vertices[simplex[:, 1]], vertices[simplex[:, 2]]
+
+    def cross(u, v):
+        return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+    p = source_grid
+    area = cross(b - a, c - a)
+    area_safe = jnp.where(inside == 1, area, 1.0)
+    wa = cross(b - p, c - p) / area_safe
+    wb = cross(c - p, a - p) / area_safe
+    wc = 1.0 - wa - wb
+    wts = jnp.stack([wa, wb, wc], axis=1)
+    wts = jnp.where((inside == 1)[:, None], wts, jnp.array([1.0, 0.0, 0.0]))
+    return simplex, wts, edges, edge_mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Regularization (regularization.py in JAX)
+# ----------------------------------------------------------------------------------------------
+def laplacian(edges, edge_mask, n_pixels: int):
+    """(S, S) graph Laplacian ``L = B^T B`` of the (E, 2) edges (masked-out rows add nothing)."""
+    i, j = edges[:, 0], edges[:, 1]
+    L = jnp.zeros((n_pixels, n_pixels))
+    L = L.at[i, i].add(edge_mask).at[j, j].add(edge_mask)
+    return L.at[i, j].add(-edge_mask).at[j, i].add(-edge_mask)
+
+
+def regularization_matrix(L, coefficient, scheme: str):
+    """(S, S) H of ``scheme`` from the Laplacian L (module doc)."""
+    S = L.shape[0]
+    c2 = coefficient * coefficient
+    if scheme == "zeroth":
+        return c2 * jnp.eye(S)
+    base = L if scheme in ("constant", "gradient") else L.T @ L
+    return c2 * base + REGULARIZATION_EPS * jnp.eye(S)
+
+
+# ----------------------------------------------------------------------------------------------
+# F = T^T W T and D = T^T d by FFT on the lattice box
+# ----------------------------------------------------------------------------------------------
+def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool):
+    """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
+
+    Zero-padded (Ny, Nx) FFTs (rfft along x on the ny rows, full along y), the Hankel part as
+    ``conj(X) H_hat`` (the spectrum of the index-reversed image), as ``curvature_kernels.lattice_apply``.
+    """
+    ny, nx = shape_box
+    Ny, Nx = fft_shape
+    X = jnp.fft.rfft(images, n=Nx, axis=2)
+    X = jnp.fft.fft(X, n=Ny, axis=1)
+    Y = X * K_hat[None]
+    if has_hankel:
+        Y = Y + jnp.conj(X) * H_hat[None]
+    Y = jnp.fft.ifft(Y, axis=1)[:, :ny, :]
+    return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+
+
+def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig):
+    """(S, S) ``F = T^T W T`` for the (M, P) mapping columns / weights (module doc)."""
+    ny, nx = config.shape_box
+    S = config.n_source_pixels
+    bs = min(int(config.batch_size), S)
+    n_batches = -(-S // bs)
+    M, P = cols.shape
+    pix = jnp.broadcast_to(arrays.box_flat[:, None], (M, P)).ravel()
+    rows = jnp.broadcast_to(jnp.arange(M)[:, None], (M, P)).ravel()
+    cflat, wflat = cols.ravel(), wts.ravel()
+
+    @jax.checkpoint
+    def one_batch(start):
+        local = cflat - start
+        ok = (local >= 0) & (local < bs)
+        imgs = jnp.zeros((bs, ny * nx)).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
+        out = lattice_apply(imgs.reshape(bs, ny, nx), arrays.K_hat, arrays.H_hat, config.shape_box,
+                            config.fft_shape, config.has_hankel).reshape(bs, ny * nx)
+        G = out[:, arrays.box_flat]  # (bs, M) = (W T[:, batch])^T
+        return jax.ops.segment_sum(wflat[:, None] * G.T[rows], cflat, num_segments=S)  # (S, bs)
+
+    blocks = jax.lax.map(one_batch, jnp.arange(n_batches) * bs)  # (n_batches, S, bs)
+    F = jnp.transpose(blocks, (1, 0, 2)).reshape(S, n_batches * bs)[:, :S]
+    return 0.5 * (F + F.T)
+
+
+def data_vector(cols, wts, dirty_image, n_source_pixels: int):
+    """(S,) ``D = T^T d``."""
+    return jax.ops.segment_sum((wts * dirty_image[:, None]).ravel(), cols.ravel(), num_segments=n_source_pixels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Solve and score (solve.py in JAX)
+# ----------------------------------------------------------------------------------------------
+class JaxInversion(NamedTuple):
+    """One evaluation's numbers (JAX scalars; reconstruction (S,), vertices (S, 2) source-plane arcsec)."""
+
+    reconstruction: jax.Array
+    chi_squared: jax.Array
+    regularization_term: jax.Array
+    log_det_curvature_reg: jax.Array
+    log_det_regularization: jax.Array
+    noise_normalization: jax.Array
+    log_evidence: jax.Array
+
+
+def solve_and_score(F, D, H, chi_squared_data, noise_normalization) -> JaxInversion:
+    """Cholesky solve of ``(F + H) s = D``, chi2, log determinants and the log evidence (module doc)."""
+    L_fh = jnp.linalg.cholesky(F + H)
+    s = jax.scipy.linalg.cho_solve((L_fh, True), D)
+    log_det_fh = 2.0 * jnp.sum(jnp.log(jnp.diag(L_fh)))
+    log_det_h = 2.0 * jnp.sum(jnp.log(jnp.diag(jnp.linalg.cholesky(H))))
+    chi2 = chi_squared_data - 2.0 * s @ D + s @ (F @ s)
+    reg = s @ (H @ s)
+    log_ev = -0.5 * (chi2 + reg + log_det_fh - log_det_h + noise_normalization)
+    return JaxInversion(s, chi2, reg, log_det_fh, log_det_h, noise_normalization, log_ev)
+
+
+def mapping_and_regularization(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient):
+    """(cols (M, P), wts (M, P), H (S, S), source_grid (M, 2)) for lens ``params``."""
+    source_grid = ray_trace(params, arrays.grid_arcsec)
+    S = config.n_source_pixels
+    if config.mesh == "rectangular":
+        cols, wts = rectangular_mapping(source_grid, config.mesh_shape, config.buffer)
+        edges = jnp.asarray(rectangular_edges(config.mesh_shape), dtype=jnp.int32)
+        L = laplacian(edges, jnp.ones(edges.shape[0]), S)
+    else:
+        cols, wts, edges, edge_mask = delaunay_mapping(source_grid, S)
+        L = laplacian(edges, edge_mask, S)
+    return cols, wts, regularization_matrix(L, coefficient, config.regularization), source_grid
+
+
+def inversion(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0) -> JaxInversion:
+    """The whole evaluation for lens ``params`` (7,): trace, map, regularize, F, D, solve, score."""
+    cols, wts, H, _ = mapping_and_regularization(params, arrays, config, coefficient)
+    F = curvature_matrix(cols, wts, arrays, config)
+    D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
+    return solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization)
+
+
+def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0):
+    """Scalar log evidence for lens ``params`` (7,) (what a sampler / optimiser calls)."""
+    return inversion(params, arrays, config, coefficient).log_evidence
+
+
+def inversion_from_mapping(cols, wts, H, arrays: LatticeArrays, config: LikelihoodConfig) -> JaxInversion:
+    """The evaluation for a given mapping (M, P) columns / weights and (S, S) H (the fitter's JAX backend)."""
+    F = curvature_matrix(cols, wts, arrays, config)
+    D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
+    return solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization)
+
+
+# ----------------------------------------------------------------------------------------------
+# Builder (host side): arrays from a store / fitter, jitted functions held once
+# ----------------------------------------------------------------------------------------------
+def params_from_lens(lens) -> np.ndarray:
+    """(7,) parameter vector of a :class:`~wtilde_dask.inversion.lens.LensModel`."""
+    return np.array([lens.einstein_radius, lens.axis_ratio, lens.position_angle, lens.centre[0], lens.centre[1],
+                     lens.shear[0], lens.shear[1]], dtype=np.float64)
+
+
+def lens_from_params(params):
+    """:class:`~wtilde_dask.inversion.lens.LensModel` of a (7,) parameter vector."""
+    from wtilde_dask.inversion.lens import LensModel
+
+    p = [float(v) for v in np.asarray(params, dtype=np.float64)]
+    return LensModel(p[0], p[1], p[2], (p[3], p[4]), (p[5], p[6]))
+
+
+def lattice_arrays_from_fitter(fitter, grid_arcsec) -> tuple[LatticeArrays, tuple, tuple, bool]:
+    """(arrays, shape_box, fft_shape, has_hankel) from a ``path="fft"`` :class:`WTildeFitter`."""
+    curv = fitter.curvature_path
+    op = getattr(curv, "operator", None)
+    if op is None:
+        raise JaxLikelihoodError(
+            f"fitter path {fitter.path!r}: the JAX likelihood needs the lattice kernel (path 'fft', a lattice store)")
+    ny, nx = op.shape_box
+    box = np.asarray(curv.box_indices, dtype=np.int64)
+    has_hankel = op.H_hat is not None
+    arrays = LatticeArrays(
+        grid_arcsec=jnp.asarray(np.asarray(grid_arcsec, dtype=np.float64)),
+        box_flat=jnp.asarray(box[:, 0] * nx + box[:, 1], dtype=jnp.int32),
+        dirty_image=jnp.asarray(fitter.dirty_image),
+        K_hat=jnp.asarray(op.K_hat),
+        H_hat=jnp.asarray(op.H_hat if has_hankel else np.zeros_like(op.K_hat)),
+        chi_squared_data=jnp.asarray(float(fitter.sums.chi_squared_data)),
+        noise_normalization=jnp.asarray(float(fitter.sums.noise_normalization)),
+    )
+    return arrays, (int(ny), int(nx)), tuple(int(n) for n in op.fft_shape), has_hankel
+
+
+class JaxLikelihood:
+    """The jitted lens-model log evidence on one dataset, mesh and regularization.
+
+    ``log_evidence(params)`` (7,) -> scalar; ``log_evidence_batch(params)`` (N, 7) -> (N,) by ``jax.vmap``;
+    ``grad(params)`` (7,) -> (7,) by ``jax.grad``; ``value_and_grad``; ``inversion(params)`` all numbers.
+    Each is compiled once per mesh shape (and batch size) on first call.
+    """
+
+    def __init__(self, arrays: LatticeArrays, config: LikelihoodConfig, coefficient: float = 1.0):
+        if config.mesh not in MESHES:
+            raise JaxLikelihoodError(f"mesh: unknown {config.mesh!r}, expected one of {', '.join(MESHES)}")
+        if config.regularization not in SCHEMES:
+            raise JaxLikelihoodError(
+                f"regularization: unknown {config.regularization!r}, expected one of {', '.join(SCHEMES)}")
+        if config.mesh == "rectangular" and min(config.mesh_shape) < 2:
+            raise JaxLikelihoodError(f"mesh_shape: need at least (2, 2) nodes, got {config.mesh_shape}")
+        if not np.isfinite(coefficient) or coefficient < 0:
+            raise JaxLikelihoodError(f"coefficient: must be finite and >= 0, got {coefficient!r}")
+        self.arrays = arrays
+        self.config = config
+        self.coefficient = float(coefficient)
+        def f(params, arrays, coefficient):
+            return log_evidence(params, arrays, config, coefficient)
+
+        self._log_evidence = jax.jit(f)
+        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+        self._value_and_grad = jax.jit(jax.value_and_grad(f))
+        self._grad = jax.jit(jax.grad(f))
+        self._inversion = jax.jit(lambda params, arrays, coefficient: inversion(params, arrays, config, coefficient))
+
+    @property
+    def n_pixels(self) -> int:
+        return int(self.arrays.grid_arcsec.shape[0])
+
+    @classmethod
+    def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
+                    regularization="constant", coefficient=1.0, batch_size=64, buffer=1e-3) -> "JaxLikelihood":
+        """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec."""
+        arrays, shape_box, fft_shape, has_hankel = lattice_arrays_from_fitter(fitter, grid_arcsec)
+        config = LikelihoodConfig(mesh=mesh, mesh_shape=tuple(int(n) for n in mesh_shape), n_pixels=int(n_pixels),
+                                  buffer=float(buffer), regularization=regularization, shape_box=shape_box,
+                                  fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size))
+        return cls(arrays, config, coefficient)
+
+    @classmethod
+    def from_store(cls, store, **kwargs) -> "JaxLikelihood":
+        """From a lattice W-tilde store (path or :class:`~wtilde_dask.store.WTildeStore`); kwargs as
+        :meth:`from_fitter` (mesh, mesh_shape, n_pixels, regularization, coefficient, batch_size)."""
+        from wtilde_dask.inversion.fitter import WTildeFitter
+        from wtilde_dask.store import WTildeStore
+
+        st = store if isinstance(store, WTildeStore) else WTildeStore.open(store)
+        if st.method != "lattice" or not st.grid().is_lattice:
+            raise JaxLikelihoodError(
+                f"store {st.path}: the JAX likelihood needs a lattice store (method 'lattice'), got method {st.method!r}")
+        fitter = WTildeFitter.from_store(st, path="fft")
+        return cls.from_fitter(fitter, st.grid().grid_arcsec, **kwargs)
+
+    def _params(self, params, batch=False):
+        p = jnp.asarray(params, dtype=jnp.float64)
+        want = (p.shape[0], 7) if batch else (7,)
+        if p.ndim != len(want) or p.shape[-1] != 7:
+            raise JaxLikelihoodError(f"params: expected shape {'(N, 7)' if batch else '(7,)'} in the order "
+                                     f"{', '.join(PARAM_NAMES)}, got {tuple(p.shape)}")
+        return p
+
+    def log_evidence(self, params) -> jax.Array:
+        return self._log_evidence(self._params(params), self.arrays, self.coefficient)
+
+    def log_evidence_batch(self, params) -> jax.Array:
+        return self._batch(self._params(params, batch=True), self.arrays, self.coefficient)
+
+    def grad(self, params) -> jax.Array:
+        return self._grad(self._params(params), self.arrays, self.coefficient)
+
+    def value_and_grad(self, params):
+        return self._value_and_grad(self._params(params), self.arrays, self.coefficient)
+
+    def inversion(self, params) -> JaxInversion:
+        return self._inversion(self._params(params), self.arrays, self.coefficient)
+
+    def fit(self, params):
+        """:class:`~wtilde_dask.inversion.solve.InversionResult` (NumPy) for lens ``params`` (7,)."""
+        from wtilde_dask.inversion.solve import InversionResult
+
+        r = jax.device_get(self.inversion(params))
+        return InversionResult(np.asarray(r.reconstruction), *(float(v) for v in r[1:]))
+
+
+def fit_from_mapping(mapping_matrix, regularization_matrix, arrays: LatticeArrays, config: LikelihoodConfig):
+    """:class:`InversionResult` for a given T (anything :func:`as_mapping_matrix` takes) and H, in JAX."""
+    from wtilde_dask.inversion.mapping import triplets_from_mapping_matrix
+    from wtilde_dask.inversion.solve import InversionResult
+
+    tri = triplets_from_mapping_matrix(mapping_matrix)
+    cols = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_indexes_for_sub_slim_index, 0)
+    wts = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_weights_for_sub_slim_index, 0.0)
+    cfg = LikelihoodConfig(**{**config.__dict__, "mesh": "delaunay", "n_pixels": int(tri.n_source_pixels)})
+    r = jax.device_get(_inversion_from_mapping_jit(jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
+                                                   jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
+    return InversionResult(np.asarray(r.reconstruction), *(float(v) for v in r[1:]))
+
+
+_inversion_from_mapping_jit = jax.jit(inversion_from_mapping, static_argnames=("config",))
