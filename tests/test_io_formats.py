@@ -1,0 +1,260 @@
+"""Chunked readers of the PyAutoLens FITS folder, .npz and UVFITS; export to PyAutoLens FITS; simulate --format ms.
+
+References are independent of the readers: load_dataset (whole-file astropy / np.load) for the folder and .npz,
+and for UVFITS the arrays the test itself handed to a random-groups writer written here with astropy (AIPS
+Memo 117 layout), combined into Stokes I by the recipe's formula in the test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from wtilde_dask.dataset import DatasetError, Interferometer, load_dataset, sma_dataset_path
+from wtilde_dask.io import concatenate_chunks
+from wtilde_dask.io.folder import FitsFolderSource, NpzSource, open_folder_or_npz
+from wtilde_dask.io.uvfits import UvfitsSource
+
+C = 299_792_458.0
+
+
+# ---------------------------------------------------------------------------------------------- folder / npz
+def _write_folder(folder, vis, noise, uv):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("data.fits", vis), ("noise_map.fits", noise), ("uv_wavelengths.fits", uv)):
+        fits.PrimaryHDU(np.asarray(arr, np.float64)).writeto(folder / name, overwrite=True)
+    return folder
+
+
+@pytest.mark.parametrize("chunk_size", [1, 37, 190, 10_000])
+def test_sma_folder_in_chunks_equals_load_dataset(chunk_size):
+    ref = load_dataset(sma_dataset_path())
+    source = open_folder_or_npz("sma", chunk_size=chunk_size)
+    assert isinstance(source, FitsFolderSource) and source.n_visibilities == 190
+    assert len(source.chunk_ids()) == -(-190 // chunk_size)
+    got = concatenate_chunks(source.read_chunk(c) for c in source.chunk_ids())
+    np.testing.assert_array_equal(got.visibilities, ref.visibilities)
+    np.testing.assert_array_equal(got.noise_map, ref.noise_map)
+    np.testing.assert_array_equal(got.uv_wavelengths, ref.uv_wavelengths)
+    rec = source.describe()
+    assert rec["format"] == "fits-folder" and rec["n_visibilities"] == 190
+    assert rec["files"]["data.fits"]["size"] == (sma_dataset_path() / "data.fits").stat().st_size
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_in_chunks_equals_load_dataset(tmp_path, sma_dataset, compressed):
+    path = tmp_path / "d.npz"
+    save = np.savez_compressed if compressed else np.savez
+    ds = sma_dataset
+    # visibilities as (K,) complex, noise_map as (K, 2) real/imag: both forms are accepted
+    save(path, visibilities=ds.visibilities, noise_map=np.stack([ds.noise_map.real, ds.noise_map.imag], 1),
+         uv_wavelengths=ds.uv_wavelengths)
+    source = open_folder_or_npz(path, chunk_size=29)
+    assert isinstance(source, NpzSource)
+    assert source.memory_mapped is (not compressed)
+    got = concatenate_chunks(source)
+    ref = load_dataset(path)
+    np.testing.assert_array_equal(got.visibilities, ref.visibilities)
+    np.testing.assert_array_equal(got.noise_map, ref.noise_map)
+    np.testing.assert_array_equal(got.uv_wavelengths, ref.uv_wavelengths)
+
+
+def test_folder_bad_value_same_message_as_load_dataset(tmp_path, sma_dataset):
+    ds = sma_dataset
+    noise = np.stack([ds.noise_map.real, ds.noise_map.imag], 1)
+    noise[151, 1] = -2.0
+    folder = _write_folder(tmp_path / "bad", np.stack([ds.visibilities.real, ds.visibilities.imag], 1), noise,
+                           ds.uv_wavelengths)
+    with pytest.raises(DatasetError) as whole:
+        load_dataset(folder)
+    source = FitsFolderSource(folder, chunk_size=40)
+    source.read_chunk(source.chunk_ids()[0])  # a clean chunk reads
+    with pytest.raises(DatasetError) as chunked:
+        for cid in source.chunk_ids():
+            source.read_chunk(cid)
+    assert str(chunked.value) == str(whole.value)
+    assert "noise_map.fits: noise_map[151, 1] = -2.0 must be > 0" in str(chunked.value)
+
+
+def test_folder_header_errors(tmp_path, sma_dataset):
+    ds = sma_dataset
+    vis = np.stack([ds.visibilities.real, ds.visibilities.imag], 1)
+    folder = _write_folder(tmp_path / "k", vis, np.ones((189, 2)), ds.uv_wavelengths)
+    with pytest.raises(DatasetError, match=r"noise_map.fits: noise_map has K = 189 rows but data.fits: visibilities has K = 190"):
+        FitsFolderSource(folder)
+    folder = _write_folder(tmp_path / "s", vis, np.ones((190, 3)), ds.uv_wavelengths)
+    with pytest.raises(DatasetError, match=r"noise_map.fits: noise_map has shape \(190, 3\), expected \(K, 2\)"):
+        FitsFolderSource(folder)
+    (tmp_path / "k" / "uv_wavelengths.fits").unlink()
+    with pytest.raises(DatasetError, match=r"missing file uv_wavelengths.fits"):
+        FitsFolderSource(tmp_path / "k")
+    with pytest.raises(DatasetError, match=r"missing file uv_wavelengths.fits"):
+        load_dataset(tmp_path / "k")
+    with pytest.raises(DatasetError, match=r"nothing.npz: missing file"):
+        open_folder_or_npz(tmp_path / "nothing.npz")
+
+
+# ---------------------------------------------------------------------------------------------- UVFITS
+def write_uvfits(path, uu_s, vv_s, data, weight, stokes, *, ref_freq, ch_width, if_freqs=None, source=None,
+                 sources=None, object_name="TARGET"):
+    """A random-groups UVFITS (AIPS Memo 117) written with astropy, float64.
+
+    uu_s, vv_s (n_groups,) seconds; data (n_groups, n_if, n_chan, n_stokes) complex; weight same shape;
+    stokes: the AIPS codes of the STOKES axis (evenly spaced); channel c of IF i at
+    ref_freq + if_freqs[i] + c * ch_width.
+    """
+    ng, n_if, n_chan, n_st = data.shape
+    arr = np.zeros((ng, 1, 1, n_if, n_chan, n_st, 3))
+    arr[:, 0, 0, ..., 0] = data.real
+    arr[:, 0, 0, ..., 1] = data.imag
+    arr[:, 0, 0, ..., 2] = weight
+    names = ["UU---SIN", "VV---SIN", "WW---SIN", "BASELINE", "DATE"]
+    pars = [uu_s, vv_s, np.zeros(ng), np.full(ng, 256.0 + 2), np.full(ng, 2.46e6)]
+    if source is not None:
+        names.append("SOURCE")
+        pars.append(np.asarray(source, np.float64))
+    groups = fits.GroupData(arr, parnames=names, pardata=pars, bitpix=-64)
+    hdu = fits.GroupsHDU(groups)
+    h = hdu.header
+    cdelt = stokes[1] - stokes[0] if len(stokes) > 1 else -1
+    for k, v in [("CTYPE2", "COMPLEX"), ("CRVAL2", 1.0), ("CDELT2", 1.0), ("CRPIX2", 1.0),
+                 ("CTYPE3", "STOKES"), ("CRVAL3", float(stokes[0])), ("CDELT3", float(cdelt)), ("CRPIX3", 1.0),
+                 ("CTYPE4", "FREQ"), ("CRVAL4", ref_freq), ("CDELT4", ch_width), ("CRPIX4", 1.0),
+                 ("CTYPE5", "IF"), ("CRVAL5", 1.0), ("CDELT5", 1.0), ("CRPIX5", 1.0),
+                 ("CTYPE6", "RA"), ("CRVAL6", 150.0), ("CTYPE7", "DEC"), ("CRVAL7", 2.0), ("OBJECT", object_name)]:
+        h[k] = v
+    hdus = [hdu]
+    if_freqs = np.zeros(n_if) if if_freqs is None else np.asarray(if_freqs, np.float64)
+    fq = fits.BinTableHDU.from_columns([
+        fits.Column("FRQSEL", "1J", array=[1]),
+        fits.Column("IF FREQ", f"{n_if}D", array=if_freqs.reshape(1, n_if)),
+        fits.Column("CH WIDTH", f"{n_if}E", array=np.full((1, n_if), ch_width)),
+        fits.Column("TOTAL BANDWIDTH", f"{n_if}E", array=np.full((1, n_if), ch_width * n_chan)),
+        fits.Column("SIDEBAND", f"{n_if}J", array=np.ones((1, n_if))),
+    ], name="AIPS FQ")
+    hdus.append(fq)
+    if sources is not None:
+        ids, snames = zip(*sources.items())
+        hdus.append(fits.BinTableHDU.from_columns([
+            fits.Column("ID. NO.", "1J", array=list(ids)), fits.Column("SOURCE", "16A", array=list(snames)),
+        ], name="AIPS SU"))
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+def _uvfits_case(rng, ng=23, n_if=2, n_chan=5, stokes=(-5, -6, -7, -8)):
+    data = rng.normal(size=(ng, n_if, n_chan, len(stokes))) + 1j * rng.normal(size=(ng, n_if, n_chan, len(stokes)))
+    weight = rng.uniform(0.5, 4.0, size=data.shape)
+    last_if, last_chan, last_hand = n_if - 1, n_chan - 1, min(1, len(stokes) - 1)
+    weight[3, 0, 1, 0] = -1.0  # flagged first hand
+    weight[5, last_if, last_chan, last_hand] *= -1  # flagged second hand
+    weight[7, last_if, 0, 0] = 0.0  # zero weight
+    weight[8, 0, 0, last_hand] = np.nan  # not finite
+    data[9, 0, last_chan - 1, 0] = np.nan + 0j  # bad data with a positive weight
+    uu = rng.uniform(-2e-6, 2e-6, ng)
+    vv = rng.uniform(-2e-6, 2e-6, ng)
+    return uu, vv, data, weight
+
+
+def _expected_uvfits(uu, vv, data, weight, freqs, hands, spw, channels):
+    """Stokes I in the recipe's order (IF, then groups, then channels), flagged / bad dropped, as lists."""
+    uv, vis, noise = [], [], []
+    n_flag = n_bad = 0
+    for i in spw:
+        for g in range(len(uu)):
+            for c in channels:
+                w = [weight[g, i, c, h] for h in hands]
+                d = [data[g, i, c, h] for h in hands]
+                if any(x < 0 for x in w):
+                    n_flag += 1
+                    continue
+                if not all(x > 0 and np.isfinite(x) for x in w) or not all(np.isfinite(x) for x in d):
+                    n_bad += 1
+                    continue
+                f = freqs[i][c]
+                uv.append((uu[g] * f, vv[g] * f))
+                if len(hands) == 2:
+                    vis.append(0.5 * ((d[0].real + d[1].real) + 1j * (d[0].imag + d[1].imag)))
+                    s = 0.5 * np.sqrt(1.0 / w[0] + 1.0 / w[1])
+                else:
+                    vis.append(d[0])
+                    s = 1.0 / np.sqrt(w[0])
+                noise.append(s + 1j * s)
+    return np.array(uv), np.array(vis), np.array(noise), n_flag, n_bad
+
+
+@pytest.mark.parametrize("chunk_size", [5, 13, 10_000])
+def test_uvfits_linear_feeds_selection_and_flags(tmp_path, rng, chunk_size):
+    uu, vv, data, weight = _uvfits_case(rng)
+    ref_freq, width, if_freqs = 230.0e9, 15.6e6, [0.0, 2.0e9]
+    path = write_uvfits(tmp_path / "lin.uvfits", uu, vv, data, weight, [-5, -6, -7, -8], ref_freq=ref_freq,
+                        ch_width=width, if_freqs=if_freqs)
+    freqs = [[ref_freq + if_freqs[i] + c * width for c in range(5)] for i in range(2)]
+    source = UvfitsSource(path, spw="1,0", channels="0~4", chunk_size=chunk_size)
+    assert source.stokes_used == ["XX", "YY"]
+    got = concatenate_chunks(source.read_chunk(c) for c in source.chunk_ids())
+    uv, vis, noise, n_flag, n_bad = _expected_uvfits(uu, vv, data, weight, freqs, (0, 1), [1, 0], range(5))
+    assert (got.n_flagged, got.n_bad_weight) == (n_flag, n_bad) == (2, 3)
+    np.testing.assert_array_equal(got.uv_wavelengths, uv)
+    np.testing.assert_array_equal(got.visibilities, vis)
+    np.testing.assert_array_equal(got.noise_map, noise)
+    # a channel range, one IF
+    sub = concatenate_chunks(UvfitsSource(path, spw=[0], channels="1~3", chunk_size=chunk_size))
+    uv, vis, noise, _, _ = _expected_uvfits(uu, vv, data, weight, freqs, (0, 1), [0], range(1, 4))
+    np.testing.assert_array_equal(sub.uv_wavelengths, uv)
+    np.testing.assert_array_equal(sub.visibilities, vis)
+
+
+@pytest.mark.parametrize("stokes, hands, used", [((-1, -2), (0, 1), ["RR", "LL"]), ((-6,), (0,), ["YY"]),
+                                                  ((1,), (0,), ["I"])])
+def test_uvfits_circular_single_hand_and_stokes_i(tmp_path, rng, stokes, hands, used):
+    uu, vv, data, weight = _uvfits_case(rng, n_if=1, n_chan=3, stokes=stokes)
+    path = write_uvfits(tmp_path / "c.uvfits", uu, vv, data, weight, list(stokes), ref_freq=100e9, ch_width=-2e6)
+    source = UvfitsSource(path, chunk_size=7)
+    assert source.stokes_used == used
+    got = concatenate_chunks(source)
+    freqs = [[100e9 - 2e6 * c for c in range(3)]]
+    uv, vis, noise, n_flag, n_bad = _expected_uvfits(uu, vv, data, weight, freqs, hands, [0], range(3))
+    assert (got.n_flagged, got.n_bad_weight) == (n_flag, n_bad)
+    np.testing.assert_array_equal(got.uv_wavelengths, uv)
+    np.testing.assert_array_equal(got.visibilities, vis)
+    np.testing.assert_array_equal(got.noise_map, noise)
+
+
+def test_uvfits_field_selection(tmp_path, rng):
+    uu, vv, data, weight = _uvfits_case(rng, n_if=1, n_chan=2, stokes=(-5, -6))
+    src_ids = np.where(np.arange(len(uu)) % 3 == 0, 1, 2)
+    path = write_uvfits(tmp_path / "m.uvfits", uu, vv, data, weight, [-5, -6], ref_freq=100e9, ch_width=1e6,
+                        source=src_ids, sources={1: "J1000+0200", 2: "GAMA567624"})
+    by_name = concatenate_chunks(UvfitsSource(path, field="GAMA567624", chunk_size=8))
+    by_id = concatenate_chunks(UvfitsSource(path, field=2, chunk_size=8))
+    np.testing.assert_array_equal(by_name.visibilities, by_id.visibilities)
+    keep = src_ids == 2
+    freqs = [[100e9, 100e9 + 1e6]]
+    uv, vis, _, _, _ = _expected_uvfits(uu[keep], vv[keep], data[keep], weight[keep], freqs, (0, 1), [0], range(2))
+    np.testing.assert_array_equal(by_name.uv_wavelengths, uv)
+    np.testing.assert_array_equal(by_name.visibilities, vis)
+    with pytest.raises(DatasetError, match=r"m.uvfits: field 'NGC1' not found in the AIPS SU table \(sources: 1:J1000\+0200, 2:GAMA567624\)"):
+        UvfitsSource(path, field="NGC1")
+
+
+def test_uvfits_bad_inputs(tmp_path, rng):
+    uu, vv, data, weight = _uvfits_case(rng, n_if=1, n_chan=2, stokes=(-7, -8))
+    cross = write_uvfits(tmp_path / "cross.uvfits", uu, vv, data, weight, [-7, -8], ref_freq=1e11, ch_width=1e6)
+    with pytest.raises(DatasetError, match=r"cross.uvfits: STOKES axis holds XY, YX: no parallel hand"):
+        UvfitsSource(cross)
+    uu, vv, data, weight = _uvfits_case(rng, n_if=2, n_chan=2, stokes=(-5, -6))
+    ok = write_uvfits(tmp_path / "ok.uvfits", uu, vv, data, weight, [-5, -6], ref_freq=1e11, ch_width=1e6)
+    with pytest.raises(DatasetError, match=r"ok.uvfits: column 'CORRECTED_DATA' does not exist"):
+        UvfitsSource(ok, column="CORRECTED_DATA")
+    with pytest.raises(DatasetError, match=r"ok.uvfits: spw 2 does not exist \(the file has IFs 0..1\)"):
+        UvfitsSource(ok, spw=[0, 2])
+    with pytest.raises(DatasetError, match=r"ok.uvfits: channels '1~5' is outside the 2 channels"):
+        UvfitsSource(ok, channels="1~5")
+    with pytest.raises(DatasetError, match=r"ok.uvfits: field 'NGC1' not found: a single-source file \(OBJECT = 'TARGET'\)"):
+        UvfitsSource(ok, field="NGC1")
+    image = tmp_path / "image.fits"
+    fits.PrimaryHDU(np.zeros((4, 4))).writeto(image)
+    with pytest.raises(DatasetError, match=r"image.fits: not a UVFITS file"):
+        UvfitsSource(image)
