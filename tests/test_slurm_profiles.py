@@ -59,18 +59,30 @@ def test_cosma_profiles(name, tmp_path):
 
 
 def test_tls_options_reach_the_worker_command(tmp_path):
-    from wtilde_dask.security import create_run_credentials
+    """With the run's TLS (wtilde_dask.security.run_security) the SLURMCluster built from a profile writes the
+    worker's credential files into the run's directory and its job script passes them to the worker."""
+    from dask_jobqueue import SLURMCluster
 
-    creds = create_run_credentials(tmp_path / "tls")
+    from wtilde_dask.security import close_worker_files, run_security
+
     name, settings = load_profile(f"{PROFILES}:testnode")
-    kw = cluster_kwargs(name, settings, security=creds.security(), dashboard_address="127.0.0.1:9999")
-    assert kw["protocol"] == "tls://"
-    assert kw["scheduler_options"]["dashboard_address"] == "127.0.0.1:9999"
-    script = job_script(kw)
-    assert f"--tls-ca-file {creds.ca_file}" in script
-    assert f"--tls-cert {creds.cert_file}" in script and f"--tls-key {creds.key_file}" in script
+    settings["shared-temp-directory"] = str(tmp_path / "elsewhere")  # replaced by the run's own directory
+    with run_security(tmp_path / "tls") as run:
+        kw = cluster_kwargs(name, settings, security=run, dashboard_address="127.0.0.1:9999")
+        assert kw["protocol"] == "tls://" and kw["security"] is run.security
+        assert kw["shared_temp_directory"] == str(run.directory)
+        assert kw["scheduler_options"]["dashboard_address"] == "127.0.0.1:9999"
+        kw["scheduler_options"] = {"host": "127.0.0.1", "dashboard_address": None}  # this test binds no fixed port
+        with SLURMCluster(**kw) as cluster:
+            script = cluster.job_script()
+            files = {p.name.split(".")[3]: p for p in run.files()}  # .dask-jobqueue.worker.<key>.<random>
+            close_worker_files(cluster)
+    assert sorted(files) == ["ca_file", "cert", "key"]
+    assert f"--tls-ca-file {files['ca_file']}" in script
+    assert f"--tls-cert {files['cert']}" in script and f"--tls-key {files['key']}" in script
     assert "--protocol tls://" in script and "--interface lo" in script
     assert "#SBATCH -J wtilde-worker" in script
+    assert not run.directory.exists()
 
 
 def test_profile_errors(tmp_path):

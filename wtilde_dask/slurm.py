@@ -17,15 +17,17 @@ A profile is a mapping of dask-jobqueue's ``jobqueue.yaml`` keys (``queue``, ``a
     workers retire cleanly (their running blocks move elsewhere) and are replaced before SLURM kills
     the job at its walltime.
 ``tls-directory``
-    where the run's TLS credentials are written (default: ``shared-temp-directory``, else
-    ``$WTILDE_TLS_DIR`` or ``~/.wtilde/tls``); must be on a filesystem the worker jobs see.
+    where the run's TLS files go, in a new ``wtilde-tls-<random>`` directory (default: under
+    ``shared-temp-directory``, else ``$WTILDE_TLS_DIR`` or ``~/.wtilde/tls``); must be on a filesystem
+    the worker jobs see.
 
 ``profile`` names are looked up as ``jobqueue.<name>`` in dask's configuration (e.g. a copy of
 ``deployments/slurm/jobqueue.yaml`` in ``~/.config/dask/``), or given as ``FILE.yaml`` (its only
 profile) or ``FILE.yaml:NAME``. Keys a profile does not set come from ``jobqueue.slurm``.
 
 Security: unless ``security=False``, the scheduler, the workers and the client speak TLS with
-credentials made for this run (:mod:`wtilde_dask.security`), removed at the end. The dashboard binds
+credentials made for this run (``distributed``'s ``Security.temporary()``; dask-jobqueue writes the
+workers' copies into a private directory, :mod:`wtilde_dask.security`), removed at the end. The dashboard binds
 to ``127.0.0.1:8787`` unless ``dashboard_address`` (or the profile's
 ``scheduler-options: {dashboard_address: ...}``) says otherwise; watch it through an SSH tunnel.
 """
@@ -37,7 +39,6 @@ import inspect
 import os
 import pathlib
 import re
-import secrets
 import socket
 import sys
 import threading
@@ -264,7 +265,9 @@ def cluster_kwargs(name: str, settings: dict, *, lifetime=None, dashboard_addres
         sched["dashboard_address"] = dashboard_address
     sched.setdefault("dashboard_address", DEFAULT_DASHBOARD)
     kw["scheduler_options"] = sched
-    if security is not None:
+    if hasattr(security, "cluster_kwargs"):  # a wtilde_dask.security.RunSecurity
+        kw.update(security.cluster_kwargs())
+    elif security is not None:  # a distributed.security.Security
         kw["security"] = security
         kw["protocol"] = "tls://"
     return kw
@@ -455,12 +458,13 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
     dashboard_address : str, optional
         Where the scheduler's dashboard listens; default "127.0.0.1:8787" (a free port if taken).
     security : distributed.security.Security, False or None
-        None: TLS with credentials made for this run (removed at the end); False: plain TCP.
+        None: TLS with credentials made for this run (:func:`wtilde_dask.security.run_security`,
+        removed at the end); False: plain TCP.
     """
     import distributed
     from dask_jobqueue import SLURMCluster
 
-    from .security import run_credentials
+    from .security import close_worker_files, run_security
 
     if jobs is not None and adapt is not None:
         raise ValueError(f"jobs/adapt: give one of jobs ({jobs}) or adapt ({adapt}), not both")
@@ -476,22 +480,21 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
     kw = cluster_kwargs(name, settings, lifetime=lifetime, dashboard_address=dashboard_address)  # checks first
     with contextlib.ExitStack() as stack:
         stack.enter_context(_sigterm_interrupts(log))
+        built = []  # the cluster, once built: its credential files are closed before the directory goes
         if security is None:
-            tls_root = settings.get("tls-directory") or settings.get("shared-temp-directory")
-            directory = None
-            if tls_root:
-                root = pathlib.Path(os.path.expandvars(str(tls_root))).expanduser()
-                root.mkdir(parents=True, exist_ok=True)
-                directory = root / f"wtilde-tls-{secrets.token_hex(6)}"
-            creds = stack.enter_context(run_credentials(directory))
-            security = creds.security()
-            log(f"slurm: TLS credentials for this run in {creds.directory} (user-only; removed at the end)")
+            run = stack.enter_context(
+                run_security(settings.get("tls-directory") or settings.get("shared-temp-directory")))
+            stack.callback(lambda: [close_worker_files(c) for c in built])
+            kw.update(run.cluster_kwargs())
+            security = run.security
+            log(f"slurm: TLS credentials for this run in {run.directory} (user-only; removed at the end)")
         elif security is False:
             security = None
             log("slurm: WARNING: TLS switched off: anyone on the cluster network can reach the scheduler")
-        if security is not None:
+        else:
             kw.update(security=security, protocol="tls://")
         cluster = stack.enter_context(SLURMCluster(**kw))
+        built.append(cluster)
         # threads the run will have once its jobs start: the orchestrator keeps enough blocks in flight
         cluster.wtilde_planned_threads = int(kw["cores"]) * (hi if adapt is not None else int(n_jobs))
         if adapt is not None:
