@@ -7,9 +7,9 @@ Layout of ``STORE.zarr`` (see DESIGN.md §3)::
                               fingerprint_components, dataset / grid summaries, software versions,
                               created / updated, last_run
     inputs/                   what the workers read (nothing large travels through the scheduler)
-      uv_wavelengths          (K, 2) float64, (u, v) in wavelengths
-      visibilities            (K, 2) float64, (real, imag) [Jy]
-      noise_map               (K, 2) float64, (sigma_real, sigma_imag) [Jy]
+      uv_wavelengths          (K, 2) float64, (u, v) in wavelengths          } only when the visibilities are
+      visibilities            (K, 2) float64, (real, imag) [Jy]              } copied (attrs copied_visibilities);
+      noise_map               (K, 2) float64, (sigma_real, sigma_imag) [Jy]  } else attrs "source" says where they are
       grid_radians            (M, 2) float64, (y, x) of the unmasked pixels [rad]
       mask                    (ny, nx) bool, True = masked (lattice grids only)
       lattice_indices         (M, 2) int64, (row, col) of each pixel in the (ny, nx) lattice
@@ -22,6 +22,14 @@ Layout of ``STORE.zarr`` (see DESIGN.md §3)::
     kernel, kernel_hankel     lattice offset / Hankel kernels (method "lattice")
     inversion/...             results written by the inversion (write_array("inversion/NAME", ...))
     lock/zarr.json            present while a run holds the store: attrs host, pid, started, lease_until
+    ingest/                   the chunked pass over the visibilities (wtilde_dask.ingest): attrs plan, state
+      nodes/L{l}_{i}/         one finished node of the fixed summation tree over chunk groups: arrays
+                              dirty_image, kernel, kernel_hankel (those asked for); attrs complete, checksum and
+                              the scalar sums (written by the orchestrator after the arrays: the ingest ledger)
+
+Group attrs also hold ``source`` (the reader's describe(): format, path, selection, noise column, sizes /
+mtimes), ``copied_visibilities`` and, once the pass is done, ``visibility_sums`` (chi_squared_data,
+noise_normalization, n_visibilities, n_flagged, n_bad_weight): with them a store is all an inversion needs.
 
 The ledger is written only by the orchestrator, after a block's write returned: a crash between the
 two means the block is computed again (block tasks are idempotent).
@@ -48,6 +56,7 @@ from importlib import metadata
 import numpy as np
 import zarr
 
+from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.tiling import BlockPlan
 
 FORMAT_NAME = "wtilde_dask.store"
@@ -55,6 +64,7 @@ FORMAT_VERSION = 1
 DTYPES = ("float64", "float32")
 METHODS = ("direct", "lattice")
 LOCK_GROUP = "lock"
+INGEST_GROUP = "ingest"
 _LEDGER_CHUNK = 64
 ARCSEC_PER_RADIAN = 648000.0 / np.pi
 
@@ -85,6 +95,15 @@ def block_checksum(array: np.ndarray) -> int:
     return value or 1
 
 
+def arrays_checksum(arrays: dict) -> int:
+    """uint64 checksum of named arrays (names and float64 C-order bytes, in name order); never 0."""
+    crc, adler = 0, 1
+    for name in sorted(arrays):
+        for data in (name.encode(), memoryview(np.ascontiguousarray(arrays[name], dtype=np.float64)).cast("B")):
+            crc, adler = zlib.crc32(data, crc), zlib.adler32(data, adler)
+    return ((crc << 32) | adler) or 1
+
+
 def _sha256(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -108,20 +127,58 @@ def _software_versions() -> dict:
     return versions
 
 
+def as_source(dataset_or_source):
+    """A :class:`~wtilde_dask.io.VisibilitySource`: an Interferometer is wrapped in an ``ArraySource``."""
+    from wtilde_dask.dataset import Interferometer
+    from wtilde_dask.io import ArraySource, VisibilitySource
+
+    if isinstance(dataset_or_source, VisibilitySource):
+        return dataset_or_source
+    if isinstance(dataset_or_source, Interferometer):
+        return ArraySource(dataset_or_source)
+    raise StoreError(f"dataset: expected an Interferometer or a VisibilitySource, got {type(dataset_or_source).__name__}")
+
+
+def source_summary(record: dict) -> str:
+    """One line naming a source record: format, path, selection, noise column, size."""
+    parts = [f"{record.get('format', '?')} {record.get('path', '')}".strip()]
+    selection = record.get("selection")
+    if selection:
+        parts.append("selection " + ", ".join(f"{k}={v}" for k, v in selection.items() if v is not None))
+    if record.get("noise_column"):
+        parts.append(f"noise from {record['noise_column']}")
+    if record.get("n_visibilities") is not None:
+        parts.append(f"{record['n_visibilities']} visibilities")
+    return "; ".join(parts)
+
+
 def fingerprint_components(dataset, grid, *, method: str, dtype: str, block_size: int) -> dict:
     """Per-input sha256 and a one-line summary: what the store was built from.
 
-    Components: uv_wavelengths, visibilities, noise_map (the dataset), mask (lattice mask or
-    "none"), grid (grid_radians, pixel scales, lattice indices), method, dtype, block_size.
+    ``dataset``: an Interferometer / ``ArraySource`` (arrays in memory: components uv_wavelengths, visibilities,
+    noise_map, the sha256 of each array) or any other :class:`~wtilde_dask.io.VisibilitySource` (component
+    ``source``: the sha256 of its ``describe()`` record -- path, selection, noise column, file sizes and mtimes --
+    instead of hashing 10^9 visibilities). Then mask (lattice mask or "none"), grid (grid_radians, pixel scales,
+    lattice indices), method, dtype, block_size.
     """
+    from wtilde_dask.io import ArraySource
+
+    source = as_source(dataset)
     mask = grid.mask
-    comps = {
-        "uv_wavelengths": (_sha256(np.asarray(dataset.uv_wavelengths, np.float64)),
-                           f"{len(dataset.uv_wavelengths)} uv points"),
-        "visibilities": (_sha256(np.asarray(dataset.visibilities, np.complex128)),
-                         f"{len(dataset.visibilities)} visibilities"),
-        "noise_map": (_sha256(np.asarray(dataset.noise_map, np.complex128)),
-                      f"{len(dataset.noise_map)} noise values"),
+    if isinstance(source, ArraySource):
+        dataset = source.dataset
+        comps = {
+            "uv_wavelengths": (_sha256(np.asarray(dataset.uv_wavelengths, np.float64)),
+                               f"{len(dataset.uv_wavelengths)} uv points"),
+            "visibilities": (_sha256(np.asarray(dataset.visibilities, np.complex128)),
+                             f"{len(dataset.visibilities)} visibilities"),
+            "noise_map": (_sha256(np.asarray(dataset.noise_map, np.complex128)),
+                          f"{len(dataset.noise_map)} noise values"),
+        }
+    else:
+        record = source.describe()
+        comps = {"source": (_sha256(json.dumps(record, sort_keys=True, default=str)), source_summary(record))}
+    comps.update({
         "mask": (_sha256(np.asarray(mask, bool)) if mask is not None else _sha256("none"),
                  (f"{mask.shape[0]}x{mask.shape[1]} mask, {int((~np.asarray(mask)).sum())} unmasked pixels"
                   if mask is not None else "no mask (irregular point set)")),
@@ -134,7 +191,7 @@ def fingerprint_components(dataset, grid, *, method: str, dtype: str, block_size
         "method": (_sha256(str(method)), str(method)),
         "dtype": (_sha256(str(dtype)), str(dtype)),
         "block_size": (_sha256(int(block_size)), str(int(block_size))),
-    }
+    })
     return {name: {"sha256": sha, "summary": summary} for name, (sha, summary) in comps.items()}
 
 
@@ -229,9 +286,14 @@ class StoreLock:
 
     def _write_atomic(self) -> None:
         tmp = self.dir / f"zarr.json.tmp-{self.token}"
-        with open(tmp, "w") as fh:
-            json.dump(self._record(), fh)
-        os.replace(tmp, self.file)
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(self._record(), fh)
+            os.replace(tmp, self.file)
+        except BaseException:  # e.g. disk full: leave no half-written temporary behind
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def acquire(self) -> StoreLock:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -327,11 +389,20 @@ class WTildeStore:
     # ---- creation / opening -----------------------------------------------------------------------
     @classmethod
     def create(cls, path, dataset, grid, *, method: str, block_size: int, dtype: str = "float64",
-               overwrite: bool = False) -> WTildeStore:
+               overwrite: bool = False, copy_visibilities: bool | None = None) -> WTildeStore:
         """Write a new store for ``dataset`` on ``grid``: attrs, inputs/, empty w_tilde and ledger.
 
+        ``dataset``: an Interferometer, or a :class:`~wtilde_dask.io.VisibilitySource` (its ``describe()`` is
+        recorded in attrs ``source``). ``copy_visibilities``: also copy the visibilities into ``inputs/``
+        (always for in-memory data, which cannot be read again; default True for an in-memory dataset, False for
+        a file source, whose chunks are then read from the file: streamed here, in bounded memory).
         An existing store is refused unless ``overwrite`` (its content is deleted, a held lock kept).
         """
+        from wtilde_dask.io import ArraySource
+
+        source = as_source(dataset)
+        in_memory = isinstance(source, ArraySource)
+        copy_visibilities = True if in_memory else bool(copy_visibilities)
         path = pathlib.Path(path)
         if method not in METHODS:
             raise StoreError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
@@ -351,7 +422,8 @@ class WTildeStore:
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
-        components = fingerprint_components(dataset, grid, method=method, dtype=dtype, block_size=plan.block_size)
+        components = fingerprint_components(source, grid, method=method, dtype=dtype, block_size=plan.block_size)
+        record = source.describe()
         created = _now()
         attrs = {
             "wtilde_format": FORMAT_NAME,
@@ -364,7 +436,10 @@ class WTildeStore:
             "n_blocks": plan.n_blocks,
             "fingerprint": combined_fingerprint(components),
             "fingerprint_components": components,
-            "dataset": {"name": str(getattr(dataset, "name", "") or ""), "n_visibilities": len(dataset.uv_wavelengths)},
+            "dataset": {"name": str(getattr(source, "path", "") or ""),
+                        "n_visibilities": (source.dataset.n_visibilities if in_memory else record.get("n_visibilities"))},
+            "source": record,
+            "copied_visibilities": bool(copy_visibilities),
             "grid": {
                 "n_pixels": plan.n_pixels,
                 "is_lattice": bool(grid.is_lattice),
@@ -379,11 +454,15 @@ class WTildeStore:
         }
         group = zarr.open_group(str(path), mode="a", zarr_format=3)
         inputs = group.create_group("inputs", overwrite=True)
-        vis = np.asarray(dataset.visibilities, np.complex128)
-        noise = np.asarray(dataset.noise_map, np.complex128)
-        inputs.create_array("uv_wavelengths", data=np.asarray(dataset.uv_wavelengths, np.float64))
-        inputs.create_array("visibilities", data=np.stack([vis.real, vis.imag], axis=1))
-        inputs.create_array("noise_map", data=np.stack([noise.real, noise.imag], axis=1))
+        if in_memory:
+            dataset = source.dataset
+            vis = np.asarray(dataset.visibilities, np.complex128)
+            noise = np.asarray(dataset.noise_map, np.complex128)
+            inputs.create_array("uv_wavelengths", data=np.asarray(dataset.uv_wavelengths, np.float64))
+            inputs.create_array("visibilities", data=np.stack([vis.real, vis.imag], axis=1))
+            inputs.create_array("noise_map", data=np.stack([noise.real, noise.imag], axis=1))
+        elif copy_visibilities:
+            attrs["dataset"]["n_visibilities"] = _copy_source(inputs, source)
         inputs.create_array("grid_radians", data=np.asarray(grid.grid_radians, np.float64))
         if grid.mask is not None:
             inputs.create_array("mask", data=np.asarray(grid.mask, bool))
@@ -467,10 +546,40 @@ class WTildeStore:
         return BlockPlan(self.n_pixels, self.block_size)
 
     # ---- inputs ------------------------------------------------------------------------------------
+    @property
+    def copied_visibilities(self) -> bool:
+        """True when ``inputs/`` holds the visibilities (old stores always do)."""
+        return bool(self._attrs.get("copied_visibilities", True))
+
+    def source_record(self) -> dict:
+        """The recorded source (the reader's describe()); ``{"format": "arrays", ...}`` for in-memory data."""
+        return dict(self._attrs.get("source") or {"format": "arrays", "path": self._attrs.get("dataset", {}).get("name")})
+
+    def visibility_sums(self) -> dict | None:
+        """``{chi_squared_data, noise_normalization, n_visibilities, n_flagged, n_bad_weight}`` once the pass is done."""
+        sums = self._attrs.get("visibility_sums")
+        return dict(sums) if sums else None
+
+    def inputs_source(self, chunk_size: int = 1_000_000) -> StoreInputsSource:
+        """The copied visibilities in ``inputs/`` as a chunked :class:`~wtilde_dask.io.VisibilitySource`."""
+        if not self.copied_visibilities:
+            raise StoreError(f"store {self.path}: the visibilities are not copied into inputs/ "
+                             f"(source: {source_summary(self.source_record())})")
+        return StoreInputsSource(self.path, chunk_size)
+
     def dataset(self):
-        """The Interferometer the store was built from (read back from inputs/)."""
+        """The Interferometer the store was built from: read back from inputs/, or -- when the visibilities were not
+        copied -- read through the recorded source (:func:`wtilde_dask.ingest.store_source`; this materialises all
+        visibilities in memory: small data only; stream ``store_source(store)`` instead)."""
         from wtilde_dask.dataset import Interferometer
 
+        if not self.copied_visibilities:
+            from wtilde_dask.ingest import store_source
+            from wtilde_dask.io import concatenate_chunks
+
+            c = concatenate_chunks(store_source(self))
+            return Interferometer.from_arrays(c.visibilities, c.noise_map, c.uv_wavelengths,
+                                              name=str(self.source_record().get("path", "")))
         inputs = self.group["inputs"]
         vis = np.asarray(inputs["visibilities"][:])
         noise = np.asarray(inputs["noise_map"][:])
@@ -529,6 +638,58 @@ class WTildeStore:
         self._check_block(bi, bj)
         return f"w_tilde/c/{bi}/{bj}"
 
+    def chunk_path(self, bi: int, bj: int) -> pathlib.Path:
+        """File of block (bi, bj)'s chunk on disk (``STORE/w_tilde/c/bi/bj``)."""
+        return self.path / self.chunk_key(bi, bj)
+
+    def chunk_nbytes(self) -> int | None:
+        """Bytes of every w_tilde chunk file (B x B x itemsize: no compression, edge chunks are stored
+        full size); None if the array were compressed (size then says nothing)."""
+        if tuple(self._w.compressors) or tuple(self._w.filters):
+            return None
+        return int(np.prod(self._w.chunks)) * np.dtype(self.dtype).itemsize
+
+    def block_damage(self, bi: int, bj: int, checksum: int | None = None, *, read: bool = True) -> str | None:
+        """Why stored block (bi, bj) cannot be trusted, or None when it is sound.
+
+        Checked in order: the chunk file exists ("chunk file missing": Zarr would silently return the
+        fill value NaN), has the size of an uncompressed (B, B) chunk ("chunk truncated: n of N bytes"),
+        and, when ``read``, decodes ("unreadable: ...") and hashes to ``checksum`` (the ledger entry;
+        "checksum differs from the ledger"). ``read=False`` costs one ``stat`` per block.
+        """
+        path = self.chunk_path(bi, bj)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "chunk file missing"
+        except OSError as err:
+            return f"chunk file unreadable: {err}"
+        expected = self.chunk_nbytes()
+        if expected is not None and size != expected:
+            return (f"chunk truncated: {size} of {expected} bytes" if size < expected
+                    else f"chunk has {size} bytes, expected {expected}")
+        if not read:
+            return None
+        try:
+            block = self.read_block(bi, bj)
+        except Exception as err:  # noqa: BLE001 - any decode failure means the block is bad
+            return f"unreadable: {type(err).__name__}: {err}"
+        if checksum is not None and block_checksum(block) != int(checksum):
+            return "checksum differs from the ledger"
+        return None
+
+    def damaged_blocks(self, blocks=None, *, read: bool = True) -> list[tuple[int, int, str]]:
+        """``(bi, bj, why)`` for each block the ledger calls done (or each of ``blocks``) that
+        :meth:`block_damage` finds bad; ``read=False`` checks only existence and size of the chunk files."""
+        ledger = self.ledger()
+        blocks = self.done_blocks() if blocks is None else [(int(bi), int(bj)) for bi, bj in blocks]
+        bad = []
+        for bi, bj in blocks:
+            why = self.block_damage(bi, bj, int(ledger[bi, bj]) if ledger[bi, bj] else None, read=read)
+            if why is not None:
+                bad.append((bi, bj, why))
+        return bad
+
     # ---- ledger ------------------------------------------------------------------------------------
     def ledger(self) -> np.ndarray:
         """(nb, nb) uint64 checksums; 0 = block not done (always 0 below the diagonal)."""
@@ -567,11 +728,19 @@ class WTildeStore:
             seconds_arr[region] = secs
             ledger[region] = sums
 
-    def clear_blocks(self, blocks) -> None:
-        """Forget blocks in the ledger (they are computed again on the next run)."""
+    def clear_blocks(self, blocks, *, delete_chunks: bool = False) -> None:
+        """Forget blocks in the ledger (they are computed again on the next run); with ``delete_chunks``
+        also remove their chunk files (after the ledger: a crash in between leaves a not-done block)."""
+        blocks = [(int(bi), int(bj)) for bi, bj in blocks]
         ledger = self.group["ledger"]
+        seconds = self.group["ledger_seconds"]
         for bi, bj in blocks:
             ledger[bi, bj] = 0
+            seconds[bi, bj] = np.nan
+        if delete_chunks:
+            for bi, bj in blocks:
+                with contextlib.suppress(FileNotFoundError):
+                    self.chunk_path(bi, bj).unlink()
 
     def done_blocks(self) -> list[tuple[int, int]]:
         led = self.ledger()
@@ -587,6 +756,98 @@ class WTildeStore:
     def is_complete(self) -> bool:
         return self.n_done() == self.plan.n_blocks
 
+    # ---- the chunked pass over the visibilities (ingest/) --------------------------------------------
+    # Used by wtilde_dask.ingest: leaf nodes are chunk groups, parents the sums of their two children in a tree
+    # fixed by the plan; node arrays are written by the worker that computed them, the node's attrs (complete,
+    # checksum, scalar sums) by the orchestrator after that write returned: they are the ledger of the pass.
+
+    def _ingest_dir(self) -> pathlib.Path:
+        return self.path / INGEST_GROUP
+
+    def _node_dir(self, level: int, index: int) -> pathlib.Path:
+        return self._ingest_dir() / "nodes" / f"L{int(level)}_{int(index)}"
+
+    def ingest_state(self) -> dict:
+        """Attributes of ``ingest/`` (``plan``, ``state``: "running" | "complete"), {} before any pass."""
+        meta = self._ingest_dir() / "zarr.json"
+        if not meta.exists():
+            return {}
+        with open(meta) as fh:
+            return dict(json.load(fh).get("attributes", {}))
+
+    def begin_ingest(self, plan: dict) -> bool:
+        """Start (or resume) the pass with ``plan``: True when ``ingest/`` already holds a pass of the same plan
+        (its finished nodes are kept), False when it was (re)created empty."""
+        plan = json.loads(json.dumps(plan))
+        if self.ingest_state().get("plan") == plan and (self._ingest_dir() / "nodes").is_dir():
+            return True
+        shutil.rmtree(self._ingest_dir(), ignore_errors=True)
+        group = zarr.open_group(str(self._ingest_dir()), mode="w", zarr_format=3)
+        group.create_group("nodes")
+        group.attrs.update({"plan": plan, "state": "running", "started": _now()})
+        return False
+
+    def ingest_nodes(self) -> dict:
+        """``{(level, index): attrs}`` of the finished nodes (attrs: checksum and the scalar sums)."""
+        nodes = {}
+        root = self._ingest_dir() / "nodes"
+        if not root.is_dir():
+            return nodes
+        for entry in root.iterdir():
+            if not (entry.name.startswith("L") and "_" in entry.name):
+                continue
+            try:
+                with open(entry / "zarr.json") as fh:
+                    attrs = json.load(fh).get("attributes", {})
+                level, index = (int(x) for x in entry.name[1:].split("_"))
+            except (OSError, ValueError, json.JSONDecodeError):
+                continue  # torn or unfinished: recomputed
+            if attrs.get("complete"):
+                nodes[(level, index)] = attrs
+        return nodes
+
+    def write_ingest_arrays(self, level: int, index: int, arrays: dict) -> int:
+        """Write a node's arrays (replacing any earlier attempt); return their checksum (:func:`arrays_checksum`)."""
+        group = zarr.open_group(str(self._node_dir(level, index)), mode="w", zarr_format=3)
+        for name, arr in sorted(arrays.items()):
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+            group.create_array(name, data=arr, chunks=arr.shape, compressors=None)
+        return arrays_checksum(arrays)
+
+    def mark_ingest_node(self, level: int, index: int, checksum: int, scalars: dict) -> None:
+        """Record node (level, index) as finished (orchestrator only, after its arrays were written)."""
+        group = zarr.open_group(str(self._node_dir(level, index)), mode="r+")
+        group.attrs.update({**scalars, "checksum": int(checksum), "complete": True})
+
+    def read_ingest_node(self, level: int, index: int, checksum: int | None = None) -> dict:
+        """A node's arrays ``{name: array}``; with ``checksum``, a StoreError when they do not match it."""
+        group = zarr.open_group(str(self._node_dir(level, index)), mode="r")
+        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        if checksum is not None and arrays_checksum(arrays) != int(checksum):
+            raise StoreError(f"store {self.path}: ingest node L{level}_{index}: arrays do not match their checksum")
+        return arrays
+
+    def delete_ingest_node(self, level: int, index: int) -> None:
+        shutil.rmtree(self._node_dir(level, index), ignore_errors=True)
+
+    def rename_ingest_node(self, level: int, index: int, new_level: int, new_index: int) -> None:
+        """Move a finished node up the tree (a parent with one child is that child): one atomic rename."""
+        target = self._node_dir(new_level, new_index)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(self._node_dir(level, index), target)
+
+    def finish_ingest(self, arrays: dict, scalars: dict, definitions: dict) -> None:
+        """Store the pass's totals: the named arrays (``definitions[name]`` as their attrs; "kernel" last, its
+        presence means the lattice kernels are stored), attrs ``visibility_sums``; then mark ``ingest/`` complete
+        and drop its nodes."""
+        for name in sorted(arrays, key=lambda n: n == "kernel"):
+            self.write_array(name, arrays[name], attrs={"definition": definitions.get(name, "")})
+        dataset = {**self._attrs.get("dataset", {}), "n_visibilities": int(scalars["n_visibilities"])}
+        self.update_attrs(visibility_sums=dict(scalars), dataset=dataset)
+        group = zarr.open_group(str(self._ingest_dir()), mode="r+")
+        group.attrs.update({"state": "complete", "finished": _now()})
+        shutil.rmtree(self._ingest_dir() / "nodes", ignore_errors=True)
+
     # ---- named extra arrays --------------------------------------------------------------------------
     def write_array(self, name: str, array, *, attrs: dict | None = None, chunks="auto") -> None:
         """Write (replace) a named array: "dirty_image", "kernel", "kernel_hankel", "inversion/NAME", ...
@@ -594,14 +855,25 @@ class WTildeStore:
         Names containing "/" create subgroups. Reserved: inputs/*, w_tilde, ledger*, lock.
         """
         parts = [p for p in str(name).split("/") if p]
-        if not parts or parts[0] in ("inputs", "w_tilde", "ledger", "ledger_seconds", LOCK_GROUP):
+        if not parts or parts[0] in ("inputs", "w_tilde", "ledger", "ledger_seconds", LOCK_GROUP, INGEST_GROUP):
             raise StoreError(f"array name {name!r}: reserved or empty")
         group = self.group
         for part in parts[:-1]:
             group = group.require_group(part)
         data = np.asarray(array)
-        group.create_array(parts[-1], data=data, chunks=chunks, overwrite=True,
-                           attributes=dict(attrs or {}))
+        try:
+            group.create_array(parts[-1], data=data, chunks=chunks, overwrite=True,
+                               attributes=dict(attrs or {}))
+        except BaseException:  # e.g. disk full: no half-written array that has_array() would call present
+            self.delete_array("/".join(parts))
+            raise
+
+    def delete_array(self, name: str) -> None:
+        """Remove a named array written with :meth:`write_array` (a damaged one is then recomputed)."""
+        parts = [p for p in str(name).split("/") if p]
+        if not parts or parts[0] in ("inputs", "w_tilde", "ledger", "ledger_seconds", LOCK_GROUP, INGEST_GROUP):
+            raise StoreError(f"array name {name!r}: reserved or empty")
+        shutil.rmtree(self.path.joinpath(*parts), ignore_errors=True)
 
     def read_array(self, name: str) -> np.ndarray:
         """Read a named array written with :meth:`write_array` (or an input such as "inputs/mask")."""
@@ -688,6 +960,65 @@ class WTildeStore:
     def __repr__(self) -> str:
         return (f"WTildeStore({str(self.path)!r}, method={self.method!r}, M={self.n_pixels}, "
                 f"B={self.block_size}, done={self.n_done()}/{self.plan.n_blocks})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Copied visibilities (inputs/) as a chunked source
+# ---------------------------------------------------------------------------------------------------
+
+_INPUT_ROWS = 1 << 17  # rows per Zarr chunk of the copied inputs
+
+
+def _copy_source(inputs: zarr.Group, source) -> int:
+    """Stream ``source``'s chunks into inputs/uv_wavelengths, visibilities, noise_map (K, 2); return K."""
+    arrays = {name: inputs.create_array(name, shape=(0, 2), chunks=(_INPUT_ROWS, 2), dtype="float64")
+              for name in ("uv_wavelengths", "visibilities", "noise_map")}
+    k = 0
+    for chunk in source:
+        n = chunk.n_visibilities
+        if n == 0:
+            continue
+        values = {"uv_wavelengths": np.asarray(chunk.uv_wavelengths, np.float64),
+                  "visibilities": np.stack([chunk.visibilities.real, chunk.visibilities.imag], axis=1),
+                  "noise_map": np.stack([chunk.noise_map.real, chunk.noise_map.imag], axis=1)}
+        for name, arr in arrays.items():
+            arr.resize((k + n, 2))
+            arr[k:k + n] = values[name]
+        k += n
+    return k
+
+
+@functools.lru_cache(maxsize=8)
+def _input_arrays(path: str) -> dict:
+    return {name: zarr.open_array(store=path, path=f"inputs/{name}", mode="r")
+            for name in ("uv_wavelengths", "visibilities", "noise_map")}
+
+
+class StoreInputsSource(VisibilitySource):
+    """The visibilities copied into a store's ``inputs/``, read in chunks of ``chunk_size`` rows (picklable:
+    only the path travels; each process opens the arrays itself)."""
+
+    def __init__(self, path, chunk_size: int = 1_000_000):
+        if int(chunk_size) < 1:
+            raise StoreError(f"chunk_size = {chunk_size!r} must be >= 1")
+        self.path = str(pathlib.Path(path).resolve())
+        self.chunk_size = int(chunk_size)
+        self.n_visibilities = int(_input_arrays(self.path)["visibilities"].shape[0])
+
+    def chunk_ids(self) -> list:
+        k = self.n_visibilities
+        return [(start, min(start + self.chunk_size, k)) for start in range(0, k, self.chunk_size)]
+
+    def read_chunk(self, chunk_id) -> VisibilityChunk:
+        start, stop = (int(i) for i in chunk_id)
+        arrays = _input_arrays(self.path)
+        vis = np.asarray(arrays["visibilities"][start:stop])
+        noise = np.asarray(arrays["noise_map"][start:stop])
+        return VisibilityChunk(np.asarray(arrays["uv_wavelengths"][start:stop]), vis[:, 0] + 1j * vis[:, 1],
+                               noise[:, 0] + 1j * noise[:, 1])
+
+    def describe(self) -> dict:
+        return {"format": "store-inputs", "path": self.path, "n_visibilities": self.n_visibilities}
 
 
 def _looks_like_store(path: pathlib.Path) -> bool:

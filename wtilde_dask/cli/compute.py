@@ -3,7 +3,7 @@
     wtilde compute sma --out sma_w_tilde.zarr          # bundled SMA data, 80x80 x 0.05", r = 4" mask
     wtilde compute DATA/ --shape 256 256 --pixel-scale 0.1 --mask-radius 3 --out w.zarr --block-size 2048
     wtilde status w.zarr        # done/total, mean block time, ETA (from the ledger; run live or dead)
-    wtilde verify w.zarr --sample 3
+    wtilde verify w.zarr --sample 3        # exit 0 sound, 1 not; --repair recomputes just the bad blocks
     wtilde info w.zarr
 """
 
@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--dashboard-address", metavar="HOST:PORT", help="local dashboard address (default 127.0.0.1:0)")
     p.add_argument("--max-in-flight", type=int, metavar="N", help="tasks submitted at once (default 3 x worker threads)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing store at --out and start over")
+    p.add_argument("--check-existing", action="store_true",
+                   help="on resume, read every done block back and compare it with its ledger checksum; bad blocks "
+                        "are recomputed (without it: missing or truncated chunk files only)")
     p.add_argument("--no-dirty-image", action="store_true", help="do not compute the dirty image")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compute)
@@ -62,12 +65,26 @@ def register(subparsers) -> None:
     p.add_argument("--plot", metavar="PNG", help="also draw the block map into PNG")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("verify", help="check every block's checksum; recompute N random blocks by the reference formula")
+    p = subparsers.add_parser(
+        "verify", help="check every block's checksum; recompute N random blocks by the reference formula; --repair",
+        description="Check every block the ledger calls done (chunk file present, full size, readable, checksum = "
+                    "ledger) and recompute N random blocks by the slow reference formula. Ends with a summary line "
+                    "'verify: OK|FAILED: N blocks checked, b bad, r repaired'. --repair clears the bad blocks from "
+                    "the ledger and recomputes only them from the store's own inputs (on a local cluster, or "
+                    "--scheduler); every sound block is kept. Exit status: 0 the store is sound (after repair, if "
+                    "asked), 1 it is not (bad blocks left, or the repair stopped), 2 the store cannot be used "
+                    "(missing, not a W-tilde store, held by a live run).")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--sample", type=int, default=2, metavar="N", help="blocks to recompute (default 2)")
     p.add_argument("--entries", type=int, default=64, metavar="E",
                    help="recompute at most E random rows x E random columns of each sampled block (default 64)")
     p.add_argument("--seed", type=int, default=None, help="random seed for the sample")
+    p.add_argument("--repair", action="store_true",
+                   help="clear bad blocks from the ledger and recompute just them (needs the store's lock)")
+    p.add_argument("--workers", type=int, metavar="N", help="--repair: local worker processes (default: one per core)")
+    p.add_argument("--threads-per-worker", type=int, metavar="T", help="--repair: threads per local worker")
+    p.add_argument("--scheduler", metavar="ADDR", help="--repair: use a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--no-progress", action="store_true", help="--repair: no progress bar")
     p.set_defaults(func=cmd_verify)
 
     p = subparsers.add_parser("info", help="inputs, fingerprint, sizes of a store")
@@ -147,7 +164,7 @@ def cmd_compute(args) -> int:
             store = compute(dataset, grid, args.out, block_size=args.block_size, method=args.method,
                             dtype=args.dtype, client=client, overwrite=args.overwrite,
                             progress=not args.no_progress, max_in_flight=args.max_in_flight,
-                            dirty_image=not args.no_dirty_image, log=log)
+                            dirty_image=not args.no_dirty_image, check_existing=args.check_existing, log=log)
         except ComputeError as err:
             print(f"wtilde compute: {err}", file=sys.stderr)
             return 1
@@ -208,8 +225,19 @@ def cmd_verify(args) -> int:
         raise _err(f"--sample: must be >= 0, got {args.sample}")
     if args.entries < 1:
         raise _err(f"--entries: must be >= 1, got {args.entries}")
-    report = verify_store(args.store, sample=args.sample, entries=args.entries, seed=args.seed)
-    print("verify: OK" if report["ok"] else "verify: FAILED")
+    def log(msg):
+        print(msg, flush=True)
+
+    if args.repair and args.scheduler:
+        from wtilde_dask.cluster import cluster_client
+
+        with cluster_client("scheduler", scheduler=args.scheduler, log=log) as client:
+            report = verify_store(args.store, sample=args.sample, entries=args.entries, seed=args.seed,
+                                  repair=True, client=client, progress=not args.no_progress, log=log)
+    else:
+        report = verify_store(args.store, sample=args.sample, entries=args.entries, seed=args.seed,
+                              repair=args.repair, n_workers=args.workers, threads_per_worker=args.threads_per_worker,
+                              progress=not args.no_progress, log=log)
     return 0 if report["ok"] else 1
 
 
