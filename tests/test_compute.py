@@ -15,6 +15,7 @@ from wtilde_dask.grid import ImageGrid
 from wtilde_dask.kernels.lattice import lattice_kernels, w_tilde_lattice
 from wtilde_dask.kernels.reference import dirty_image_reference, w_tilde_reference
 from wtilde_dask.store import StoreError, StoreLock, StoreLockedError, WTildeStore
+from waiting import n_done
 
 RTOL = 1e-12
 
@@ -44,14 +45,6 @@ def rel_error(a, b):
 
 def quiet(*args):
     pass
-
-
-def n_done(path) -> int:
-    """Blocks in the ledger of the store at ``path`` (0 while it does not exist or is being created)."""
-    try:
-        return WTildeStore.open(path).n_done()
-    except (StoreError, FileNotFoundError, KeyError):
-        return 0
 
 
 @pytest.mark.parametrize("method", ["direct", "lattice"])

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from wtilde_dask.cli import main
-from wtilde_dask.store import StoreError, WTildeStore, read_lock
+from wtilde_dask.store import WTildeStore, read_lock
+from waiting import n_done
 
 N_VIS = 48000  # ~0.3 s per block on one core: the ledger grows by a few blocks per flush
 BLOCK = 48
@@ -45,13 +46,6 @@ def run_to_end(cmd, timeout=300) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
-
-
-def n_done(path) -> int:
-    try:
-        return WTildeStore.open(path).n_done()
-    except (StoreError, FileNotFoundError, KeyError):
-        return 0
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from waiting import wait_until
+from waiting import n_done, wait_until
 import yaml
 
 
@@ -111,15 +111,6 @@ def assert_store_correct(dataset, path):
     expected = expected_w_tilde(dataset, path)
     assert float(np.max(np.abs(W - expected)) / np.max(np.abs(expected))) <= RTOL
     assert verify_store(path, sample=1, seed=2, log=lambda *a: None)["ok"]
-
-
-def n_done(path) -> int:
-    from wtilde_dask.store import WTildeStore
-
-    try:
-        return WTildeStore.open(path).n_done() if (pathlib.Path(path) / "zarr.json").exists() else 0
-    except Exception:  # noqa: BLE001 - store being created
-        return 0
 
 
 class Squeue:
