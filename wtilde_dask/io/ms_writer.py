@@ -86,6 +86,8 @@ class MeasurementSetWriter:
         ANTENNA rows (ITRF metres). Default: ``n_antennas`` antennas named ``A00``, ``A01``, ... at the origin.
     data_columns : which of DATA, CORRECTED_DATA, MODEL_DATA the main table has (default DATA only).
     spectrum_columns : which of SIGMA_SPECTRUM, WEIGHT_SPECTRUM it has (default none).
+    tile_shape : (n_corr, n_chan, n_row) tile of the TiledShapeStMan that holds the data, flag, sigma / weight
+        and spectrum columns, as CASA writes them; ``None`` puts everything in StandardStMan.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class MeasurementSetWriter:
         data_columns=("DATA",),
         spectrum_columns=(),
         telescope_name: str = "ALMA",
+        tile_shape=(4, 32, 128),
         overwrite: bool = False,
     ):
         from casacore import tables
@@ -152,6 +155,7 @@ class MeasurementSetWriter:
             if c not in SPECTRUM_COLUMNS:
                 raise ValueError(f"spectrum_columns: {c!r} is not one of {SPECTRUM_COLUMNS}")
         self.telescope_name = telescope_name
+        self.tile_shape = None if tile_shape is None else [int(t) for t in tile_shape]
         self.n_rows = 0
 
         if self.partial_path.exists():
@@ -170,7 +174,30 @@ class MeasurementSetWriter:
             tables.makearrcoldesc(name, 0.0, ndim=2, valuetype="float", comment=f"{name} (n_chan, n_corr)")
             for name in self.spectrum_columns
         ]
-        self._ms = tables.default_ms(str(self.partial_path), tables.maketabdesc(extra) if extra else None)
+        dminfo = {}
+        if self.tile_shape is not None:
+            tiled = {
+                "TiledData": list(self.data_columns),
+                "TiledFlag": ["FLAG"],
+                "TiledSigma": ["SIGMA"],
+                "TiledWeight": ["WEIGHT"],
+            }
+            tiled.update({f"Tiled{c.title().replace('_', '')}": [c] for c in self.spectrum_columns})
+            for i, (name, cols) in enumerate(tiled.items()):
+                if not cols:
+                    continue
+                shape = self.tile_shape if name not in ("TiledSigma", "TiledWeight") else [
+                    self.tile_shape[0], self.tile_shape[1] * self.tile_shape[2]
+                ]
+                dminfo[f"*{i + 1}"] = {
+                    "TYPE": "TiledShapeStMan",
+                    "NAME": name,
+                    "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)},
+                    "COLUMNS": cols,
+                }
+        self._ms = tables.default_ms(
+            str(self.partial_path), tables.maketabdesc(extra) if extra else None, dminfo or None
+        )
         p = str(self.partial_path)
 
         with tables.table(f"{p}/ANTENNA", readonly=False, ack=False) as t:
