@@ -258,3 +258,99 @@ def test_uvfits_bad_inputs(tmp_path, rng):
     fits.PrimaryHDU(np.zeros((4, 4))).writeto(image)
     with pytest.raises(DatasetError, match=r"image.fits: not a UVFITS file"):
         UvfitsSource(image)
+
+
+# ---------------------------------------------------------------------------------------------- export-fits
+from wtilde_dask.io.export import ExportError, export_fits  # noqa: E402
+
+
+def test_export_fits_round_trip_from_folder(tmp_path, sma_dataset):
+    source = open_folder_or_npz("sma", chunk_size=47)
+    record = export_fits(source, tmp_path / "out", log=lambda *a: None)
+    assert record["n_visibilities"] == 190
+    back = load_dataset(tmp_path / "out")
+    np.testing.assert_array_equal(back.visibilities, sma_dataset.visibilities)
+    np.testing.assert_array_equal(back.noise_map, sma_dataset.noise_map)
+    np.testing.assert_array_equal(back.uv_wavelengths, sma_dataset.uv_wavelengths)
+    with fits.open(tmp_path / "out" / "data.fits") as hdul:  # a plain (K, 2) float64 image, as PyAutoLens reads it
+        assert hdul[0].data.shape == (190, 2) and hdul[0].header["BITPIX"] == -64
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.fits", "export.json", "noise_map.fits",
+                                                                   "uv_wavelengths.fits"]
+    with pytest.raises(ExportError, match=r"already holds data.fits"):
+        export_fits(source, tmp_path / "out", log=lambda *a: None)
+
+
+def _average_reference(uu, vv, data, weight, freqs, spw, n_avg):
+    """Channel averaging written out: per IF, row, group of n_avg channels, kept channels only."""
+    uv, vis, noise = [], [], []
+    for i in spw:
+        n_chan = len(freqs[i])
+        for g in range(len(uu)):
+            for c0 in range(0, n_chan, n_avg):
+                chans = range(c0, min(c0 + n_avg, n_chan))
+                swr = swi = sre = sim = 0.0
+                kept = 0
+                for c in chans:
+                    w0, w1 = weight[g, i, c, 0], weight[g, i, c, 1]
+                    d0, d1 = data[g, i, c, 0], data[g, i, c, 1]
+                    if not (w0 > 0 and w1 > 0 and np.isfinite(w0) and np.isfinite(w1) and np.isfinite(d0)
+                            and np.isfinite(d1)):
+                        continue
+                    s = 0.5 * np.sqrt(1.0 / w0 + 1.0 / w1)
+                    w = 1.0 / s**2
+                    swr += w
+                    swi += w
+                    sre += w * 0.5 * (d0.real + d1.real)
+                    sim += w * 0.5 * (d0.imag + d1.imag)
+                    kept += 1
+                if not kept:
+                    continue
+                f = np.mean([freqs[i][c] for c in chans])
+                uv.append((uu[g] * f, vv[g] * f))
+                vis.append(sre / swr + 1j * sim / swi)
+                noise.append(1 / np.sqrt(swr) + 1j / np.sqrt(swi))
+    return np.array(uv), np.array(vis), np.array(noise)
+
+
+def test_export_fits_average_channels_from_uvfits(tmp_path, rng):
+    uu, vv, data, weight = _uvfits_case(rng, n_if=2, n_chan=5, stokes=(-5, -6))
+    weight[11, 0, 0:2, 0] = -1.0  # a whole group of two channels flagged: the averaged visibility is dropped
+    ref_freq, width, if_freqs = 230.0e9, 15.6e6, [0.0, 2.0e9]
+    path = write_uvfits(tmp_path / "a.uvfits", uu, vv, data, weight, [-5, -6], ref_freq=ref_freq, ch_width=width,
+                        if_freqs=if_freqs)
+    freqs = [[ref_freq + if_freqs[i] + c * width for c in range(5)] for i in range(2)]
+    record = export_fits(UvfitsSource(path, chunk_size=20), tmp_path / "avg", average_channels=2,
+                         log=lambda *a: None)
+    got = load_dataset(tmp_path / "avg")
+    uv, vis, noise = _average_reference(uu, vv, data, weight, freqs, [0, 1], 2)
+    # 2 IFs x 23 rows x 3 groups (2+2+1 channels), less row 11 IF 0 group 0 and row 5 IF 1 group 2 (its one
+    # channel flagged)
+    assert record["n_visibilities"] == got.n_visibilities == len(vis) == 2 * 23 * 3 - 2
+    np.testing.assert_allclose(got.uv_wavelengths, uv, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(got.visibilities, vis, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(got.noise_map, noise, rtol=1e-14, atol=0)
+    # averaging 1 channel is the plain export
+    export_fits(UvfitsSource(path), tmp_path / "one", average_channels=1, log=lambda *a: None)
+    plain = concatenate_chunks(UvfitsSource(path))
+    np.testing.assert_array_equal(load_dataset(tmp_path / "one").visibilities, plain.visibilities)
+
+
+def test_export_fits_leaves_nothing_on_error(tmp_path, rng, sma_dataset):
+    uu, vv, data, weight = _uvfits_case(rng, n_if=1, n_chan=2, stokes=(-5, -6))
+    path = write_uvfits(tmp_path / "flagged.uvfits", uu, vv, data, -np.abs(weight), [-5, -6], ref_freq=1e11,
+                        ch_width=1e6)
+    with pytest.raises(ExportError, match=r"flagged.uvfits: the selection leaves no visibility \(46 flagged"):
+        export_fits(UvfitsSource(path, chunk_size=10), tmp_path / "o1", log=lambda *a: None)
+    assert list((tmp_path / "o1").iterdir()) == []
+    # a bad value in the third chunk of a folder: the error of load_dataset, and no file left behind
+    ds = sma_dataset
+    noise = np.stack([ds.noise_map.real, ds.noise_map.imag], 1)
+    noise[101, 0] = 0.0
+    folder = _write_folder(tmp_path / "bad", np.stack([ds.visibilities.real, ds.visibilities.imag], 1), noise,
+                           ds.uv_wavelengths)
+    with pytest.raises(DatasetError, match=r"noise_map.fits: noise_map\[101, 0\] = 0.0 must be > 0"):
+        export_fits(FitsFolderSource(folder, chunk_size=50), tmp_path / "o2", log=lambda *a: None)
+    assert list((tmp_path / "o2").iterdir()) == []
+    with pytest.raises(ExportError, match=r"average_channels = 2 needs a source with channels"):
+        export_fits(FitsFolderSource(folder), tmp_path / "o3", average_channels=2, log=lambda *a: None)
+    assert list((tmp_path / "o3").iterdir()) == []

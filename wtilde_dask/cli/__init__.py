@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "wtilde_dask.cli.bench",
     "wtilde_dask.cli.plot",
     "wtilde_dask.cli.lattice",
+    "wtilde_dask.cli.io",
     "wtilde_dask.cli.invert",
 ]
 

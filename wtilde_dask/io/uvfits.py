@@ -249,14 +249,18 @@ class UvfitsSource(VisibilitySource):
             index[self._axis["IF"]] = if_index
         return np.asarray(data[tuple(index)], dtype=np.float64)
 
-    def read_chunk(self, chunk_id) -> VisibilityChunk:
+    def read_chunk_cube(self, chunk_id):
+        """The chunk as a :class:`~wtilde_dask.io.export.ChannelCube` (groups x selected channels of one IF)."""
         from astropy.io import fits
+
+        from wtilde_dask.io.export import ChannelCube
 
         if_index, start, stop = (int(i) for i in chunk_id)
         with fits.open(self.file, memmap=True) as hdul:
             groups = hdul[0].data[start:stop]
-            u_sec = np.asarray(groups.par(self.u_name), dtype=np.float64)
-            v_sec = np.asarray(groups.par(self.v_name), dtype=np.float64)
+            uv_per_hz = np.empty((stop - start, 2))
+            uv_per_hz[:, 0] = np.asarray(groups.par(self.u_name), dtype=np.float64)
+            uv_per_hz[:, 1] = np.asarray(groups.par(self.v_name), dtype=np.float64)
             keep_rows = np.ones(stop - start, bool)
             if self.source_id is not None:
                 keep_rows = np.asarray(groups.par(self._source_par)).astype(np.int64) == self.source_id
@@ -266,7 +270,7 @@ class UvfitsSource(VisibilitySource):
             wt = [self._take(data, if_index, h, 2) for h in self.hands]
         flagged = np.zeros(re[0].shape, bool)
         bad = np.zeros(re[0].shape, bool)
-        for r, i, w in zip(re, im, wt):
+        for w in wt:
             flagged |= w < 0
         for r, i, w in zip(re, im, wt):
             bad |= ~flagged & ~((w > 0) & np.isfinite(w) & np.isfinite(r) & np.isfinite(i))
@@ -280,17 +284,13 @@ class UvfitsSource(VisibilitySource):
             else:
                 vis = re[0] + 1j * im[0]
                 sigma = 1.0 / np.sqrt(wt[0])
-        freq = self.frequencies[if_index, self.channels]
-        uv = np.empty(vis.shape + (2,))
-        uv[..., 0] = u_sec[:, None] * freq[None, :]
-        uv[..., 1] = v_sec[:, None] * freq[None, :]
-        return VisibilityChunk(
-            np.ascontiguousarray(uv[keep]),
-            np.ascontiguousarray(vis[keep], dtype=np.complex128),
-            np.ascontiguousarray(sigma[keep] * (1 + 1j), dtype=np.complex128),
-            int(flagged.sum()),
-            int(bad.sum()),
-        )
+        return ChannelCube(uv_per_hz, self.frequencies[if_index, self.channels], vis, sigma * (1 + 1j), keep,
+                           int(flagged.sum()), int(bad.sum()))
+
+    def read_chunk(self, chunk_id) -> VisibilityChunk:
+        from wtilde_dask.io.export import flatten_cube
+
+        return flatten_cube(self.read_chunk_cube(chunk_id))
 
     def describe(self) -> dict:
         st = self.file.stat()
