@@ -158,12 +158,12 @@ def _uvfits_case(rng, ng=23, n_if=2, n_chan=5, stokes=(-5, -6, -7, -8)):
 
 
 def _expected_uvfits(uu, vv, data, weight, freqs, hands, spw, channels):
-    """Stokes I in the recipe's order (IF, then groups, then channels), flagged / bad dropped, as lists."""
+    """Stokes I in the recipe's order (IF, then channels, then groups), flagged / bad dropped, as lists."""
     uv, vis, noise = [], [], []
     n_flag = n_bad = 0
     for i in spw:
-        for g in range(len(uu)):
-            for c in channels:
+        for c in channels:
+            for g in range(len(uu)):
                 w = [weight[g, i, c, h] for h in hands]
                 d = [data[g, i, c, h] for h in hands]
                 if any(x < 0 for x in w):
@@ -285,8 +285,8 @@ def _average_reference(uu, vv, data, weight, freqs, spw, n_avg):
     uv, vis, noise = [], [], []
     for i in spw:
         n_chan = len(freqs[i])
-        for g in range(len(uu)):
-            for c0 in range(0, n_chan, n_avg):
+        for c0 in range(0, n_chan, n_avg):
+            for g in range(len(uu)):
                 chans = range(c0, min(c0 + n_avg, n_chan))
                 swr = swi = sre = sim = 0.0
                 kept = 0

@@ -13,13 +13,14 @@ last group of a window may be shorter), for each row and separately for the real
 
     V_re = sum_c wr_c Re(V_c) / sum_c wr_c,   sigma_re = 1 / sqrt(sum_c wr_c),   wr_c = 1 / sigma_re,c^2
     (the same with wi for the imaginary part)
-    uv   = uv_per_hz x mean(f_c over the N channels of the group)
+    uv   = UVW[:, :2] x mean(f_c over the N channels of the group) / c    (UU, VV seconds x mean f for UVFITS)
 
 The sums run over the channels that are kept (flagged and bad-weight channels carry no weight); a group with no
 kept channel is dropped. The output frequency is the plain mean of the group's channel frequencies, as CASA's
 ``mstransform(chanaverage=True)`` sets CHAN_FREQ. A source offers averaging by implementing
-``read_chunk_cube(chunk_id) -> ChannelCube`` (the chunk before flattening); the UVFITS and Measurement Set
-readers do.
+``read_chunk_cube(chunk_id) -> ChannelCube`` (the chunk before flattening, for chunk ids ``[window, c0, c1, i0,
+i1]``: selected channels c0:c1 of rows i0:i1 of one window) and ``channel_layout()`` (or, for the Measurement
+Set reader, its ``windows``); the export then asks for chunks aligned on groups of N channels.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import numpy as np
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk
 
-__all__ = ["ChannelCube", "average_channel_cube", "flatten_cube", "export_fits", "ExportError", "FitsRowWriter"]
+__all__ = ["ChannelCube", "average_channel_cube", "aligned_chunk_ids", "flatten_cube", "export_fits", "ExportError",
+           "FitsRowWriter"]
 
 FILES = {"visibilities": "data.fits", "noise_map": "noise_map.fits", "uv_wavelengths": "uv_wavelengths.fits"}
 COMMENTS = {
@@ -49,17 +51,21 @@ class ExportError(DatasetError):
 
 
 class ChannelCube(NamedTuple):
-    """One chunk of one spectral window before flattening: rows x selected channels, Stokes I.
+    """One chunk of one spectral window before flattening: selected channels x rows, Stokes I, channel-major.
 
-    uv_per_hz   : (n_rows, 2) float64, (u, v) in wavelengths per Hz: UVW[:, :2] / c (MS), (UU, VV) seconds (UVFITS)
-    frequencies : (n_chan,) float64, Hz, the selected channels
-    visibilities: (n_rows, n_chan) complex128, Stokes I
-    noise_map   : (n_rows, n_chan) complex128, sigma of the real / imaginary part (any value where not kept)
-    keep        : (n_rows, n_chan) bool, False where flagged or of zero / non-finite weight
+    uv_base     : (n_rows, 2) float64, with ``uv_wavelengths = (uv_base * f) / uv_divisor`` for a channel at f Hz:
+                  UVW[:, :2] metres and c (Measurement Set), UU/VV seconds and 1.0 (UVFITS) -- the reader's own
+                  float64 arithmetic, so flattening a cube reproduces the reader bit for bit
+    uv_divisor  : float
+    frequencies : (n_chan,) float64, Hz, the chunk's channels
+    visibilities: (n_chan, n_rows) complex128, Stokes I
+    noise_map   : (n_chan, n_rows) complex128, sigma of the real / imaginary part (any value where not kept)
+    keep        : (n_chan, n_rows) bool, False where flagged or of zero / non-finite weight or data
     n_flagged, n_bad_weight : the counts of the contract (:class:`~wtilde_dask.io.VisibilityChunk`)
     """
 
-    uv_per_hz: np.ndarray
+    uv_base: np.ndarray
+    uv_divisor: float
     frequencies: np.ndarray
     visibilities: np.ndarray
     noise_map: np.ndarray
@@ -69,13 +75,13 @@ class ChannelCube(NamedTuple):
 
 
 def flatten_cube(cube: ChannelCube) -> VisibilityChunk:
-    """The kept visibilities of a cube in the recipe's order (rows, then channels), uv = uv_per_hz x f."""
-    uv = np.empty(cube.visibilities.shape + (2,))
-    uv[..., 0] = cube.uv_per_hz[:, 0:1] * cube.frequencies[None, :]
-    uv[..., 1] = cube.uv_per_hz[:, 1:2] * cube.frequencies[None, :]
+    """The kept visibilities of a cube in the recipe's order (channel-major: k = c * n_rows + r)."""
+    f = np.asarray(cube.frequencies, np.float64)[:, None]
+    u = (cube.uv_base[None, :, 0] * f) / cube.uv_divisor
+    v = (cube.uv_base[None, :, 1] * f) / cube.uv_divisor
     keep = cube.keep
     return VisibilityChunk(
-        np.ascontiguousarray(uv[keep]),
+        np.ascontiguousarray(np.stack([u[keep], v[keep]], axis=1)),
         np.ascontiguousarray(cube.visibilities[keep], dtype=np.complex128),
         np.ascontiguousarray(cube.noise_map[keep], dtype=np.complex128),
         int(cube.n_flagged),
@@ -84,11 +90,14 @@ def flatten_cube(cube: ChannelCube) -> VisibilityChunk:
 
 
 def average_channel_cube(cube: ChannelCube, n: int) -> ChannelCube:
-    """Average ``n`` adjacent channels (formula in the module docstring); returns the averaged cube."""
+    """Average ``n`` adjacent channels of the cube (formula in the module docstring); returns the averaged cube.
+
+    The cube's channels must start on a group boundary (the export asks the reader for aligned chunks).
+    """
     n = int(n)
     if n < 1:
         raise ValueError(f"average_channels = {n!r} must be >= 1")
-    n_rows, n_chan = cube.visibilities.shape
+    n_chan = cube.visibilities.shape[0]
     starts = np.arange(0, n_chan, n)
     keep = cube.keep
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -96,15 +105,35 @@ def average_channel_cube(cube: ChannelCube, n: int) -> ChannelCube:
         wi = np.where(keep, 1.0 / cube.noise_map.imag**2, 0.0)
         re = np.where(keep, cube.visibilities.real, 0.0)
         im = np.where(keep, cube.visibilities.imag, 0.0)
-    sum_wr = np.add.reduceat(wr, starts, axis=1)
-    sum_wi = np.add.reduceat(wi, starts, axis=1)
-    any_kept = np.logical_or.reduceat(keep, starts, axis=1) if n_chan else np.zeros((n_rows, 0), bool)
+    sum_wr = np.add.reduceat(wr, starts, axis=0)
+    sum_wi = np.add.reduceat(wi, starts, axis=0)
+    any_kept = np.logical_or.reduceat(keep, starts, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        vis = np.add.reduceat(wr * re, starts, axis=1) / sum_wr + 1j * (np.add.reduceat(wi * im, starts, axis=1) / sum_wi)
+        vis = np.add.reduceat(wr * re, starts, axis=0) / sum_wr + 1j * (np.add.reduceat(wi * im, starts, axis=0) / sum_wi)
         noise = 1.0 / np.sqrt(sum_wr) + 1j / np.sqrt(sum_wi)
     counts = np.diff(np.append(starts, n_chan))
-    freqs = np.add.reduceat(cube.frequencies, starts) / counts
-    return ChannelCube(cube.uv_per_hz, freqs, vis, noise, any_kept, cube.n_flagged, cube.n_bad_weight)
+    freqs = np.add.reduceat(np.asarray(cube.frequencies, np.float64), starts) / counts
+    return ChannelCube(cube.uv_base, cube.uv_divisor, freqs, vis, noise, any_kept, cube.n_flagged, cube.n_bad_weight)
+
+
+def aligned_chunk_ids(layout, n_avg: int, chunk_size: int) -> list:
+    """Chunk ids ``[window, c0, c1, i0, i1]`` whose channel ranges hold whole groups of ``n_avg`` channels.
+
+    layout: [(window key, n selected channels, n rows)] in the source's order. Chunks of about ``chunk_size``
+    visibilities: whole windows' rows with several groups when the rows are few, else one group x row ranges.
+    Concatenated they keep the channel-major order of the recipe (groups, then rows).
+    """
+    out = []
+    for key, n_chan, n_rows in layout:
+        groups = [(c, min(c + n_avg, n_chan)) for c in range(0, n_chan, n_avg)]
+        if n_rows * n_avg <= chunk_size:
+            per = max(1, chunk_size // (n_rows * n_avg))
+            for g in range(0, len(groups), per):
+                out.append([key, groups[g][0], groups[min(g + per, len(groups)) - 1][1], 0, n_rows])
+        else:
+            rows = max(1, chunk_size // n_avg)
+            out.extend([key, c0, c1, r, min(r + rows, n_rows)] for c0, c1 in groups for r in range(0, n_rows, rows))
+    return out
 
 
 class FitsRowWriter:
@@ -149,19 +178,31 @@ class FitsRowWriter:
         self.path.unlink(missing_ok=True)
 
 
+def _channel_layout(source):
+    """[(window key, n selected channels, n rows)] of a source with channels, or None."""
+    if hasattr(source, "channel_layout"):
+        return source.channel_layout()
+    windows = getattr(source, "windows", None)  # MeasurementSetSource
+    if windows and hasattr(source, "read_chunk_cube"):
+        return [(w["ddid"], int(w["channels"].size), int(w["n_rows"])) for w in windows]
+    return None
+
+
 def _chunks(source, average_channels):
     """Yield VisibilityChunks of the source, channel-averaged when asked."""
     if not average_channels or int(average_channels) == 1:
         for cid in source.chunk_ids():
             yield source.read_chunk(cid)
         return
-    if not hasattr(source, "read_chunk_cube"):
+    layout = _channel_layout(source)
+    if layout is None or not hasattr(source, "read_chunk_cube"):
         raise ExportError(
             f"{source.path}: average_channels = {average_channels} needs a source with channels "
             f"(a Measurement Set or UVFITS file); {type(source).__name__} holds flattened visibilities"
         )
-    for cid in source.chunk_ids():
-        yield flatten_cube(average_channel_cube(source.read_chunk_cube(cid), average_channels))
+    n = int(average_channels)
+    for cid in aligned_chunk_ids(layout, n, getattr(source, "chunk_size", 1_000_000)):
+        yield flatten_cube(average_channel_cube(source.read_chunk_cube(cid), n))
 
 
 def export_fits(source, out, *, average_channels: int | None = None, overwrite: bool = False, log=print) -> dict:

@@ -20,8 +20,9 @@ Conventions (AIPS Memo 117, what CASA ``exportuvfits`` and pyuvdata write):
 * weight component w: ``sigma = 1 / sqrt(w)``; ``w < 0`` means flagged (dropped, counted in ``n_flagged``);
   ``w == 0``, a non-finite weight or non-finite data are dropped and counted in ``n_bad_weight``. A Stokes I
   visibility is dropped when either of its hands is.
-* order: for each selected IF (in selection order), the groups in file order, each group's selected channels
-  consecutive -- the spw / channel order of the PyAutoLens CASA recipe (DESIGN §7).
+* order: for each selected IF (in selection order), channel-major (k = c * n_groups + g), as the Measurement Set
+  reader and the PyAutoLens CASA recipe (DESIGN §7). A chunk is a channel range x a range of groups; when the
+  groups do not fit one chunk each channel is its own pass over the groups (memory stays one chunk).
 * the sign convention of the file is kept (V = sum I exp(-2 pi i (u l + v m)), as in a Measurement Set).
 
 Selection: ``field`` (a SOURCE id or a name of the ``AIPS SU`` table; a single-source file accepts its
@@ -144,7 +145,6 @@ class UvfitsSource(VisibilitySource):
         self.spw = parse_spw(spw, self.n_if, src)
         self.channels = parse_channels(channels, self.n_chan, src)
         self.selection = {"field": field, "spw": spw, "channels": channels, "column": "DATA"}
-        self.groups_per_chunk = max(1, int(chunk_size) // self.channels.size)
         self.chunk_size = int(chunk_size)
 
     # ------------------------------------------------------------------ header
@@ -235,48 +235,55 @@ class UvfitsSource(VisibilitySource):
         self._source_par = [p for p in parnames if p.upper() == "SOURCE"][0]
 
     # ------------------------------------------------------------------ contract
-    def chunk_ids(self) -> list:
-        g = self.groups_per_chunk
-        return [[int(i), start, min(start + g, self.n_groups)] for i in self.spw for start in range(0, self.n_groups, g)]
+    def channel_layout(self) -> list:
+        """[(IF index, n selected channels, n groups)] in the reading order."""
+        return [(int(i), int(self.channels.size), self.n_groups) for i in self.spw]
 
-    def _take(self, data, if_index: int, hand: int, comp: int) -> np.ndarray:
-        """(groups, selected channels) float64 of one Stokes hand and complex component of one IF."""
+    def chunk_ids(self) -> list:
+        """``[IF, c0, c1, g0, g1]``: selected channels c0:c1 of groups g0:g1 of one IF, about chunk_size each."""
+        from wtilde_dask.io.export import aligned_chunk_ids
+
+        return aligned_chunk_ids(self.channel_layout(), 1, self.chunk_size)
+
+    def _take(self, data, if_index: int, hand: int, comp: int, chans) -> np.ndarray:
+        """(channels, groups) float64 of one Stokes hand and complex component of one IF."""
         index = [slice(None)] + [0] * (self._ndim - 1)
         index[self._axis["COMPLEX"]] = comp
         index[self._axis["STOKES"]] = hand
-        index[self._axis["FREQ"]] = self.channels
+        index[self._axis["FREQ"]] = chans
         if "IF" in self._axis:
             index[self._axis["IF"]] = if_index
-        return np.asarray(data[tuple(index)], dtype=np.float64)
+        return np.asarray(data[tuple(index)], dtype=np.float64).T
 
     def read_chunk_cube(self, chunk_id):
-        """The chunk as a :class:`~wtilde_dask.io.export.ChannelCube` (groups x selected channels of one IF)."""
+        """The chunk as a :class:`~wtilde_dask.io.export.ChannelCube` (channels x groups of one IF)."""
         from astropy.io import fits
 
         from wtilde_dask.io.export import ChannelCube
 
-        if_index, start, stop = (int(i) for i in chunk_id)
+        if_index, c0, c1, start, stop = (int(i) for i in chunk_id)
+        chans = self.channels[c0:c1]
         with fits.open(self.file, memmap=True) as hdul:
             groups = hdul[0].data[start:stop]
-            uv_per_hz = np.empty((stop - start, 2))
-            uv_per_hz[:, 0] = np.asarray(groups.par(self.u_name), dtype=np.float64)
-            uv_per_hz[:, 1] = np.asarray(groups.par(self.v_name), dtype=np.float64)
+            uv_base = np.empty((stop - start, 2))
+            uv_base[:, 0] = np.asarray(groups.par(self.u_name), dtype=np.float64)
+            uv_base[:, 1] = np.asarray(groups.par(self.v_name), dtype=np.float64)
             keep_rows = np.ones(stop - start, bool)
             if self.source_id is not None:
                 keep_rows = np.asarray(groups.par(self._source_par)).astype(np.int64) == self.source_id
             data = groups.data
-            re = [self._take(data, if_index, h, 0) for h in self.hands]
-            im = [self._take(data, if_index, h, 1) for h in self.hands]
-            wt = [self._take(data, if_index, h, 2) for h in self.hands]
+            re = [self._take(data, if_index, h, 0, chans) for h in self.hands]
+            im = [self._take(data, if_index, h, 1, chans) for h in self.hands]
+            wt = [self._take(data, if_index, h, 2, chans) for h in self.hands]
         flagged = np.zeros(re[0].shape, bool)
         bad = np.zeros(re[0].shape, bool)
         for w in wt:
             flagged |= w < 0
         for r, i, w in zip(re, im, wt):
             bad |= ~flagged & ~((w > 0) & np.isfinite(w) & np.isfinite(r) & np.isfinite(i))
-        flagged &= keep_rows[:, None]
-        bad &= keep_rows[:, None]
-        keep = keep_rows[:, None] & ~flagged & ~bad
+        flagged &= keep_rows[None, :]
+        bad &= keep_rows[None, :]
+        keep = keep_rows[None, :] & ~flagged & ~bad
         with np.errstate(divide="ignore", invalid="ignore"):
             if len(self.hands) == 2:
                 vis = 0.5 * ((re[0] + re[1]) + 1j * (im[0] + im[1]))
@@ -284,7 +291,7 @@ class UvfitsSource(VisibilitySource):
             else:
                 vis = re[0] + 1j * im[0]
                 sigma = 1.0 / np.sqrt(wt[0])
-        return ChannelCube(uv_per_hz, self.frequencies[if_index, self.channels], vis, sigma * (1 + 1j), keep,
+        return ChannelCube(uv_base, 1.0, self.frequencies[if_index, chans], vis, sigma * (1 + 1j), keep,
                            int(flagged.sum()), int(bad.sum()))
 
     def read_chunk(self, chunk_id) -> VisibilityChunk:
