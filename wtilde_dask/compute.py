@@ -30,6 +30,7 @@ import numpy as np
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
 
 METHODS = ("auto", "direct", "lattice")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # write errors that stop a run (no retry) with "free space" advice
 METADATA_KEY = "wtilde"
 LEDGER_FLUSH_S = 0.5
 METADATA_EVERY_S = 1.0
@@ -143,7 +144,12 @@ def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tu
     else:
         raise ValueError(f"method: {method!r} is not a block method")
     t1 = time.perf_counter()
-    checksum = hit["store"].write_block(bi, bj, block)
+    try:
+        checksum = hit["store"].write_block(bi, bj, block)
+    except OSError as err:
+        if err.errno in DISK_FULL:  # no retry can help: returned to the orchestrator, which stops the run
+            return err
+        raise
     t2 = time.perf_counter()
     return checksum, t1 - t0, t2 - t1
 
@@ -308,9 +314,10 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
 
 def _os_error_message(path, err: OSError) -> str:
     """One line naming the store and the cause of an OSError that stopped a run (ENOSPC: free space)."""
-    hint = "free space on its filesystem, then " if err.errno == errno.ENOSPC else ""
-    return (f"store {path}: {err.strerror or type(err).__name__} ({err}); every block recorded in the ledger is "
-            f"kept: {hint}run the same command again to resume")
+    hint = "free space on its filesystem, then " if err.errno in DISK_FULL else ""
+    where = f" ({err.filename})" if err.filename else ""
+    return (f"store {path}: {err.strerror or err}{where}; every block recorded in the ledger is kept: "
+            f"{hint}run the same command again to resume")
 
 
 def clear_damaged(store: WTildeStore, *, read: bool = False, log=print) -> list[tuple[int, int, str]]:
@@ -362,12 +369,31 @@ class _Run:
         self.skipped = 0
         self.failed = 0
         self.pending: list = []
+        self.unrecorded = 0  # finished blocks the ledger could not take (disk full): redone by the next run
         self.last_flush = time.monotonic()
         self.last_meta = 0.0
         self.t_start = time.monotonic()
         self.times = {"kernel": 0.0, "compute": 0.0, "write": 0.0, "dirty_image": 0.0}
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
+    def record_finished(self) -> None:
+        """After a failure: record every finished block in the ledger; when the disk is full, free the store's
+        reserve (:meth:`WTildeStore.reserve_space`) first; what still cannot be written is logged (and redone)."""
+        for attempt in range(2):
+            try:
+                self.flush(force=True)
+                return
+            except OSError as err:
+                if attempt == 0 and err.errno in DISK_FULL and self.store.release_space():
+                    self.log(f"store {self.store.path}: disk full; freed the run's reserved space to record "
+                             f"{len(self.pending)} finished block(s) in the ledger")
+                    continue
+                self.log(f"store {self.store.path}: could not record {len(self.pending)} finished block(s) in the "
+                         f"ledger ({err}); they will be computed again")
+                self.unrecorded += len(self.pending)
+                self.pending = []
+                return
+
     def flush(self, force=False) -> None:
         now = time.monotonic()
         if self.pending and (force or now - self.last_flush >= LEDGER_FLUSH_S or len(self.pending) >= 512):
@@ -417,21 +443,20 @@ class _Run:
                                      "skipped": self.skipped, "to_compute": len(todo)})
         self.publish("running", force=True)
         try:
+            store.reserve_space()  # freed to record the ledger should the disk fill up
             self._extras()
             self._blocks(todo, as_completed)
         except BaseException as err:
-            try:  # record what finished; on a full disk these writes fail too: say so, raise the first error
-                self.flush(force=True)
-            except OSError as flush_err:
-                self.log(f"store {store.path}: could not record {len(self.pending)} finished block(s) in the "
-                         f"ledger ({flush_err}); they will be computed again")
+            self.record_finished()  # on a full disk this frees the reserve; the first error is raised
             self.publish("failed" if not isinstance(err, KeyboardInterrupt) else "interrupted", force=True)
             try:
                 store.update_attrs(last_run={**store.attrs.get("last_run", {}), "state": "failed",
                                              "finished": _now(), "computed": self.done, "error": str(err)[:500]})
             except OSError as attrs_err:
                 self.log(f"store {store.path}: could not record the failed run in its attributes ({attrs_err})")
+            store.release_space()
             raise
+        store.release_space()
         self.flush(force=True)
         elapsed = time.monotonic() - self.t_start
         self.publish("finished", force=True)
@@ -504,7 +529,10 @@ class _Run:
             for fut in ac:
                 bi, bj = futures.pop(fut)
                 try:
-                    checksum, t_compute, t_write = fut.result()
+                    result = fut.result()
+                    if isinstance(result, OSError):  # the block's write found the disk full (block_task)
+                        raise result
+                    checksum, t_compute, t_write = result
                 except Exception as err:  # noqa: BLE001 - counted, reported, store stays resumable
                     self.failed += 1
                     if first_error is None:
@@ -537,11 +565,12 @@ class _Run:
                 bar.close()
         if first_error is not None:
             bi, bj, err = first_error
-            self.flush(force=True)
-            hint = ("free space on its filesystem, then " if getattr(err, "errno", None) == errno.ENOSPC else "")
+            self.record_finished()
+            hint = "free space on its filesystem, then " if getattr(err, "errno", None) in DISK_FULL else ""
             raise ComputeError(f"store {self.store.path}: {self.failed} block(s) failed, first ({bi}, {bj}): "
-                               f"{type(err).__name__}: {err}; {self.skipped + self.done}/{self.plan.n_blocks} "
-                               f"blocks are stored; {hint}run the same command again to resume") from err
+                               f"{type(err).__name__}: {err}; {self.skipped + self.done - self.unrecorded}/"
+                               f"{self.plan.n_blocks} blocks are stored; {hint}run the same command again to resume"
+                               ) from err
 
 
 # ---------------------------------------------------------------------------------------------------
