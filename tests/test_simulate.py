@@ -119,3 +119,99 @@ def test_cli_simulate(tmp_path, capsys):
     assert ds.noise_map[0] == pytest.approx(0.05 + 0.2j)
     assert main(["simulate", str(tmp_path / "c"), "-K", "10"]) == 2
     assert "already holds" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- --format ms
+def test_simulate_ms_layout_flags_and_noise(tmp_path):
+    from casacore import tables
+
+    from wtilde_dask.simulate import simulate_ms
+
+    cfg = SimulationConfig(n_visibilities=30_000, n_spw=3, n_channels=10, flag_fraction=0.05, sigma=0.02,
+                           chunk_size=4000, seed=5, image_shape=(32, 32))
+    path = simulate_ms(tmp_path / "sim.ms", cfg, log=lambda *a: None)
+    meta = json.loads((path / "simulation.json").read_text())
+    rows_per_spw = meta["rows_per_spw"]
+    assert rows_per_spw == -(-30_000 // 30) and meta["n_stokes_i_visibilities"] >= 30_000
+    with tables.table(str(path), ack=False) as ms:
+        assert ms.nrows() == 3 * rows_per_spw
+        ddid = ms.getcol("DATA_DESC_ID")
+        assert sorted(np.unique(ddid)) == [0, 1, 2] and (np.bincount(ddid) == rows_per_spw).all()
+        flag = ms.getcol("FLAG")
+        flag_row = ms.getcol("FLAG_ROW")
+        assert flag.shape == (3 * rows_per_spw, 10, 2)
+        assert 0.04 < flag.mean() < 0.06 and 0 < flag_row.sum() < 0.03 * len(flag_row)
+        sigma, weight = ms.getcol("SIGMA"), ms.getcol("WEIGHT")
+        np.testing.assert_allclose(sigma, math.sqrt(2) * 0.02, rtol=1e-6)
+        np.testing.assert_allclose(weight, 1 / (math.sqrt(2) * 0.02) ** 2, rtol=1e-6)
+        uvw = ms.getcol("UVW")
+        data = ms.getcol("DATA")
+    with tables.table(str(path / "SPECTRAL_WINDOW"), ack=False) as spw:
+        assert spw.nrows() == 3
+        np.testing.assert_array_equal(spw.getcol("CHAN_FREQ"), cfg.spw_frequencies_hz)
+    with tables.table(str(path / "POLARIZATION"), ack=False) as pol:
+        assert pol.getcol("CORR_TYPE").tolist() == [[9, 12]]
+    # uv of window 0, channel 0 equal the docstring's formulas (uv_rows) for the same (time, baseline)
+    rows0 = np.flatnonzero(ddid == 0)[:500]
+    lam = SPEED_OF_LIGHT / cfg.spw_frequencies_hz[0, 0]
+    rng = np.random.default_rng(cfg.seed)
+    bl = baselines_equatorial(antenna_positions(43, cfg.max_baseline_m, rng, cfg.min_antenna_spacing_m),
+                              cfg.latitude_deg)
+    one = SimulationConfig(n_visibilities=cfg.n_times * 903, n_channels=1,
+                           frequency_ghz=cfg.spw_frequencies_hz[0, 0] / 1e9)
+    assert one.n_times == cfg.n_times  # the same hour angles; table rows 0..499 of window 0 are (t=0, b=0..499)
+    expected = uv_rows(one, bl, 0, 500)
+    np.testing.assert_allclose(uvw[rows0, :2] / lam, expected, rtol=1e-12, atol=1e-9)
+    # Stokes I noise: (XX + YY) / 2 - model has sigma 0.02 (image model, re-computed here)
+    model = visibilities_from_image(source_image(cfg), cfg.image_pixel_scale, uvw[rows0, :2] / lam)
+    resid = 0.5 * (data[rows0, 0, 0] + data[rows0, 0, 1]) - model
+    ok = ~(flag[rows0, 0, 0] | flag[rows0, 0, 1])
+    assert abs(np.std(resid[ok].real) / 0.02 - 1) < 0.1 and abs(np.std(resid[ok].imag) / 0.02 - 1) < 0.1
+
+
+def test_simulate_ms_point_source_sign_and_chunks(tmp_path, monkeypatch):
+    """A point at (l, m) = (0.4", -0.3"): DATA = exp(-2 pi i (u l + v m)) and the dirty image from our MS reader
+    peaks at x = l, y = m; rows are written in blocks of at most chunk_size visibilities."""
+    from wtilde_dask.grid import ARCSEC_TO_RADIANS as ARCSEC
+    from wtilde_dask.io import concatenate_chunks, ms_writer
+    from wtilde_dask.io.ms import MeasurementSetSource
+    from wtilde_dask.kernels.reference import dirty_image_reference
+    from wtilde_dask.simulate import simulate_ms
+
+    sizes = []
+    real_write = ms_writer.MeasurementSetWriter.write_rows
+
+    def spy(self, ddid, **kw):  # records the block size, then writes for real
+        sizes.append(np.asarray(kw["data"]).shape[0] * np.asarray(kw["data"]).shape[1])
+        return real_write(self, ddid, **kw)
+
+    monkeypatch.setattr(ms_writer.MeasurementSetWriter, "write_rows", spy)
+    path = simulate_ms(tmp_path / "pt.ms", n_visibilities=12_000, n_spw=2, n_channels=4, sigma=1e-9,
+                       point_source=(0.4, -0.3), chunk_size=1000, max_baseline_m=800.0, log=lambda *a: None)
+    assert max(sizes) <= 1000 and sum(sizes) >= 12_000
+    src = MeasurementSetSource(path, chunk_size=3000)
+    c = concatenate_chunks(src)
+    l_rad, m_rad = 0.4 * ARCSEC, -0.3 * ARCSEC
+    expected = np.exp(-2j * np.pi * (c.uv_wavelengths[:, 0] * l_rad + c.uv_wavelengths[:, 1] * m_rad))
+    assert np.abs(c.visibilities - expected).max() < 1e-6  # complex64 storage
+    grid = ImageGrid.from_mask(np.zeros((15, 15), bool), (0.1, 0.1))
+    w = 1.0 / c.noise_map.real**2
+    dirty = dirty_image_reference(grid.grid_radians, c.uv_wavelengths, c.visibilities, w, w)
+    y, x = grid.grid_arcsec[np.argmax(dirty)]
+    assert (round(y, 6), round(x, 6)) == (-0.3, 0.4)
+
+
+def test_simulate_ms_cli(tmp_path):
+    from casacore import tables
+
+    from wtilde_dask.cli import main
+
+    out = tmp_path / "cli.ms"
+    assert main(["simulate", str(out), "-K", "5e3", "--format", "ms", "--spw", "2", "--channels", "5",
+                 "--flag-fraction", "0.1", "--point-source", "0.1", "0.2", "-q"]) == 0
+    with tables.table(str(out), ack=False) as ms:
+        assert ms.getcol("FLAG").any()
+    meta = json.loads((out / "simulation.json").read_text())
+    assert meta["config"]["point_source"] == [0.1, 0.2] and meta["config"]["n_spw"] == 2
+    assert main(["simulate", str(out), "-K", "5e3", "--format", "ms", "-q"]) == 2  # exists: refused
+    assert main(["simulate", str(tmp_path / "f"), "-K", "5e3", "--spw", "2", "-q"]) == 2  # folder: one window

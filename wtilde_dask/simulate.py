@@ -44,7 +44,10 @@ __all__ = [
     "uv_rows",
     "source_image",
     "visibilities_from_image",
+    "model_visibilities",
+    "uvw_metres",
     "simulate",
+    "simulate_ms",
 ]
 
 SPEED_OF_LIGHT = 299_792_458.0
@@ -84,13 +87,16 @@ class SimulationConfig:
     sigma_imag: float | None = None  # noise sigma of the imaginary part (None: = sigma)
     seed: int = 1
     chunk_size: int = 1_000_000
+    n_spw: int = 1  # spectral windows (Measurement Set output only), each of n_channels channels
+    flag_fraction: float = 0.0  # fraction of (row, channel, correlation) flagged at random (Measurement Set only)
+    point_source: tuple | None = None  # (l, m) arcsec, l East = x, m North = y: a point of `flux` instead of the image
 
     def __post_init__(self):
         def need(name, ok):
             if not ok:
                 raise SimulationError(f"{name} = {getattr(self, name)!r} is not allowed (see SimulationConfig)")
 
-        for name in ("n_visibilities", "n_channels", "chunk_size"):
+        for name in ("n_visibilities", "n_channels", "chunk_size", "n_spw"):
             need(name, int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1)
         need("n_antennas", int(self.n_antennas) == self.n_antennas and self.n_antennas >= 2)
         for name in ("max_baseline_m", "frequency_ghz", "duration_h", "effective_radius", "image_pixel_scale",
@@ -106,6 +112,9 @@ class SimulationConfig:
         need("declination_deg", -90 < self.declination_deg < 90)
         need("image_shape", len(self.image_shape) == 2 and all(int(s) == s and s >= 1 for s in self.image_shape))
         need("min_antenna_spacing_m", 0 <= self.min_antenna_spacing_m < self.max_baseline_m / 4)
+        need("flag_fraction", 0 <= self.flag_fraction < 1)
+        need("point_source", self.point_source is None or (
+            len(self.point_source) == 2 and all(math.isfinite(float(t)) for t in self.point_source)))
         if self.n_visibilities > 10**9:
             raise SimulationError(f"n_visibilities = {self.n_visibilities} is above the supported 1e9")
 
@@ -115,15 +124,25 @@ class SimulationConfig:
 
     @property
     def n_times(self) -> int:
-        """Time steps needed so that n_times * n_channels * n_baselines >= n_visibilities."""
-        return -(-self.n_visibilities // (self.n_channels * self.n_baselines))
+        """Time steps needed so that n_times * n_spw * n_channels * n_baselines >= n_visibilities."""
+        return -(-self.n_visibilities // (self.n_spw * self.n_channels * self.n_baselines))
 
     @property
     def frequencies_hz(self) -> np.ndarray:
-        """(n_channels,) channel centres spread evenly over the bandwidth."""
+        """(n_channels,) channel centres spread evenly over the bandwidth (one window)."""
         if self.n_channels == 1:
             return np.array([self.frequency_ghz * 1e9])
         return (self.frequency_ghz + np.linspace(-0.5, 0.5, self.n_channels) * self.bandwidth_ghz) * 1e9
+
+    @property
+    def spw_frequencies_hz(self) -> np.ndarray:
+        """(n_spw, n_channels) channel centres: n_spw * n_channels channels spread evenly over the bandwidth,
+        window s holding channels s * n_channels ... (s + 1) * n_channels - 1 (one window: frequencies_hz)."""
+        if self.n_spw == 1:
+            return self.frequencies_hz[None, :]
+        n = self.n_spw * self.n_channels
+        f = (self.frequency_ghz + np.linspace(-0.5, 0.5, n) * self.bandwidth_ghz) * 1e9
+        return f.reshape(self.n_spw, self.n_channels)
 
     @property
     def hour_angles_rad(self) -> np.ndarray:
@@ -185,6 +204,29 @@ def uv_rows(config: SimulationConfig, baselines: np.ndarray, k0: int, k1: int) -
     u = (sh * bx + chh * by) / lam
     v = (-math.sin(dec) * chh * bx + math.sin(dec) * sh * by + math.cos(dec) * bz) / lam
     return np.stack([u, v], axis=1)
+
+
+def uvw_metres(config: SimulationConfig, baselines: np.ndarray, times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 3) UVW in metres of (time index, baseline index) pairs ``(times[i], rows[i])`` (the formulas of the
+    module docstring without the division by the wavelength; w = cos dec cos H Bx - cos dec sin H By + sin dec Bz)."""
+    h = config.hour_angles_rad[times]
+    dec = math.radians(config.declination_deg)
+    bx, by, bz = baselines[rows, 0], baselines[rows, 1], baselines[rows, 2]
+    sh, chh = np.sin(h), np.cos(h)
+    u = sh * bx + chh * by
+    v = -math.sin(dec) * chh * bx + math.sin(dec) * sh * by + math.cos(dec) * bz
+    w = math.cos(dec) * chh * bx - math.cos(dec) * sh * by + math.sin(dec) * bz
+    return np.stack([u, v, w], axis=1)
+
+
+def model_visibilities(config: SimulationConfig, image, uv_wavelengths) -> np.ndarray:
+    """(K,) model visibilities: a point of ``flux`` at ``point_source`` (l, m) arcsec,
+    ``V = flux exp(-2 pi i (u l + v m))``, or the lattice ``image`` by NUFFT (:func:`visibilities_from_image`)."""
+    uv = np.asarray(uv_wavelengths, dtype=np.float64)
+    if config.point_source is not None:
+        l_rad, m_rad = (float(t) * ARCSEC_TO_RADIANS for t in config.point_source)
+        return config.flux * np.exp(-2j * np.pi * (uv[:, 0] * l_rad + uv[:, 1] * m_rad))
+    return visibilities_from_image(image, config.image_pixel_scale, uv)
 
 
 def source_image(config: SimulationConfig) -> np.ndarray:
@@ -260,6 +302,10 @@ def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = F
         config = SimulationConfig(**params)
     elif params:
         config = dataclasses.replace(config, **params)
+    for name, default in (("n_spw", 1), ("flag_fraction", 0.0)):
+        if getattr(config, name) != default:
+            raise SimulationError(f"{name} = {getattr(config, name)!r}: a dataset folder has one window and no flags; "
+                                  "use simulate_ms (wtilde simulate --format ms)")
     out = pathlib.Path(out)
     names = ("data.fits", "noise_map.fits", "uv_wavelengths.fits", "source_image.fits", "simulation.json")
     if out.exists() and not out.is_dir():
@@ -297,7 +343,7 @@ def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = F
             uv = uv_rows(config, baselines, k0, k1)
             max_uv = max(max_uv, float(np.abs(uv).max()))
             t0 = time.perf_counter()
-            vis = visibilities_from_image(image, config.image_pixel_scale, uv)
+            vis = model_visibilities(config, image, uv)
             t_nufft += time.perf_counter() - t0
             noise_rng = np.random.default_rng([config.seed, 1 + ci, config.chunk_size])
             data = np.empty((k1 - k0, 2))
@@ -335,3 +381,101 @@ def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = F
     (out / "simulation.json").write_text(json.dumps(meta, indent=1))
     log(f"simulate: done in {seconds:.1f} s (visibility NUFFT {t_nufft:.1f} s); max |u|,|v| = {max_uv:.3g} wavelengths")
     return out
+
+
+def simulate_ms(out, config: SimulationConfig | None = None, *, overwrite: bool = False, log=print,
+                **params) -> pathlib.Path:
+    """Simulate an ALMA-like Measurement Set ``out`` (a ``.ms`` directory); returns its path.
+
+    ``n_spw`` spectral windows of ``n_channels`` channels each (``spw_frequencies_hz``), correlations XX and YY,
+    rows (time, baseline) for every window; at least ``n_visibilities`` Stokes I visibilities
+    (rows x channels x windows; the last time step is cut to fit). Each correlation is the model visibility (an
+    unpolarised source: XX = YY = I) plus Gaussian noise of ``sqrt(2) sigma`` per part, so that Stokes I
+    ``(XX + YY) / 2`` has noise ``sigma``; SIGMA = sqrt(2) sigma and WEIGHT = 1 / SIGMA^2 per correlation. A
+    fraction ``flag_fraction`` of (row, channel, correlation) cells is flagged at random, and a quarter of that
+    fraction of the rows have FLAG_ROW. Written with :class:`wtilde_dask.io.ms_writer.MeasurementSetWriter` in
+    blocks of about ``chunk_size`` visibilities (memory O(chunk_size)), under ``OUT.partial`` renamed at the end;
+    ``OUT/simulation.json`` records every parameter. The UVW are in metres (u = (sin H Bx + cos H By), ...), so a
+    reader's ``uv_wavelengths = UVW[:, :2] x f / c`` gives back the formulas of the module docstring.
+    """
+    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+
+    if config is None:
+        config = SimulationConfig(**params)
+    elif params:
+        config = dataclasses.replace(config, **params)
+    out = pathlib.Path(out)
+    if out.exists() and not overwrite:
+        raise SimulationError(f"{out}: already exists (pass overwrite=True / --overwrite)")
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    enu = antenna_positions(config.n_antennas, config.max_baseline_m, rng, config.min_antenna_spacing_m)
+    baselines = baselines_equatorial(enu, config.latitude_deg)
+    ant1, ant2 = np.triu_indices(config.n_antennas, k=1)
+    image = None if config.point_source is not None else source_image(config)
+    freqs = config.spw_frequencies_hz
+    n_spw, n_chan, nb = config.n_spw, config.n_channels, config.n_baselines
+    rows_per_spw = -(-config.n_visibilities // (n_spw * n_chan))
+    block = max(1, config.chunk_size // n_chan)
+    sigma_corr = math.sqrt(2.0) * config.sigma
+    sigma_corr_im = math.sqrt(2.0) * (config.sigma if config.sigma_imag is None else config.sigma_imag)
+    if config.sigma_imag is not None and config.sigma_imag != config.sigma:
+        raise SimulationError("sigma_imag differs from sigma: a Measurement Set has one SIGMA per correlation")
+    log(f"simulate: Measurement Set, {n_spw} spw x {n_chan} channels x {rows_per_spw:,} rows "
+        f"({config.n_times} times x {nb} baselines) = {n_spw * n_chan * rows_per_spw:,} Stokes I visibilities, "
+        f"XX/YY, {config.flag_fraction:.1%} flagged -> {out}")
+    t0_mjd_s = 5.0e9  # seconds (MJD ~ 57870), arbitrary
+    dt = (config.duration_h * 3600.0) / max(1, config.n_times - 1)
+    n_flagged = 0
+    writer = MeasurementSetWriter(
+        out, chan_freqs=list(freqs), corr_types=["XX", "YY"], field_names=["SIMULATED"],
+        antenna_names=[f"DA{i:02d}" for i in range(config.n_antennas)], antenna_positions=enu, overwrite=overwrite,
+    )
+    try:
+        for bi, r0 in enumerate(range(0, rows_per_spw, block)):
+            r1 = min(rows_per_spw, r0 + block)
+            k = np.arange(r0, r1, dtype=np.int64)
+            t_idx, b_idx = k // nb, k % nb
+            uvw = uvw_metres(config, baselines, t_idx, b_idx)
+            for spw in range(n_spw):
+                f = freqs[spw]
+                uv = np.empty((r1 - r0, n_chan, 2))
+                uv[..., 0] = (uvw[:, 0:1] * f[None, :]) / SPEED_OF_LIGHT
+                uv[..., 1] = (uvw[:, 1:2] * f[None, :]) / SPEED_OF_LIGHT
+                model = model_visibilities(config, image, uv.reshape(-1, 2)).reshape(r1 - r0, n_chan)
+                noise_rng = np.random.default_rng([config.seed, 2 + spw, bi, block])
+                shape = (r1 - r0, n_chan, 2)
+                data = (model[..., None] + sigma_corr * noise_rng.standard_normal(shape)
+                        + 1j * sigma_corr_im * noise_rng.standard_normal(shape))
+                flag = noise_rng.uniform(size=shape) < config.flag_fraction
+                flag_row = noise_rng.uniform(size=r1 - r0) < config.flag_fraction / 4
+                n_flagged += int((flag.any(axis=2) | flag_row[:, None]).sum())
+                writer.write_rows(
+                    spw, uvw=uvw, data=data, antenna1=ant1[b_idx], antenna2=ant2[b_idx],
+                    time=t0_mjd_s + t_idx * dt, flag=flag, flag_row=flag_row,
+                    sigma=np.full((r1 - r0, 2), sigma_corr), interval=dt,
+                )
+            if rows_per_spw > block:
+                log(f"  {r1 * n_chan * n_spw:,}/{rows_per_spw * n_chan * n_spw:,} visibilities written "
+                    f"({time.perf_counter() - t_start:.1f} s)")
+        path = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - t_start
+    meta = {
+        "generator": "wtilde_dask.simulate.simulate_ms",
+        "config": config.to_dict(),
+        "n_baselines": nb,
+        "n_times": config.n_times,
+        "rows_per_spw": rows_per_spw,
+        "n_stokes_i_visibilities": rows_per_spw * n_chan * n_spw,
+        "n_stokes_i_flagged": n_flagged,
+        "spw_frequencies_hz": freqs.tolist(),
+        "antenna_enu_m": enu.tolist(),
+        "seconds": seconds,
+        "sign_convention": "V = sum I exp(-2 pi i (u l + v m)), l East = x, m North = y; uv = UVW[:, :2] f / c",
+    }
+    (path / "simulation.json").write_text(json.dumps(meta, indent=1))
+    log(f"simulate: done in {seconds:.1f} s; {n_flagged:,} Stokes I visibilities flagged")
+    return path

@@ -67,7 +67,7 @@ def export_pyautoarray(store_path, out, *, log=print) -> pathlib.Path:
 
 
 def _simulate(args) -> int:
-    from wtilde_dask.simulate import SimulationConfig, simulate
+    from wtilde_dask.simulate import SimulationConfig, simulate, simulate_ms
 
     config = SimulationConfig(
         n_visibilities=args.n_visibilities, n_antennas=args.antennas, max_baseline_m=args.max_baseline_m,
@@ -76,9 +76,11 @@ def _simulate(args) -> int:
         source_centre=tuple(args.source_centre), effective_radius=args.effective_radius,
         axis_ratio=args.axis_ratio, sersic_index=args.sersic_index, image_shape=tuple(args.image_shape),
         image_pixel_scale=args.image_pixel_scale, sigma=args.sigma, sigma_imag=args.sigma_imag, seed=args.seed,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size, n_spw=args.spw, flag_fraction=args.flag_fraction,
+        point_source=None if args.point_source is None else tuple(args.point_source),
     )
-    simulate(args.out, config, overwrite=args.overwrite, log=(lambda *a: None) if args.quiet else print)
+    run = simulate_ms if args.format == "ms" else simulate
+    run(args.out, config, overwrite=args.overwrite, log=(lambda *a: None) if args.quiet else print)
     return 0
 
 
@@ -95,17 +97,19 @@ def register(subparsers) -> None:
         d[f.name] = f.default
     p = subparsers.add_parser(
         "simulate",
-        help="simulate an ALMA-scale interferometer dataset folder (written in chunks)",
+        help="simulate an ALMA-scale dataset folder or Measurement Set (written in chunks)",
         description="Earth-rotation synthesis of a random ~43-antenna array, several channels, a Gaussian or Sersic "
-                    "source, Gaussian noise; writes data.fits, noise_map.fits, uv_wavelengths.fits (K, 2), "
-                    "source_image.fits and simulation.json into OUT. Memory is O(--chunk-size) for any K.",
+                    "source (or a point source), Gaussian noise. --format folder writes data.fits, noise_map.fits, "
+                    "uv_wavelengths.fits (K, 2), source_image.fits and simulation.json into OUT; --format ms writes "
+                    "a Measurement Set OUT (--spw windows of --channels channels, XX/YY, SIGMA and WEIGHT, "
+                    "--flag-fraction flagged). Memory is O(--chunk-size) for any K.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("out", type=pathlib.Path, help="output dataset folder")
     p.add_argument("-K", "--n-visibilities", type=_count, default=d["n_visibilities"], help="K, e.g. 1e6")
     p.add_argument("--antennas", type=int, default=d["n_antennas"])
     p.add_argument("--max-baseline-m", type=float, default=d["max_baseline_m"])
-    p.add_argument("--channels", type=int, default=d["n_channels"])
+    p.add_argument("--channels", type=int, default=d["n_channels"], help="channels (per spectral window)")
     p.add_argument("--frequency-ghz", type=float, default=d["frequency_ghz"])
     p.add_argument("--bandwidth-ghz", type=float, default=d["bandwidth_ghz"])
     p.add_argument("--declination-deg", type=float, default=d["declination_deg"])
@@ -124,6 +128,13 @@ def register(subparsers) -> None:
     p.add_argument("--sigma-imag", type=float, default=None, help="noise sigma of the imaginary part (default: --sigma)")
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--chunk-size", type=_count, default=d["chunk_size"], help="visibilities generated/written at a time")
+    p.add_argument("--format", choices=("folder", "ms"), default="folder",
+                   help="a PyAutoLens FITS folder or a Measurement Set")
+    p.add_argument("--spw", type=int, default=d["n_spw"], help="spectral windows (--format ms)")
+    p.add_argument("--flag-fraction", type=float, default=d["flag_fraction"],
+                   help="fraction of (row, channel, correlation) flagged at random (--format ms)")
+    p.add_argument("--point-source", type=float, nargs=2, metavar=("L", "M"), default=None,
+                   help="a point source of --flux at l (East, x) and m (North, y) arcsec instead of the image")
     p.add_argument("--overwrite", action="store_true", help="replace the dataset files in OUT")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_simulate)
