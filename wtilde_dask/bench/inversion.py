@@ -11,14 +11,30 @@ operator applies), ray-traces the grid through an SIE + shear onto a rectangular
 * ``fft``: the lattice offset kernel applied by FFT on the zero-padded (2ny, 2nx) box (this process);
 * ``memory``: the W blocks persisted in the Dask workers' memory, one task per stored block;
 * ``out-of-core``: every stored block read from the Zarr store by its task, each evaluation;
-* ``peer``: PyAutoArray's ``InterferometerSparseOperator.curvature_matrix_diag_from`` (jax.jit, warm;
-  and as called, un-jitted) with the same T and the same preload (our kernel in its layout, which
-  equals its own ``nufft_precision_operator_from`` to 1e-14 — checked in tests/test_inversion.py).
+* ``peer``: PyAutoArray's ``InterferometerSparseOperator.curvature_matrix_diag_from`` (autoarray
+  2026.10.26.1) with the same T and the same preload (our kernel in its layout, which equals its own
+  ``nufft_precision_operator_from`` to 1e-12 — checked in tests/test_pyautoarray_export.py): its JAX
+  branch (``xp=jax.numpy``) under ``jax.jit``, warm, and its NumPy/scipy branch (``xp=numpy``) as called.
 
 Every path's F is checked against the fft one. Then the out-of-core path's read rate (stored bytes /
 seconds per evaluation) is compared with a plain read of the same blocks with the same task layout.
+
+``evidence`` (in ``--paths`` by default): the full log evidence per lens model on the same data, mask,
+rectangular mesh of the same size and constant regularization (coefficient 1):
+
+* ours, NumPy: ray-trace (SIE + shear), mesh, T, H, then ``WTildeFitter.log_evidence(T, H)`` (fft path);
+  and ``log_evidence(T, H)`` alone (what a sampler with its own T calls);
+* ours, JAX: ``fitter.jax_likelihood(...).log_evidence(params)`` (jitted, warm);
+* the peer: PyAutoLens ``FitInterferometer(dataset, tracer, xp=jax.numpy).log_evidence`` under ``jax.jit``
+  (warm), ``Isothermal`` + ``ExternalShear`` lens, ``RectangularUniform`` mesh + ``Constant``
+  regularization, its dataset's sparse operator from the same preload; with the linear solver
+  (``use_positive_only_solver=False``, no edge zeroing, no border relocation: the maths ours does) and
+  with its default settings (positive-only solver), and the linear one as called with NumPy.
+* check: ours ``log_evidence(T, H)`` on the peer's own T and H equals the peer's log evidence.
+
 Times are the minimum over ``--repeats`` interleaved rounds (median in brackets).
-The last line is machine-readable: ``fft_speedup_vs_peer=<float> out_of_core_read_fraction=<float>``.
+The last line is machine-readable:
+``fft_speedup_vs_peer=<float> out_of_core_read_fraction=<float> evidence_speedup_vs_peer=<float>``.
 """
 
 from __future__ import annotations
@@ -49,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (1 thread each)")
     p.add_argument("--store", default=None, help="store path to create or reuse (default: a temporary one)")
     p.add_argument("--no-peer", action="store_true", help="skip PyAutoArray")
-    p.add_argument("--paths", default="fft,memory,out-of-core,peer", help="comma-separated subset")
+    p.add_argument("--paths", default="fft,memory,out-of-core,peer,evidence", help="comma-separated subset")
     return p
 
 
@@ -90,6 +106,9 @@ def main(argv=None) -> int:
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     if args.no_peer and "peer" in paths:
         paths.remove("peer")
+    unknown = sorted(set(paths) - {"fft", "memory", "out-of-core", "peer", "evidence"})
+    if unknown:
+        _parser().error(f"--paths: unknown {', '.join(unknown)} (expected fft, memory, out-of-core, peer, evidence)")
     dataset, grid = bench_inputs(args.pixels, args.visibilities, args.pixel_scale)
     tmp = None
     store_path = pathlib.Path(args.store) if args.store else None
@@ -143,6 +162,8 @@ def main(argv=None) -> int:
                     times.setdefault(name, []).append(_timed(fn)[0])
                 if "out-of-core" in paths:
                     plain.append(ooc.plain_read_seconds()[0])
+            evidence = (_evidence_section(store, dataset, lens, (side, side), args.repeats, peer=not args.no_peer)
+                        if "evidence" in paths else {})
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -169,7 +190,9 @@ def main(argv=None) -> int:
     if peer_best and "fft" in best:
         print(f"fft path vs PyAutoArray InterferometerSparseOperator (best peer variant): {speedup:.2f}x "
               f"(target >= 1)")
-    print(f"fft_speedup_vs_peer={speedup:.4g} out_of_core_read_fraction={fraction:.4g}")
+    ev_speedup = evidence.get("speedup", float("nan"))
+    print(f"fft_speedup_vs_peer={speedup:.4g} out_of_core_read_fraction={fraction:.4g} "
+          f"evidence_speedup_vs_peer={ev_speedup:.4g}")
     return 0
 
 
@@ -194,8 +217,122 @@ def _peer_runners(store, T, lattice_box, to_pyautoarray) -> dict:
     flat = box.box_indices[:, 0] * nx + box.box_indices[:, 1]
     rows, cols, vals = flat[coo.row], coo.col, coo.data
     S = T.shape[1]
-    jitted = jax.jit(lambda r, c, v: op.curvature_matrix_diag_from(r, c, v, S=S))
+    import inspect
+
+    import jax.numpy as jnp
+
+    if "xp" in inspect.signature(op.curvature_matrix_diag_from).parameters:  # autoarray 2026.10.26.1
+        jitted = jax.jit(lambda r, c, v: op.curvature_matrix_diag_from(r, c, v, S=S, xp=jnp))
+        as_called = {"xp": np}
+    else:  # older autoarray (Python 3.11): one JAX implementation
+        jitted = jax.jit(lambda r, c, v: op.curvature_matrix_diag_from(r, c, v, S=S))
+        as_called = {}
     return {
         "peer (jax.jit)": lambda: np.asarray(jax.block_until_ready(jitted(rows, cols, vals))),
-        "peer (as called)": lambda: np.asarray(op.curvature_matrix_diag_from(rows, cols, vals, S=S)),
+        "peer (as called)": lambda: np.asarray(op.curvature_matrix_diag_from(rows, cols, vals, S=S, **as_called)),
     }
+
+
+def _peer_fit_factory(store, lens, mesh_shape):
+    """(fit(er, xp, settings), settings_linear) for PyAutoLens's FitInterferometer on the store's data and mask
+    with the lens as an Isothermal + ExternalShear of Einstein radius ``er`` and a RectangularUniform mesh
+    with Constant regularization; None when autolens is not importable (message printed)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import autolens as al
+    except Exception as err:  # noqa: BLE001 - peer optional
+        print(f"evidence: autolens not importable ({type(err).__name__}: {err}); peer rows skipped "
+              f"(pip install -e '.[peer]' on Python >= 3.12)")
+        return None
+    from wtilde_dask.kernels.lattice import to_pyautoarray
+
+    grid, ds = store.grid(), store.dataset()
+    mask = al.Mask2D(mask=grid.mask, pixel_scales=grid.pixel_scales)
+    dataset = al.Interferometer(data=al.Visibilities(ds.visibilities), noise_map=al.VisibilitiesNoiseMap(ds.noise_map),
+                                uv_wavelengths=ds.uv_wavelengths, real_space_mask=mask)
+    dataset = dataset.apply_sparse_operator(nufft_precision_operator=to_pyautoarray(store.read_array("kernel")))
+    ell_comps = al.convert.ell_comps_from(axis_ratio=lens.axis_ratio, angle=lens.position_angle)
+    linear = al.Settings(use_positive_only_solver=False, use_edge_zeroed_pixels=False, use_border_relocator=False)
+
+    def fit(er, xp=np, settings=None):
+        lens_galaxy = al.Galaxy(redshift=0.5, mass=al.mp.Isothermal(centre=tuple(lens.centre), ell_comps=ell_comps,
+                                                                     einstein_radius=er),
+                                shear=al.mp.ExternalShear(gamma_1=lens.shear[0], gamma_2=lens.shear[1]))
+        source = al.Galaxy(redshift=1.0, pixelization=al.Pixelization(
+            mesh=al.mesh.RectangularUniform(shape=tuple(mesh_shape)), regularization=al.reg.Constant(coefficient=1.0)))
+        return al.FitInterferometer(dataset=dataset, tracer=al.Tracer(galaxies=[lens_galaxy, source]), xp=xp,
+                                    settings=settings)
+
+    return fit, linear
+
+
+def _evidence_section(store, dataset, lens, mesh_shape, repeats, peer=True) -> dict:
+    """Time the full log evidence per lens model, ours and the peer's; print a table; {"speedup": ...}."""
+    import jax
+    import jax.numpy as jnp
+
+    from wtilde_dask.inversion import RectangularMesh, regularization_from_mesh
+    from wtilde_dask.inversion.fitter import WTildeFitter
+    from wtilde_dask.inversion.jax_likelihood import params_from_lens
+
+    print(f"\nevidence: full log evidence per lens model, rectangular mesh {mesh_shape[0]}x{mesh_shape[1]}, "
+          f"constant regularization (coefficient 1)")
+    fitter = WTildeFitter.from_store(store, path="fft")
+    grid_arcsec = store.grid().grid_arcsec
+
+    def ours_numpy():
+        src = lens.ray_trace(grid_arcsec)
+        mesh = RectangularMesh.from_source_grid(src, mesh_shape)
+        return fitter.log_evidence(mesh.mapping_matrix(src), regularization_from_mesh(mesh, 1.0, "constant"))
+
+    src = lens.ray_trace(grid_arcsec)
+    mesh = RectangularMesh.from_source_grid(src, mesh_shape)
+    T, H = mesh.mapping_matrix(src), regularization_from_mesh(mesh, 1.0, "constant")
+    jl = fitter.jax_likelihood(mesh="rectangular", mesh_shape=mesh_shape, regularization="constant", coefficient=1.0)
+    params = jnp.asarray(params_from_lens(lens))
+    runners = {
+        "ours NumPy (lens -> T, H -> evidence)": ours_numpy,
+        "ours NumPy log_evidence(T, H) only": lambda: fitter.log_evidence(T, H),
+        "ours JAX jit (lens -> evidence)": lambda: float(jax.block_until_ready(jl.log_evidence(params))),
+    }
+    check = None
+    made = _peer_fit_factory(store, lens, mesh_shape) if peer else None
+    if made is not None:
+        fit, linear = made
+        er = float(lens.einstein_radius)
+        peer_lin = jax.jit(lambda e: fit(e, jnp, linear).log_evidence)
+        peer_default = jax.jit(lambda e: fit(e, jnp).log_evidence)
+        runners["peer FitInterferometer jit, linear solver"] = lambda: float(jax.block_until_ready(peer_lin(er)))
+        runners["peer FitInterferometer jit, default (positive-only)"] = (
+            lambda: float(jax.block_until_ready(peer_default(er))))
+        runners["peer FitInterferometer NumPy, linear solver"] = lambda: float(fit(er, np, linear).log_evidence)
+        reference = fit(er, np, linear)
+        ours_on_peer_T = fitter.log_evidence(np.asarray(reference.inversion.mapping_matrix),
+                                             np.asarray(reference.inversion.regularization_matrix))
+        check = abs(ours_on_peer_T - float(reference.log_evidence)) / abs(float(reference.log_evidence))
+    values, times = {}, {}
+    for name, fn in runners.items():  # warm-up: jit compiles
+        t_warm, values[name] = _timed(fn)
+        print(f"warm-up {name}: {t_warm:.2f} s")
+    for _ in range(repeats):
+        for name, fn in runners.items():
+            times.setdefault(name, []).append(_timed(fn)[0])
+    best = {k: min(v) for k, v in times.items()}
+    ref_name = "peer FitInterferometer jit, linear solver"
+    print(f"\n{'log evidence per evaluation':52s} {'s':>9s} {'median':>9s} {'vs peer jit linear':>19s} {'log evidence':>16s}")
+    for name in times:
+        vs = f"{best[ref_name] / best[name]:18.2f}x" if ref_name in best else f"{'-':>19s}"
+        print(f"{name:52s} {best[name]:9.4f} {statistics.median(times[name]):9.4f} {vs} {values[name]:16.6f}")
+    out = {}
+    if check is not None:
+        print(f"check: ours log_evidence(T, H) on the peer's own T and H = {ours_on_peer_T:.8f}, the peer's "
+              f"{float(reference.log_evidence):.8f} (relative difference {check:.1e})")
+        out["check"] = check
+    print("(the two sides use their own lens normalisation and mesh placement, so their log evidences differ; "
+          "the check above compares the same T and H)")
+    if ref_name in best:
+        ours_best = min(best["ours NumPy (lens -> T, H -> evidence)"], best["ours JAX jit (lens -> evidence)"])
+        out["speedup"] = best[ref_name] / ours_best
+        print(f"full log evidence: ours (best of NumPy / JAX) vs peer jitted FitInterferometer (linear solver): "
+              f"{out['speedup']:.2f}x")
+    return out

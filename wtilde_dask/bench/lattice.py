@@ -5,12 +5,15 @@ noise) it measures, in one run on this machine:
 
 * ours: :func:`wtilde_dask.kernels.lattice.lattice_offset_kernel` (ducc0, the default, and FINUFFT),
   best of ``--repeat`` after one warm-up call; also the full unequal-noise kernels (offset + Hankel);
-* the peer: PyAutoArray ``nufft_precision_operator_from`` (``use_jax=True`` and the NumPy variant), one call
-  as a user makes it (the JAX variant jit-compiles inside each call). When a calibration run predicts more
-  than ``--peer-budget-s`` seconds, the peer runs on the first K_sub visibilities only and its time is
-  extrapolated linearly in K (its cost is exactly proportional to K: a fixed work per visibility chunk);
-  such rows are labelled "extrapolated" (a straight line in K through the last two runs, so the jit
-  compile time is counted once);
+* the peer: PyAutoArray ``nufft_precision_operator_from`` (autoarray 2026.10.26.1), one call as a user
+  makes it: its default builder, a type-1 NUFFT on finufft (``method="nufft"``, eps 1e-12), and its two
+  brute-force builders, ``method="jax"`` (chunked JAX, jit-compiled inside each call) and
+  ``method="numpy"``. The NUFFT one always runs in full. When a calibration run predicts more than
+  ``--peer-budget-s`` seconds for a brute-force builder, it runs on the first K_sub visibilities only and
+  its time is extrapolated linearly in K (its cost is exactly proportional to K: a fixed work per
+  visibility chunk); such cells are marked "*" (extrapolated: a straight line in K through the last two
+  runs, so the jit compile time is counted once). An older autoarray without ``method=`` (Python 3.11)
+  has only the brute force (``use_jax``), and the NUFFT column says so;
 * ratio = peer time / our (ducc0) time;
 * error = max |ours exported to PyAutoArray's layout - peer| / sum(w), on the same visibilities the peer
   used (the subset when extrapolated).
@@ -80,8 +83,13 @@ def _best(fn, repeat: int):
     return min(times), out
 
 
+PEER_VARIANTS = ("nufft", "jax", "numpy")
+PEER_LABELS = {"nufft": "NUFFT (default)", "jax": "JAX brute", "numpy": "NumPy brute"}
+
+
 def _peer(variant: str):
-    """The peer function or None (not importable)."""
+    """The peer's builder ``variant`` (one of PEER_VARIANTS) as a function, None when autoarray is not
+    importable, or a string saying why this autoarray lacks it."""
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             import warnings
@@ -92,15 +100,30 @@ def _peer(variant: str):
     except Exception:  # noqa: BLE001 - any import failure means "peer not available"
         return None
     logging.getLogger("autoarray").setLevel(logging.WARNING)
-    use_jax = variant == "jax"
+    import inspect
+
+    import autoarray
+
+    if "method" in inspect.signature(util.nufft_precision_operator_from).parameters:
+        options = {"method": variant}
+    elif variant == "nufft":
+        return f"autoarray {autoarray.__version__} has no NUFFT builder (the current release, Python >= 3.12, has)"
+    else:
+        options = {"use_jax": variant == "jax"}
 
     def run(noise_real, uv, shape, grid):
         return util.nufft_precision_operator_from(
             noise_map_real=noise_real, uv_wavelengths=uv, shape_masked_pixels_2d=shape, grid_radians_2d=grid,
-            use_jax=use_jax,
+            **options,
         )
 
     return run
+
+
+def _run_peer_full(run, noise, uv, shape, grid, repeat):
+    """(best seconds of ``repeat`` full calls after one warm-up, K, False, operator): for the NUFFT builder."""
+    t, op = _best(lambda: run(noise, uv, shape, grid), repeat)
+    return t, len(noise), False, op
 
 
 def _run_peer(run, noise, uv, shape, grid, budget_s, log):
@@ -151,16 +174,18 @@ def _fmt_t(t):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wtilde_dask.bench lattice",
-        description="Lattice offset kernel by one NUFFT vs PyAutoArray nufft_precision_operator_from (JAX, NumPy).",
+        description="Lattice offset kernel by one NUFFT vs PyAutoArray nufft_precision_operator_from "
+                    "(its default NUFFT builder and its JAX / NumPy brute-force builders).",
     )
     parser.add_argument("--cases", type=_parse_cases, default=_parse_cases(DEFAULT_CASES),
                         help=f"comma-separated NYxNX:K (default {DEFAULT_CASES})")
     parser.add_argument("--pixel-scale", type=float, default=0.05, help="arcsec (default 0.05)")
     parser.add_argument("--repeat", type=int, default=5, help="timed repeats of our kernel (best of)")
-    parser.add_argument("--peer", choices=("both", "jax", "numpy", "none"), default="both")
+    parser.add_argument("--peer", default="all",
+                        help="comma-separated peer builders among nufft, jax, numpy; 'all' (default) or 'none'")
     parser.add_argument("--peer-budget-s", type=float, default=60.0,
-                        help="largest predicted peer time run in full; above it the peer runs on a subset of the "
-                             "visibilities and is extrapolated (default 60)")
+                        help="largest predicted brute-force peer time run in full; above it the peer runs on a "
+                             "subset of the visibilities and is extrapolated (default 60)")
     parser.add_argument("--nthreads", type=int, default=0, help="NUFFT threads (0 = all cores)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -170,15 +195,26 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
-    variants = {"both": ["jax", "numpy"], "jax": ["jax"], "numpy": ["numpy"], "none": []}[args.peer]
+    variants = {"all": list(PEER_VARIANTS), "none": []}.get(args.peer, [v.strip() for v in args.peer.split(",")])
+    unknown = [v for v in variants if v not in PEER_VARIANTS]
+    if unknown:
+        parser.error(f"--peer: unknown builder(s) {', '.join(unknown)} (expected nufft, jax, numpy, all or none)")
     peers = {v: _peer(v) for v in variants}
     if any(p is None for p in peers.values()):
         log("PyAutoArray (autoarray) is not importable: peer columns skipped (pip install -e '.[peer]')")
         peers = {}
+    for v, p in list(peers.items()):
+        if isinstance(p, str):
+            log(f"peer {v}: {p}; column skipped")
+            del peers[v]
     import os
 
     log(f"lattice benchmark: {os.cpu_count()} cores, NUFFT threads {args.nthreads or 'all'}, pixel scale "
         f"{args.pixel_scale}\", simulated ALMA-like uv (43 antennas, 3 km, 4 channels), random per-visibility noise")
+    if peers:
+        import importlib.metadata as md
+
+        log(f"peer: autoarray {md.version('autoarray')}, builders: {', '.join(PEER_LABELS[v] for v in peers)}")
     s = args.pixel_scale * math.pi / 648000
     rows = []
     for ny, nx, k in args.cases:
@@ -206,7 +242,10 @@ def main(argv=None) -> int:
             f"{row['ours_unequal_noise_s']:.4f} s")
         grid = _native_grid(ny, nx, args.pixel_scale)
         for variant, run in peers.items():
-            t, k_used, extrap, op = _run_peer(run, sig_re, uv, (ny, nx), grid, args.peer_budget_s, log)
+            if variant == "nufft":
+                t, k_used, extrap, op = _run_peer_full(run, sig_re, uv, (ny, nx), grid, max(1, args.repeat // 2))
+            else:
+                t, k_used, extrap, op = _run_peer(run, sig_re, uv, (ny, nx), grid, args.peer_budget_s, log)
             ours_sub = kernel if k_used == k else lattice_offset_kernel(uv[:k_used], w[:k_used], (ny, nx), (s, s))
             err = float(np.abs(to_pyautoarray(ours_sub) - np.asarray(op)).max() / float(w[:k_used].sum()))
             row[f"peer_{variant}_s"] = t
@@ -214,27 +253,28 @@ def main(argv=None) -> int:
             row[f"peer_{variant}_extrapolated"] = extrap
             row[f"ratio_{variant}"] = t / row["ours_ducc0_s"]
             row[f"err_{variant}_rel_sum_w"] = err
-            log(f"  peer {variant}: {t:.2f} s{' (extrapolated from K = %d)' % k_used if extrap else ''}, "
-                f"ratio {t / row['ours_ducc0_s']:.0f}x, max diff {err:.2e} of sum(w)")
+            log(f"  peer {PEER_LABELS[variant]}: {t:.4f} s{' (extrapolated from K = %d)' % k_used if extrap else ''}, "
+                f"ratio {t / row['ours_ducc0_s']:.1f}x, max diff {err:.2e} of sum(w)")
         rows.append(row)
 
     log("")
-    head = (f"{'box':>9} {'K':>9} | {'ours ducc0 s':>12} {'ours finufft s':>14} {'unequal s':>9} | "
-            f"{'peer JAX s':>11} {'ratio':>7} {'err/sum(w)':>10} | {'peer NumPy s':>12} {'ratio':>7} {'err/sum(w)':>10}")
+    shown = [v for v in PEER_VARIANTS if any(f"peer_{v}_s" in r for r in rows)]
+    head = (f"{'box':>9} {'K':>9} | {'ours ducc0 s':>12} {'ours finufft s':>14} {'unequal s':>9}"
+            + "".join(f" | {'peer ' + PEER_LABELS[v] + ' s':>22} {'ratio':>8} {'err/sum(w)':>10}" for v in shown))
     log(head)
     log("-" * len(head))
     for r in rows:
         cells = []
-        for v in ("jax", "numpy"):
+        for v in shown:
             if f"peer_{v}_s" in r:
                 mark = "*" if r[f"peer_{v}_extrapolated"] else " "
-                cells.append(f"{_fmt_t(r[f'peer_{v}_s']) + mark:>{12 if v == 'numpy' else 11}} "
-                             f"{r[f'ratio_{v}']:>6.0f}x {r[f'err_{v}_rel_sum_w']:>10.1e}")
+                cells.append(f" | {_fmt_t(r[f'peer_{v}_s']) + mark:>22} {r[f'ratio_{v}']:>7.1f}x "
+                             f"{r[f'err_{v}_rel_sum_w']:>10.1e}")
             else:
-                cells.append(f"{'-':>{12 if v == 'numpy' else 11}} {'-':>7} {'-':>10}")
+                cells.append(f" | {'-':>22} {'-':>8} {'-':>10}")
         log(f"{r['box'][0]:>4}x{r['box'][1]:<4} {r['K']:>9,} | {r['ours_ducc0_s']:>12.4f} {r['ours_finufft_s']:>14.4f} "
-            f"{r['ours_unequal_noise_s']:>9.4f} | {cells[0]} | {cells[1]}")
-    if any(r.get(f"peer_{v}_extrapolated") for r in rows for v in ("jax", "numpy")):
+            f"{r['ours_unequal_noise_s']:>9.4f}" + "".join(cells))
+    if any(r.get(f"peer_{v}_extrapolated") for r in rows for v in PEER_VARIANTS):
         log("* extrapolated linearly in K from a run on the first K_run visibilities (see RESULT); "
             "error measured on those K_run visibilities")
     log("ratio = peer time / ours (ducc0); err = max |ours in PyAutoArray layout - peer| / sum(w)")
