@@ -5,11 +5,13 @@ and bytes, never does maths. Each task opens the store on its worker, reads the 
 per process), calls the kernel, writes its block and returns ``(checksum, compute_s, write_s)``;
 only the orchestrator writes the ledger, after the block's write returned.
 
-Methods:
-* "direct":  ``W[I, J] = A_I A_J^T`` by :func:`wtilde_dask.kernels.direct.w_tilde_block`;
-* "lattice": one task computes the offset (and Hankel) kernel by NUFFT
-  (:func:`wtilde_dask.kernels.lattice.lattice_kernels`), the orchestrator stores it, then each block is a
-  gather (:func:`wtilde_dask.kernels.lattice.w_tilde_block_lattice`);
+First the visibility pass (:mod:`wtilde_dask.ingest`): one chunked, resumable Dask pass over the source's
+visibilities sums chi2_data, the noise normalisation, K, the dirty image and (lattice) the kernels. Then:
+
+* "direct":  ``W[I, J] = A_I A_J^T`` by :func:`wtilde_dask.kernels.direct.w_tilde_block`, accumulated over the
+  source's chunks in order (a per-process cache keeps chunks up to ``WTILDE_CHUNK_CACHE_BYTES``, default 1 GiB,
+  so small data is read once per worker; larger data is streamed for each block);
+* "lattice": each block is a gather from the kernels (:func:`wtilde_dask.kernels.lattice.w_tilde_block_lattice`);
 * "auto": "lattice" for a masked lattice grid, else "direct".
 """
 
@@ -28,6 +30,8 @@ import types
 import numpy as np
 
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
+
+DEFAULT_CHUNK_SIZE = 1_000_000  # visibilities per chunk read by a task
 
 METHODS = ("auto", "direct", "lattice")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # write errors that stop a run (no retry) with "free space" advice
@@ -91,17 +95,12 @@ def _inputs(path: str, fingerprint: str) -> dict:
             if store.fingerprint != fingerprint:
                 raise StoreError(f"store {path}: fingerprint changed under the run "
                                  f"({store.fingerprint[:12]} != {fingerprint[:12]}); it was overwritten")
-            dataset = store.dataset()
             grid = store.grid()
             hit = {
                 "store": store,
                 "plan": store.plan,
                 "grid_radians": grid.grid_radians,
                 "grid": grid,
-                "dataset": dataset,
-                "uv": dataset.uv_wavelengths,
-                "wr": dataset.weights_real,
-                "wi": dataset.weights_imag,
             }
             if len(_CACHE) >= 4:
                 _CACHE.clear()
@@ -121,8 +120,50 @@ def _lattice_inputs(hit: dict) -> dict:
     return hit
 
 
-def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tuple[int, float, float]:
-    """Compute block (bi, bj) on a worker, write it to the store; return (checksum, compute_s, write_s)."""
+_CHUNKS: dict = {}  # (fingerprint, chunk id) -> (uv, wr, wi), least recently used first
+_CHUNKS_BYTES = [0]
+
+
+def _chunk_cache_limit() -> int:
+    return int(float(os.environ.get("WTILDE_CHUNK_CACHE_BYTES", 2**30)))
+
+
+def _weighted_chunks(source, fingerprint: str):
+    """Yield (uv, wr, wi) of every chunk of ``source`` in order, through a per-process LRU cache."""
+    key_ids = (fingerprint, "chunk_ids")
+    with _CACHE_LOCK:
+        ids = _CHUNKS.get(key_ids)
+    if ids is None:
+        ids = list(source.chunk_ids())
+        with _CACHE_LOCK:
+            _CHUNKS[key_ids] = ids
+    limit = _chunk_cache_limit()
+    for chunk_id in ids:
+        key = (fingerprint, repr(chunk_id))
+        with _CACHE_LOCK:
+            hit = _CHUNKS.pop(key, None)
+            if hit is not None:
+                _CHUNKS[key] = hit  # most recently used
+        if hit is None:
+            c = source.read_chunk(chunk_id)
+            hit = (np.ascontiguousarray(c.uv_wavelengths, np.float64), 1.0 / c.noise_map.real**2,
+                   1.0 / c.noise_map.imag**2)
+            size = sum(a.nbytes for a in hit)
+            with _CACHE_LOCK:
+                if size <= limit:
+                    _CHUNKS[key] = hit
+                    _CHUNKS_BYTES[0] += size
+                    for old in [k for k in _CHUNKS if k[1] != "chunk_ids"]:
+                        if _CHUNKS_BYTES[0] <= limit:
+                            break
+                        _CHUNKS_BYTES[0] -= sum(a.nbytes for a in _CHUNKS.pop(old))
+        yield hit
+
+
+def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str, source=None) -> tuple[int, float, float]:
+    """Compute block (bi, bj) on a worker, write it to the store; return (checksum, compute_s, write_s).
+
+    ``source`` (direct method): the chunked visibility source; the block is summed over its chunks in order."""
     hit = _inputs(path, fingerprint)
     plan = hit["plan"]
     size = min(plan.block_size, plan.n_pixels)  # fixed padded shape: one compile per worker
@@ -133,8 +174,11 @@ def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tu
 
         g = hit["grid_radians"]
         diagonal = bi == bj
-        block = w_tilde_block(g[rows], None if diagonal else g[cols], hit["uv"], hit["wr"], hit["wi"],
-                              block_size=size, symmetric=diagonal)
+        block = np.zeros((rows.stop - rows.start, cols.stop - cols.start))
+        for uv, wr, wi in _weighted_chunks(source, fingerprint):
+            if uv.shape[0]:
+                block += w_tilde_block(g[rows], None if diagonal else g[cols], uv, wr, wi, block_size=size,
+                                       symmetric=diagonal)
     elif method == "lattice":
         from wtilde_dask.kernels.lattice import w_tilde_block_lattice
 
@@ -154,40 +198,13 @@ def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str) -> tu
     return checksum, t1 - t0, t2 - t1
 
 
-def dirty_image_task(path: str, fingerprint: str) -> tuple[np.ndarray, float]:
-    """The dirty image (M,) of the store's inputs and its seconds: one NUFFT for a lattice grid
-    (kernels.lattice.lattice_dirty_image), otherwise kernels.dirty.dirty_image (same formula)."""
-    from wtilde_dask.kernels.dirty import dirty_image
-
-    hit = _inputs(path, fingerprint)
-    t0 = time.perf_counter()
-    if hit["grid"].is_lattice:
-        from wtilde_dask.kernels.lattice import lattice_dirty_image
-
-        d = lattice_dirty_image(hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"], hit["grid"],
-                                nthreads=_worker_threads())
-    else:
-        d = dirty_image(hit["grid_radians"], hit["uv"], hit["dataset"].visibilities, hit["wr"], hit["wi"])
-    return np.asarray(d), time.perf_counter() - t0
-
-
-def lattice_kernel_task(path: str, fingerprint: str):
-    """(kernel, kernel_hankel or None, seconds) of the store's lattice grid (kernels.lattice.lattice_kernels)."""
-    from wtilde_dask.kernels.lattice import lattice_kernels
-
-    hit = _inputs(path, fingerprint)
-    t0 = time.perf_counter()
-    k = lattice_kernels(hit["uv"], hit["wr"], hit["wi"], hit["grid"], nthreads=_worker_threads())
-    return np.asarray(k.kernel), (None if k.kernel_hankel is None else np.asarray(k.kernel_hankel)), \
-        time.perf_counter() - t0
-
-
 # ---------------------------------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------------------------------
 
 
-def _open_or_create(out, dataset, grid, *, method, block_size, dtype, overwrite, log) -> WTildeStore:
+def _open_or_create(out, dataset, grid, *, method, block_size, dtype, overwrite, log,
+                    copy_visibilities=None) -> WTildeStore:
     out = pathlib.Path(out)
     if (out / "zarr.json").exists() and not overwrite:
         store = WTildeStore.open(out, mode="r+")
@@ -197,7 +214,7 @@ def _open_or_create(out, dataset, grid, *, method, block_size, dtype, overwrite,
     if overwrite and (out / "zarr.json").exists():
         log(f"--overwrite: starting {out} over")
     return WTildeStore.create(out, dataset, grid, method=method, block_size=block_size, dtype=dtype,
-                              overwrite=overwrite)
+                              overwrite=overwrite, copy_visibilities=copy_visibilities)
 
 
 def _check_out_path(out: pathlib.Path) -> None:
@@ -241,12 +258,14 @@ def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024
 def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto", dtype: str = "float64",
             client=None, overwrite: bool = False, progress: bool = True, max_in_flight: int | None = None,
             dirty_image: bool = True, n_workers: int | None = None, threads_per_worker: int | None = None,
-            check_existing: bool = False, log=print) -> WTildeStore:
+            check_existing: bool = False, copy_visibilities: bool | None = None, chunk_size: int | None = None,
+            log=print) -> WTildeStore:
     """Compute (or finish) the W-tilde of ``dataset`` on ``grid`` into the Zarr store ``out``.
 
     Parameters
     ----------
-    dataset : Interferometer, a path for :func:`wtilde_dask.dataset.load_dataset`, or "sma" (bundled data).
+    dataset : a :class:`~wtilde_dask.io.VisibilitySource` (chunked reader), an Interferometer, or a path
+        (Measurement Set, UVFITS, FITS folder, .npz) or "sma" (bundled data) for :func:`wtilde_dask.ingest.open_source`.
     grid : ImageGrid (masked lattice or irregular points).
     out : path of the store (created, or resumed when it holds the same inputs).
     block_size : B, blocks are (B, B) pixels; nb = ceil(M / B) blocks per side, nb (nb+1)/2 computed.
@@ -257,6 +276,10 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
     overwrite : start over when ``out`` exists (otherwise it is resumed, and refused if its inputs differ).
     max_in_flight : tasks submitted at once (default 3 x total worker threads, at least 4).
     dirty_image : also compute and store the dirty image (M,).
+    copy_visibilities : copy the visibilities into the store's ``inputs/`` (default: yes for in-memory data, FITS
+        folders, .npz, sma; no for Measurement Sets / UVFITS, whose source -- path, selection, sizes, mtimes -- is
+        recorded and read again where needed).
+    chunk_size : visibilities per chunk when ``dataset`` is an Interferometer or a path (default 1e6).
     check_existing : on resume, read every done block and compare it with its ledger checksum; bad blocks
         are cleared and recomputed. Without it only the chunk files' existence and size are checked (one
         ``stat`` per block): a missing or truncated chunk is recomputed either way.
@@ -264,12 +287,11 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
     Returns the (complete) :class:`~wtilde_dask.store.WTildeStore`; raises :class:`ComputeError` when
     blocks failed after retries (the store keeps what finished; run again to resume).
     """
-    from wtilde_dask.dataset import Interferometer, load_dataset
+    from wtilde_dask.ingest import default_copy_visibilities, open_source
 
-    if not isinstance(dataset, Interferometer):
-        from wtilde_dask.dataset import sma_dataset_path
-
-        dataset = load_dataset(sma_dataset_path() if str(dataset).lower() == "sma" else dataset)
+    dataset = open_source(dataset, chunk_size=chunk_size)
+    if copy_visibilities is None:
+        copy_visibilities = default_copy_visibilities(dataset)
     method = resolve_method(method, grid)
     if int(block_size) < 1:
         raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
@@ -279,7 +301,8 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
         with cluster_client("local", n_workers=n_workers, threads_per_worker=threads_per_worker, log=log) as c:
             return compute(dataset, grid, out, block_size=block_size, method=method, dtype=dtype, client=c,
                            overwrite=overwrite, progress=progress, max_in_flight=max_in_flight,
-                           dirty_image=dirty_image, check_existing=check_existing, log=log)
+                           dirty_image=dirty_image, check_existing=check_existing,
+                           copy_visibilities=copy_visibilities, log=log)
 
     out = pathlib.Path(out)
     _check_out_path(out)
@@ -292,10 +315,11 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
             _remove_new_store(out)
         raise
     store = None
+    fresh = overwrite or not (out / "zarr.json").exists()
     try:
         try:
             store = _open_or_create(out, dataset, grid, method=method, block_size=int(block_size), dtype=dtype,
-                                    overwrite=overwrite, log=log)
+                                    overwrite=overwrite, log=log, copy_visibilities=copy_visibilities)
         except BaseException:
             if made_dir:  # nothing usable was made: leave no store behind
                 lock.release()
@@ -303,21 +327,33 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
             raise
         try:
             clear_damaged(store, read=check_existing, log=log)
+            # workers read the copy in inputs/ when there is one, else the source itself (a small picklable reader)
+            chunk = chunk_size or getattr(dataset, "chunk_size", None) or DEFAULT_CHUNK_SIZE
+            source = store.inputs_source(chunk) if store.copied_visibilities else dataset
             _Run(store, client, lock, progress=progress, max_in_flight=max_in_flight,
-                 dirty_image=dirty_image, log=log).run()
+                 dirty_image=dirty_image, log=log, source=source).run()
+        except ValueError as err:
+            if fresh and not isinstance(err, StoreError) and store.n_done() == 0:
+                # bad visibilities found by the pass (all flagged, a bad value in a chunk): no store is left
+                lock.release()
+                _remove_new_store(out)
+            raise
         except OSError as err:  # disk full, quota, I/O error: say which store and why, keep what is done
-            raise ComputeError(_os_error_message(store.path, err)) from err
+            raise ComputeError(_os_error_message(store, err)) from err
         return store
     finally:
         lock.release()
 
 
-def _os_error_message(path, err: OSError) -> str:
-    """One line naming the store and the cause of an OSError that stopped a run (ENOSPC: free space)."""
+def _os_error_message(store: WTildeStore, err: OSError) -> str:
+    """One line naming the store, the cause of an OSError that stopped a run and what is kept (ENOSPC: free space)."""
     hint = "free space on its filesystem, then " if err.errno in DISK_FULL else ""
     where = f" ({err.filename})" if err.filename else ""
-    return (f"store {path}: {err.strerror or err}{where}; every block recorded in the ledger is kept: "
-            f"{hint}run the same command again to resume")
+    try:
+        kept = f"{store.n_done()}/{store.plan.n_blocks} blocks are stored"
+    except Exception:  # noqa: BLE001 - the message must not fail
+        kept = "every block recorded in the ledger is kept"
+    return f"store {store.path}: {err.strerror or err}{where}; {kept}; {hint}run the same command again to resume"
 
 
 def clear_damaged(store: WTildeStore, *, read: bool = False, log=print) -> list[tuple[int, int, str]]:
@@ -348,8 +384,12 @@ class _Run:
     """One run of the orchestrator over one store (kept as an object for its counters)."""
 
     def __init__(self, store: WTildeStore, client, lock: StoreLock, *, progress, max_in_flight, dirty_image, log,
-                 blocks=None):
+                 blocks=None, source=None):
         from wtilde_dask.cluster import total_threads
+        from wtilde_dask.ingest import store_source
+
+        # the chunked visibilities the pass and the direct blocks read (default: the store's copy or its source)
+        self.source = source if source is not None else store_source(store)
 
         self.only = None if blocks is None else [(int(bi), int(bj)) for bi, bj in blocks]  # repair: just these
         self.store = store
@@ -373,7 +413,7 @@ class _Run:
         self.last_flush = time.monotonic()
         self.last_meta = 0.0
         self.t_start = time.monotonic()
-        self.times = {"kernel": 0.0, "compute": 0.0, "write": 0.0, "dirty_image": 0.0}
+        self.times = {"visibility_pass": 0.0, "compute": 0.0, "write": 0.0}
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
     def record_finished(self) -> None:
@@ -469,35 +509,13 @@ class _Run:
                              for k, v in self.times.items() if v or k in ("compute", "write")))
 
     def _extras(self) -> None:
-        """Lattice kernels (needed before any block) and the dirty image (alongside the blocks)."""
-        store, client = self.store, self.client
-        self.dirty_future = None
-        if self.want_dirty and not store.has_array("dirty_image"):
-            self.dirty_future = client.submit(dirty_image_task, self.path, self.fp, key=f"dirty_image-{self.fp[:12]}",
-                                              retries=3, pure=False)
-        if self.method == "lattice" and not store.has_array("kernel"):
-            self.log("lattice: computing the offset kernel by NUFFT ...")
-            fut = client.submit(lattice_kernel_task, self.path, self.fp, key=f"lattice-kernel-{self.fp[:12]}",
-                                retries=3, pure=False)
-            kernel, hankel, seconds = fut.result()
-            del fut
-            self.times["kernel"] = seconds
-            if hankel is not None:
-                store.write_array("kernel_hankel", hankel, attrs={"definition": "index-sum kernel of (wr-wi)/2, "
-                                                                  "see wtilde_dask.kernels.lattice"})
-            # "kernel" last: its presence means both are stored
-            store.write_array("kernel", kernel, attrs={"definition": "offset kernel of (wr+wi)/2, "
-                                                       "see wtilde_dask.kernels.lattice"})
-            self.log(f"lattice: kernel {kernel.shape} {'+ Hankel kernel ' if hankel is not None else ''}"
-                     f"in {seconds:.3f} s")
+        """The visibility pass (wtilde_dask.ingest): sums, dirty image and lattice kernels, before any block."""
+        from wtilde_dask.ingest import run_pass
 
-    def _write_dirty(self) -> None:
-        if self.dirty_future is not None and self.dirty_future.done():
-            image, seconds = self.dirty_future.result()
-            self.store.write_array("dirty_image", image, attrs={
-                "formula": "d_i = sum_k [wr_k Re(V_k) cos(phi_ik) - wi_k Im(V_k) sin(phi_ik)]"})
-            self.times["dirty_image"] = seconds
-            self.dirty_future = None
+        t0 = time.perf_counter()
+        run_pass(self.store, self.client, self.source, dirty_image=self.want_dirty, lattice=self.method == "lattice",
+                 progress=self.progress, log=self.log)
+        self.times["visibility_pass"] = time.perf_counter() - t0
 
     def _blocks(self, todo, as_completed) -> None:
         client = self.client
@@ -514,6 +532,7 @@ class _Run:
         def submit_next() -> bool:
             for bi, bj in queue:
                 fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method,
+                                    self.source if self.method == "direct" else None,
                                     key=block_key(bi, bj, self.token),
                                     retries=3, pure=False)
                 futures[fut] = (bi, bj)
@@ -549,15 +568,11 @@ class _Run:
                 if bar is not None:
                     bar.update(1)
                 self.flush()
-                self._write_dirty()
                 self.publish("running")
                 if self.lock.lost:
                     raise ComputeError(f"store {self.store.path}: another run took the lock over; stopping")
                 if first_error is None:
                     submit_next()
-            if self.dirty_future is not None:
-                self.dirty_future.result()
-                self._write_dirty()
         finally:
             for fut in list(futures):
                 fut.cancel()
@@ -741,7 +756,7 @@ def _verify(store: WTildeStore, *, sample, entries, seed, rtol, repair, lock, cl
             _repair(store, to_repair, sorted(arrays), lock=lock, client=client, n_workers=n_workers,
                     threads_per_worker=threads_per_worker, progress=progress, log=log)
         except (ComputeError, OSError) as err:
-            repair_error = str(err) if isinstance(err, ComputeError) else _os_error_message(store.path, err)
+            repair_error = str(err) if isinstance(err, ComputeError) else _os_error_message(store, err)
             log(f"repair stopped: {repair_error}")
         store = WTildeStore.open(store.path)
         ledger = store.ledger()

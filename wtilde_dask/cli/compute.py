@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -23,8 +24,20 @@ def register(subparsers) -> None:
         description="Compute the W-tilde matrix block by block on Dask workers into a Zarr store. Running the same "
                     "command again resumes where it stopped; a store built from other inputs is refused.",
     )
-    p.add_argument("dataset", help="a PyAutoLens FITS folder (data.fits, noise_map.fits, uv_wavelengths.fits), an "
-                                   ".npz, or 'sma' for the bundled SMA example")
+    p.add_argument("dataset", help="a calibrated Measurement Set (DATA.ms), a UVFITS file, a PyAutoLens FITS folder "
+                                   "(data.fits, noise_map.fits, uv_wavelengths.fits), an .npz, or 'sma' for the "
+                                   "bundled SMA example")
+    p.add_argument("--field", metavar="NAME|ID", help="Measurement Set: the field to use (name or FIELD_ID)")
+    p.add_argument("--spw", metavar="LIST", help="Measurement Set: spectral windows, e.g. 0,2-3 (default all)")
+    p.add_argument("--channels", metavar="RANGE", help="Measurement Set: channels of each window, e.g. 0~63 (default all)")
+    p.add_argument("--column", metavar="COL", help="Measurement Set: DATA (default), CORRECTED_DATA or MODEL_DATA")
+    p.add_argument("--chunk-size", type=int, metavar="N",
+                   help="visibilities (Measurement Set: rows) read per chunk by a task (default 1e6 visibilities); "
+                        "memory per worker is bounded by it")
+    p.add_argument("--copy-visibilities", action=argparse.BooleanOptionalAction, default=None,
+                   help="copy the visibilities into the store's inputs/ (default: yes for FITS folders, .npz and "
+                        "sma; no for Measurement Sets and UVFITS, whose path, selection, sizes and mtimes are "
+                        "recorded instead)")
     p.add_argument("--out", required=True, metavar="STORE.zarr", help="the Zarr store to create or resume")
     p.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), help="image lattice shape (sma: 80 80)")
     p.add_argument("--pixel-scale", type=float, nargs="+", metavar="P",
@@ -101,12 +114,16 @@ def _err(msg: str) -> ValueError:
 
 
 def load_inputs(args):
-    """(dataset, grid) from the compute arguments (validation errors name the option and value)."""
-    from wtilde_dask.dataset import load_dataset, sma_dataset_path
+    """(source, grid) from the compute arguments (validation errors name the option and value); the source is a
+    chunked reader (:func:`wtilde_dask.ingest.open_source`) with the selection flags."""
     from wtilde_dask.grid import ImageGrid
+    from wtilde_dask.ingest import open_source
 
     is_sma = args.dataset.lower() == "sma"
-    dataset = load_dataset(sma_dataset_path() if is_sma else args.dataset)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise _err(f"--chunk-size: must be >= 1, got {args.chunk_size}")
+    selection = {k: getattr(args, k, None) for k in ("field", "spw", "channels", "column")}
+    dataset = open_source("sma" if is_sma else args.dataset, chunk_size=args.chunk_size, **selection)
     shape, scale, radius = args.shape, args.pixel_scale, args.mask_radius
     if is_sma:
         if args.mask_file is None:
@@ -142,8 +159,9 @@ def cmd_compute(args) -> int:
     dataset, grid = load_inputs(args)
     precheck(args.out, dataset, grid, method=args.method, block_size=args.block_size, dtype=args.dtype,
              overwrite=args.overwrite)
-    print(f"dataset: {dataset.name or args.dataset}, K = {dataset.n_visibilities} visibilities; "
-          f"grid: {grid!r}; block size {args.block_size}", flush=True)
+    from wtilde_dask.store import source_summary
+
+    print(f"dataset: {source_summary(dataset.describe())}; grid: {grid!r}; block size {args.block_size}", flush=True)
     kind = args.cluster or ("scheduler" if args.scheduler else "local")
     cluster_kwargs = {"scheduler": args.scheduler, "n_workers": args.workers,
                       "threads_per_worker": args.threads_per_worker, "dashboard_address": args.dashboard_address}
@@ -164,7 +182,8 @@ def cmd_compute(args) -> int:
             store = compute(dataset, grid, args.out, block_size=args.block_size, method=args.method,
                             dtype=args.dtype, client=client, overwrite=args.overwrite,
                             progress=not args.no_progress, max_in_flight=args.max_in_flight,
-                            dirty_image=not args.no_dirty_image, check_existing=args.check_existing, log=log)
+                            dirty_image=not args.no_dirty_image, check_existing=args.check_existing,
+                            copy_visibilities=args.copy_visibilities, log=log)
         except ComputeError as err:
             print(f"wtilde compute: {err}", file=sys.stderr)
             return 1
@@ -241,6 +260,24 @@ def cmd_verify(args) -> int:
     return 0 if report["ok"] else 1
 
 
+def _print_source(store) -> None:
+    """The source record, noise column, visibility sums and dropped counts of ``wtilde info``."""
+    record = store.source_record()
+    print(f"source:       {record.get('format')} {record.get('path')}"
+          + ("  (visibilities copied into inputs/)" if store.copied_visibilities else
+             "  (visibilities not copied: read from the source)"))
+    for key in ("selection", "column", "noise_column", "correlations", "spectral_windows", "n_rows", "files"):
+        if record.get(key) not in (None, {}, []):
+            print(f"  {key:<12} {json.dumps(record[key], default=str)}")
+    sums = store.visibility_sums()
+    if sums is None:
+        print("visibilities: pass not finished (no sums stored yet)")
+        return
+    print(f"visibilities: K = {sums['n_visibilities']} used; dropped {sums['n_flagged']} flagged, "
+          f"{sums['n_bad_weight']} with zero or non-finite weight; noise from {record.get('noise_column', '?')}")
+    print(f"  chi2_data = {sums['chi_squared_data']!r}, noise normalisation = {sums['noise_normalization']!r}")
+
+
 def cmd_info(args) -> int:
     from wtilde_dask.store import WTildeStore, read_lock
 
@@ -254,6 +291,7 @@ def cmd_info(args) -> int:
     grid = a.get("grid", {})
     print(f"store:        {store.path} (format {a.get('wtilde_format')} v{a.get('format_version')})")
     print(f"dataset:      {a.get('dataset', {}).get('name')} ({a.get('dataset', {}).get('n_visibilities')} visibilities)")
+    _print_source(store)
     print(f"grid:         M = {M} pixels" + (f", lattice {grid.get('shape_native')} at {grid.get('pixel_scales')} arcsec"
                                            if grid.get("is_lattice") else ", irregular points"))
     print(f"method:       {a.get('method')}, dtype {a.get('dtype')}")

@@ -36,6 +36,17 @@ def store_dirty_image(store) -> np.ndarray:
     return np.asarray(dirty_image(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.weights_real, ds.weights_imag))
 
 
+def store_visibility_sums(store) -> VisibilitySums:
+    """chi2_data, noise normalisation and K of the store's visibilities: the sums its visibility pass stored
+    (attrs ``visibility_sums``), else (stores made before the pass existed) computed from its inputs."""
+    sums = store.visibility_sums()
+    if sums is not None:
+        return VisibilitySums(float(sums["chi_squared_data"]), float(sums["noise_normalization"]),
+                              int(sums["n_visibilities"]))
+    ds = store.dataset()
+    return visibility_sums(ds.visibilities, ds.noise_map)
+
+
 def store_lattice_curvature(store, **kwargs) -> cv.LatticeCurvature:
     """:class:`LatticeCurvature` from a lattice store's ``kernel`` (and ``kernel_hankel``) arrays;
     computes the kernels from the store's inputs when they are not stored."""
@@ -108,8 +119,7 @@ class WTildeFitter:
             curv = cv.OutOfCoreCurvature(st, client, **kwargs)
         else:
             curv = cv.DenseCurvature(np.asarray(st.to_dask().compute()))
-        ds = st.dataset()
-        return cls(curv, store_dirty_image(st), visibility_sums(ds.visibilities, ds.noise_map), path=path, store=st)
+        return cls(curv, store_dirty_image(st), store_visibility_sums(st), path=path, store=st)
 
     @classmethod
     def from_lattice_kernel(cls, kernel, box_indices, dirty_image, sums: VisibilitySums, kernel_hankel=None, **kwargs):
