@@ -255,13 +255,56 @@ def test_curvature_equals_pyautoarray_sparse_operator(stores):
     yy, xx = np.meshgrid(y0 - np.arange(ny) * sy, x0 + np.arange(nx) * sx, indexing="ij")
     preload = nufft_precision_operator_from(ds.noise_map.real, ds.uv_wavelengths, (ny, nx), np.stack([yy, xx], -1))
     op = InterferometerSparseOperator.from_nufft_precision_operator(preload, np.zeros(grid.n_pixels), batch_size=32)
+    # autoarray 2026.10.26.1: a NumPy/scipy branch (xp=numpy, the default) and a JAX branch (xp=jax.numpy, jitted)
+    import inspect
+
+    import jax
+    import jax.numpy as jnp
+
+    branches = {"as called": lambda r, c, v, S: op.curvature_matrix_diag_from(r, c, v, S=S)}
+    if "xp" in inspect.signature(op.curvature_matrix_diag_from).parameters:
+        branches["jax.jit, xp=jnp"] = jax.jit(lambda r, c, v, S: op.curvature_matrix_diag_from(r, c, v, S=S, xp=jnp),
+                                              static_argnums=3)
     for kind in ("rectangular", "delaunay"):
         _, T = mesh_and_mapping(grid, kind)
         coo = T.tocoo()
         flat = box.box_indices[:, 0] * nx + box.box_indices[:, 1]
-        F_peer = np.asarray(op.curvature_matrix_diag_from(flat[coo.row], coo.col, coo.data, S=T.shape[1]))
-        assert rel(WTildeFitter.from_store(store, path="fft").curvature(T), F_peer) <= 1e-10
-        assert rel(WTildeFitter.from_store(store, path="out-of-core").curvature(T), F_peer) <= 1e-10
+        ours = {path: WTildeFitter.from_store(store, path=path).curvature(T) for path in ("fft", "out-of-core")}
+        for branch, run in branches.items():
+            F_peer = np.asarray(run(flat[coo.row], coo.col, coo.data, T.shape[1]))
+            for path, F in ours.items():
+                assert rel(F, F_peer) <= 1e-10, (kind, branch, path)
+
+
+@pytest.mark.peer
+def test_log_evidence_equals_pyautolens_fit(stores, client):
+    """Our log evidence, on PyAutoLens's own mapping and regularization matrices, equals its FitInterferometer's
+    (autolens 2026.10.26.1, its own NUFFT preload and dirty image; linear solver, as ours: no positivity
+    constraint, no edge zeroing, no border relocation)."""
+    al = pytest.importorskip("autolens", reason="autolens 2026.10.26.1 (the peer extra, Python >= 3.12)")
+
+    store = stores["sma"]  # equal real/imag noise, square pixels: the peer's assumptions
+    grid, ds = store.grid(), store.dataset()
+    mask = al.Mask2D(mask=grid.mask, pixel_scales=grid.pixel_scales)
+    dataset = al.Interferometer(data=al.Visibilities(ds.visibilities), noise_map=al.VisibilitiesNoiseMap(ds.noise_map),
+                                uv_wavelengths=ds.uv_wavelengths, real_space_mask=mask).apply_sparse_operator()
+    lens = al.Galaxy(redshift=0.5, mass=al.mp.Isothermal(centre=(0.05, -0.03), ell_comps=(0.05, 0.1), einstein_radius=0.8),
+                     shear=al.mp.ExternalShear(gamma_1=0.03, gamma_2=-0.02))
+    fitter = WTildeFitter.from_store(store, path="memory", client=client)
+    settings = al.Settings(use_positive_only_solver=False, use_edge_zeroed_pixels=False, use_border_relocator=False)
+    vertices = al.Grid2DIrregular(grid.grid_arcsec[:: max(1, grid.n_pixels // 60)])  # Delaunay: image-plane points
+    for mesh in (al.mesh.RectangularUniform(shape=(12, 12)), al.mesh.Delaunay(pixels=len(vertices))):
+        source = al.Galaxy(redshift=1.0, pixelization=al.Pixelization(mesh=mesh, regularization=al.reg.Constant(0.7)))
+        adapt = (al.AdaptImages(galaxy_image_plane_mesh_grid_dict={source: vertices})
+                 if isinstance(mesh, al.mesh.Delaunay) else None)
+        fit = al.FitInterferometer(dataset=dataset, tracer=al.Tracer(galaxies=[lens, source]), settings=settings,
+                                   adapt_images=adapt)
+        T = np.asarray(fit.inversion.mapping_matrix)
+        H = np.asarray(fit.inversion.regularization_matrix)
+        assert T.shape[0] == grid.n_pixels
+        ours = fitter.fit(T, H)
+        assert rel(ours.log_evidence, float(fit.log_evidence)) <= RTOL, type(mesh).__name__
+        assert rel(ours.chi_squared, float(fit.chi_squared)) <= RTOL, type(mesh).__name__
 
 
 @pytest.mark.peer
