@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["VisibilityChunk", "VisibilitySource", "ArraySource", "concatenate_chunks"]
+__all__ = ["VisibilityChunk", "VisibilitySource", "ArraySource", "concatenate_chunks", "open_visibilities"]
 
 
 class VisibilityChunk(NamedTuple):
@@ -31,7 +31,8 @@ class VisibilityChunk(NamedTuple):
     visibilities   : (k,) complex128, Stokes I
     noise_map      : (k,) complex128, real = sigma of Re(V), imag = sigma of Im(V); finite and > 0
     n_flagged      : visibilities of this chunk dropped because FLAG / FLAG_ROW said so
-    n_bad_weight   : visibilities dropped because their weight was zero or not finite
+    n_bad_weight   : visibilities dropped because their weight (sigma) was zero or not finite, or (not flagged)
+                     their data or uv were not finite
     """
 
     uv_wavelengths: np.ndarray
@@ -102,4 +103,87 @@ def concatenate_chunks(chunks) -> VisibilityChunk:
         np.concatenate([c.noise_map for c in chunks]),
         sum(c.n_flagged for c in chunks),
         sum(c.n_bad_weight for c in chunks),
+    )
+
+
+FITS_SUFFIXES = (".uvfits", ".uvf", ".fits", ".fit", ".fts")
+
+
+def open_visibilities(
+    path,
+    *,
+    field=None,
+    spw=None,
+    channels=None,
+    column: str = "DATA",
+    chunk_size: int = 1_000_000,
+    **options,
+) -> VisibilitySource:
+    """Open ``path`` as a chunked :class:`VisibilitySource`, choosing the reader from what the path is.
+
+    * a Measurement Set directory (``table.info`` says ``Type = Measurement Set``) -> :class:`wtilde_dask.io.ms.
+      MeasurementSetSource` (python-casacore); ``options``: ``noise_column``, ``order``, ``check_usable``;
+    * a UVFITS file (``.uvfits``, ``.uvf``, ``.fits``) -> :class:`wtilde_dask.io.uvfits.UvfitsSource`;
+    * a PyAutoLens FITS folder (data.fits, noise_map.fits, uv_wavelengths.fits), an ``.npz`` or ``"sma"`` (the
+      bundled SMA data) -> :mod:`wtilde_dask.io.folder`; ``options``: ``hdu``. These hold Stokes I visibilities
+      already selected: ``field`` / ``spw`` / ``channels`` / a column other than DATA are refused.
+
+    Selection (Measurement Set / UVFITS): ``field`` NAME or ID, ``spw`` ``"0,2"`` / ``"0~3"`` / names,
+    ``channels`` ``"A~B"`` (inclusive), ``column`` DATA | CORRECTED_DATA | MODEL_DATA. ``chunk_size``: at most
+    this many visibilities per chunk. Errors are :class:`wtilde_dask.dataset.DatasetError` naming the path.
+    """
+    import os
+    import pathlib
+
+    from wtilde_dask.dataset import DatasetError
+
+    text = os.fspath(path) if not isinstance(path, str) else path
+    selected = {k: v for k, v in (("field", field), ("spw", spw), ("channels", channels)) if v is not None}
+    if column is not None and str(column).upper() != "DATA":
+        selected["column"] = column
+
+    def folder_like():
+        from wtilde_dask.io.folder import open_folder_or_npz
+
+        if selected:
+            raise DatasetError(
+                f"{text}: {', '.join(f'{k} {v!r}' for k, v in selected.items())} cannot be applied: a PyAutoLens FITS "
+                "folder / .npz holds Stokes I visibilities already selected (selection is for a Measurement Set or "
+                "UVFITS file)"
+            )
+        hdu = options.pop("hdu", 0)
+        if options:
+            raise TypeError(f"open_visibilities: options {sorted(options)} do not apply to {text}")
+        return open_folder_or_npz(text, hdu=hdu, chunk_size=chunk_size)
+
+    if text == "sma":
+        return folder_like()
+    p = pathlib.Path(text)
+    if not p.exists():
+        raise DatasetError(
+            f"{text}: does not exist (expected a Measurement Set, a UVFITS file, a PyAutoLens FITS folder or an .npz)"
+        )
+    if p.is_dir():
+        if (p / "table.dat").is_file():
+            from wtilde_dask.io.ms import MeasurementSetSource
+
+            return MeasurementSetSource(
+                p, field=field, spw=spw, channels=channels, column=column or "DATA", chunk_size=chunk_size, **options
+            )
+        if (p / "data.fits").is_file() or (p / "uv_wavelengths.fits").is_file():
+            return folder_like()
+        raise DatasetError(
+            f"{text}: not a Measurement Set (no table.dat: not a casacore table) and not a PyAutoLens FITS folder "
+            "(no data.fits / noise_map.fits / uv_wavelengths.fits)"
+        )
+    if p.suffix.lower() == ".npz":
+        return folder_like()
+    if p.suffix.lower() in FITS_SUFFIXES:
+        from wtilde_dask.io.uvfits import UvfitsSource
+
+        return UvfitsSource(p, field=field, spw=spw, channels=channels, column=column or "DATA",
+                            chunk_size=chunk_size, **options)
+    raise DatasetError(
+        f"{text}: unknown visibility format (expected a Measurement Set directory, a UVFITS file "
+        f"({', '.join(FITS_SUFFIXES)}), a PyAutoLens FITS folder or an .npz)"
     )
