@@ -530,27 +530,40 @@ class MeasurementSetSource(VisibilitySource):
         else:
             vis = hand(data, hands[0]).astype(np.complex128)
             sigma = per_hand[0]
-        uvw = got["UVW"].astype(np.float64)
+        uv_base = np.ascontiguousarray(got["UVW"][:, :2], dtype=np.float64)
         f = w["chan_freq"][c0:c1]
-        u = (uvw[:, 0:1] * f[None, :]) / C_LIGHT
-        v = (uvw[:, 1:2] * f[None, :]) / C_LIGHT
+        u = (uv_base[:, 0:1] * f[None, :]) / C_LIGHT
+        v = (uv_base[:, 1:2] * f[None, :]) / C_LIGHT
         good &= np.isfinite(vis.real) & np.isfinite(vis.imag) & np.isfinite(u) & np.isfinite(v)
         keep = ~flagged & good
         n_flagged = int(np.count_nonzero(flagged))
-        n_keep = int(np.count_nonzero(keep))
+        n_bad = int(np.count_nonzero(~flagged & ~good))
+        return uv_base, f, u, v, vis, np.broadcast_to(sigma, keep.shape), keep, n_flagged, n_bad
+
+    def read_chunk(self, chunk_id) -> VisibilityChunk:
+        """The chunk's kept Stokes I visibilities, channel-major (``k = c * n_rows + r``) as in the recipe."""
+        _, _, u, v, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
         keep_cm = np.ascontiguousarray(keep.T)
 
-        def out(x):
-            return np.ascontiguousarray(np.broadcast_to(x, keep.shape).T)[keep_cm]
+        def out(x):  # (n_row, n_chan) -> kept entries in channel-major order
+            return np.ascontiguousarray(x.T)[keep_cm]
 
+        n_keep = int(np.count_nonzero(keep_cm))
         uv = np.empty((n_keep, 2))
         uv[:, 0] = out(u)
         uv[:, 1] = out(v)
         sig = out(sigma)
-        return VisibilityChunk(uv, out(vis), sig + 1j * sig, n_flagged, keep.size - n_keep - n_flagged)
+        return VisibilityChunk(uv, out(vis), sig + 1j * sig, n_flagged, n_bad)
 
-    def read_chunk(self, chunk_id) -> VisibilityChunk:
-        return self._read(chunk_id)
+    def read_chunk_cube(self, chunk_id):
+        """The chunk before flattening, as a :class:`wtilde_dask.io.export.ChannelCube` (channels x rows), for
+        channel averaging; ``flatten_cube`` of it equals :meth:`read_chunk` bit for bit."""
+        from wtilde_dask.io.export import ChannelCube
+
+        uv_base, f, _, _, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
+        sig = np.ascontiguousarray(sigma.T)
+        return ChannelCube(uv_base, C_LIGHT, np.array(f), np.ascontiguousarray(vis.T), sig + 1j * sig,
+                           np.ascontiguousarray(keep.T), n_flagged, n_bad)
 
     @property
     def n_visibilities_max(self) -> int:
