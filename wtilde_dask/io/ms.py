@@ -28,7 +28,7 @@ DESIGN §7), reproduced here without CASA:
 
 Selection: ``field`` (a FIELD name or id, or a list; default: the one field in the main table, refused when
 there are several), ``spw`` (ids, names, ``"0~3"`` ranges, CASA's ``"SPW:CHANS"`` per window, comma separated;
-default all windows with data), ``channels`` (``"A~B"`` inclusive, ``"A"``, or ``(start, stop)`` / ``range``),
+default all windows with data; ``"0-3"`` is read as ``"0~3"``), ``channels`` (``"A~B"`` inclusive, ``"A"``, or ``(start, stop)`` / ``range``),
 ``column`` (DATA, CORRECTED_DATA, MODEL_DATA).
 
 Chunks (:meth:`chunk_ids`) are ``[ddid, c0, c1, i0, i1]``: selected channels ``c0:c1`` of the selected rows
@@ -352,8 +352,9 @@ class MeasurementSetSource(VisibilitySource):
             ids = []
             if spec in spw_names:
                 ids = [i for i, n in enumerate(spw_names) if n == spec]
-            elif "~" in spec and all(t.strip().isdigit() for t in spec.split("~", 1)):
-                a, b = (int(t) for t in spec.split("~", 1))
+            elif any(sep in spec and all(t.strip().isdigit() for t in spec.split(sep, 1)) for sep in "~-"):
+                sep = "~" if "~" in spec else "-"
+                a, b = (int(t) for t in spec.split(sep, 1))
                 ids = list(range(a, b + 1))
             elif spec.isdigit() or (isinstance(item, (int, np.integer))):
                 ids = [int(spec)]
