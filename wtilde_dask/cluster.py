@@ -1,8 +1,9 @@
-"""Where the blocks run: an embedded LocalCluster (default), or an existing scheduler address.
+"""Where the blocks run: an embedded LocalCluster (default), an existing scheduler address, or SLURM.
 
 ``cluster_client`` is a context manager yielding a ``distributed.Client``; it prints the dashboard
-link at start and closes what it started on exit. SLURM (dask-jobqueue) and TLS are added here by
-the deployment work (``kind="slurm"``, ``security=...``).
+link at start and closes what it started on exit. ``kind="slurm"``: worker jobs of a dask-jobqueue
+``SLURMCluster`` from a profile, TLS with credentials made for the run (:mod:`wtilde_dask.slurm`,
+:mod:`wtilde_dask.security`); ``security=`` passes a ``distributed.security.Security`` to any kind.
 """
 
 from __future__ import annotations
