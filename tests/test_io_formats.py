@@ -199,6 +199,13 @@ def test_uvfits_linear_feeds_selection_and_flags(tmp_path, rng, chunk_size):
     np.testing.assert_array_equal(got.uv_wavelengths, uv)
     np.testing.assert_array_equal(got.visibilities, vis)
     np.testing.assert_array_equal(got.noise_map, noise)
+    # order="rows": one pass over the file, the same visibilities (W-tilde / dirty-image sums do not care)
+    rows = concatenate_chunks(UvfitsSource(path, spw="1,0", order="rows", chunk_size=chunk_size))
+    assert (rows.n_flagged, rows.n_bad_weight) == (2, 3)
+    perm_ref = np.lexsort((got.visibilities.imag, got.visibilities.real))
+    perm = np.lexsort((rows.visibilities.imag, rows.visibilities.real))
+    np.testing.assert_array_equal(rows.visibilities[perm], got.visibilities[perm_ref])
+    np.testing.assert_array_equal(rows.uv_wavelengths[perm], got.uv_wavelengths[perm_ref])
     # a channel range, one IF
     sub = concatenate_chunks(UvfitsSource(path, spw=[0], channels="1~3", chunk_size=chunk_size))
     uv, vis, noise, _, _ = _expected_uvfits(uu, vv, data, weight, freqs, (0, 1), [0], range(1, 4))
@@ -254,6 +261,9 @@ def test_uvfits_bad_inputs(tmp_path, rng):
         UvfitsSource(ok, channels="1~5")
     with pytest.raises(DatasetError, match=r"ok.uvfits: field 'NGC1' not found: a single-source file \(OBJECT = 'TARGET'\)"):
         UvfitsSource(ok, field="NGC1")
+    from wtilde_dask.io import open_visibilities
+
+    assert isinstance(open_visibilities(ok, spw="1"), UvfitsSource)  # dispatch on the suffix
     image = tmp_path / "image.fits"
     fits.PrimaryHDU(np.zeros((4, 4))).writeto(image)
     with pytest.raises(DatasetError, match=r"image.fits: not a UVFITS file"):

@@ -23,6 +23,8 @@ Conventions (AIPS Memo 117, what CASA ``exportuvfits`` and pyuvdata write):
 * order: for each selected IF (in selection order), channel-major (k = c * n_groups + g), as the Measurement Set
   reader and the PyAutoLens CASA recipe (DESIGN §7). A chunk is a channel range x a range of groups; when the
   groups do not fit one chunk each channel is its own pass over the groups (memory stays one chunk).
+  ``order="rows"`` reads the file once instead (chunks of all selected channels x a range of groups, channel-major
+  within a chunk): the same visibilities in another order, for sums that do not care (W-tilde, dirty image).
 * the sign convention of the file is kept (V = sum I exp(-2 pi i (u l + v m)), as in a Measurement Set).
 
 Selection: ``field`` (a SOURCE id or a name of the ``AIPS SU`` table; a single-source file accepts its
@@ -110,7 +112,7 @@ class UvfitsSource(VisibilitySource):
     format = "uvfits"
 
     def __init__(self, path, *, field=None, spw=None, channels=None, column: str = "DATA",
-                 chunk_size: int = DEFAULT_CHUNK_SIZE):
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, order: str = "recipe"):
         from astropy.io import fits
 
         self.file = pathlib.Path(path)
@@ -118,6 +120,9 @@ class UvfitsSource(VisibilitySource):
         src = self.path
         if int(chunk_size) != chunk_size or int(chunk_size) < 1:
             raise ValueError(f"chunk_size = {chunk_size!r} must be a whole number >= 1")
+        if order not in ("recipe", "rows"):
+            raise ValueError(f"order = {order!r} must be one of ('recipe', 'rows')")
+        self.order = order
         if str(column).upper() != "DATA":
             raise DatasetError(f"{src}: column {column!r} does not exist: a UVFITS file has one data column (DATA)")
         if not self.file.is_file():
@@ -243,6 +248,11 @@ class UvfitsSource(VisibilitySource):
         """``[IF, c0, c1, g0, g1]``: selected channels c0:c1 of groups g0:g1 of one IF, about chunk_size each."""
         from wtilde_dask.io.export import aligned_chunk_ids
 
+        if self.order == "rows":  # one pass over the file: all selected channels of a range of groups
+            n_c = int(self.channels.size)
+            per = max(1, self.chunk_size // n_c)
+            return [[i, 0, n_c, g, min(g + per, self.n_groups)] for i, _, _ in self.channel_layout()
+                    for g in range(0, self.n_groups, per)]
         return aligned_chunk_ids(self.channel_layout(), 1, self.chunk_size)
 
     def _take(self, data, if_index: int, hand: int, comp: int, chans) -> np.ndarray:
@@ -307,6 +317,7 @@ class UvfitsSource(VisibilitySource):
             "selection": {k: (list(v) if isinstance(v, (tuple, range)) else v) for k, v in self.selection.items()},
             "noise_column": "weight component of the random groups (sigma = 1/sqrt(w))",
             "stokes": self.stokes_used,
+            "order": self.order,
             "n_groups": self.n_groups,
             "n_if": self.n_if,
             "n_channels_selected": int(self.channels.size),
