@@ -78,8 +78,8 @@ def recipe(path, *, field_ids, spws, channels=None, column="DATA"):
                     sigma = 1.0 / np.sqrt(w)
             if len(hands) == 2:
                 a, b = hands
-                vis = (data[a].astype(np.complex128) + data[b].astype(np.complex128)) / 2
                 with np.errstate(invalid="ignore", over="ignore"):
+                    vis = (data[a].astype(np.complex128) + data[b].astype(np.complex128)) / 2
                     sig = 0.5 * np.sqrt(sigma[a] ** 2 + sigma[b] ** 2)
                 flagged = flag[a] | flag[b]
                 ok_sigma = (sigma[a] > 0) & np.isfinite(sigma[a]) & (sigma[b] > 0) & np.isfinite(sigma[b])
@@ -96,7 +96,8 @@ def recipe(path, *, field_ids, spws, channels=None, column="DATA"):
             for i in range(n_chan):  # the recipe's loop over channels
                 u[i, :] = (uvw[:, 0] * freq[i]) / C
                 v[i, :] = (uvw[:, 1] * freq[i]) / C
-            good = ok_sigma & np.isfinite(vis.real) & np.isfinite(vis.imag) & np.isfinite(u) & np.isfinite(v)
+            finite = np.isfinite(data[hands[0]]) & np.isfinite(data[hands[-1]]) & np.isfinite(uvw[:, :2]).all(1)
+            good = ok_sigma & finite
             keep = ~flagged & good
             n_flagged += int(flagged.sum())
             n_bad += int((~flagged & ~good).sum())
@@ -174,6 +175,12 @@ def make_ms(
                 sigma[1, 0] = np.nan
                 sigma_spectrum[2, 1, 0] = 0.0
                 sigma_spectrum[3, 0, -1] = np.nan
+            data = cube()
+            uvw = rng.uniform(-800.0, 800.0, size=(n, 3))
+            if bad_sigma and block % 3 == 2:  # non-finite data in one hand, a non-finite UVW row
+                data[4, 2, 0] = np.nan
+                data[5, 1, -1] = complex(np.inf, 0.0)
+                uvw[6, 1] = np.nan
             kw = {}
             if "CORRECTED_DATA" in data_columns:
                 kw["corrected_data"] = cube()
@@ -186,13 +193,14 @@ def make_ms(
                 weight = (1.0 / sigma.astype(np.float64) ** 2).astype(np.float32)
             w.write_rows(
                 ddid,
-                uvw=rng.uniform(-800.0, 800.0, size=(n, 3)),
-                data=cube(),
+                uvw=uvw,
+                data=data,
                 antenna1=rng.integers(0, 3, n),
                 antenna2=rng.integers(3, 6, n),
                 time=4.9e9 + block * 10.0 + np.arange(n),
                 field_id=field,
-                flag=np.ones((n, n_chan, n_corr), bool) if all_flagged else rng.random((n, n_chan, n_corr)) < flag_fraction,
+                flag=np.ones((n, n_chan, n_corr), bool) if all_flagged
+                else rng.random((n, n_chan, n_corr)) < flag_fraction,
                 flag_row=rng.random(n) < flag_row_fraction,
                 sigma=sigma,
                 weight=weight,

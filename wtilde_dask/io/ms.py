@@ -21,15 +21,15 @@ DESIGN §7), reproduced here without CASA:
   ``sigma = 1 / sqrt(w)``), or the one asked for (``noise_column``); :meth:`MeasurementSetSource.describe` names it.
 * Flags: a Stokes I visibility is dropped (counted in ``n_flagged``) when FLAG_ROW or FLAG of either parallel hand
   is set (CASA's ``stokes='I'``, which needs both hands). Unflagged visibilities with a zero / negative /
-  non-finite sigma or weight, or non-finite data or UVW, are dropped and counted in ``n_bad_weight``. The run
-  never crashes on them.
+  non-finite sigma or weight, or non-finite data (either hand) or UVW, are dropped and counted in
+  ``n_bad_weight``. The run never crashes on them.
 * Sign convention: kept as in the MS (V = sum I exp(-2 pi i (u l + v m)), l East, m North); with PyAutoArray's
   transformer exp(-2 pi i (x u + y v)) the grid's x is l and y is m.
 
 Selection: ``field`` (a FIELD name or id, or a list; default: the one field in the main table, refused when
 there are several), ``spw`` (ids, names, ``"0~3"`` ranges, CASA's ``"SPW:CHANS"`` per window, comma separated;
-default all windows with data; ``"0-3"`` is read as ``"0~3"``), ``channels`` (``"A~B"`` inclusive, ``"A"``, or ``(start, stop)`` / ``range``),
-``column`` (DATA, CORRECTED_DATA, MODEL_DATA).
+default all windows with data; ``"0-3"`` is read as ``"0~3"``), ``channels`` (``"A~B"`` inclusive, ``"A"``, or
+``(start, stop)`` / ``range``), ``column`` (DATA, CORRECTED_DATA, MODEL_DATA).
 
 Chunks (:meth:`chunk_ids`) are ``[ddid, c0, c1, i0, i1]``: selected channels ``c0:c1`` of the selected rows
 ``i0:i1`` of one DATA_DESC_ID, at most ``chunk_size`` visibilities; their order keeps the recipe's order when
@@ -260,7 +260,9 @@ class MeasurementSetSource(VisibilitySource):
                         f"({dd_spw.size} rows)"
                     )
             spw_with_data = sorted({int(dd_spw[d]) for d in runs})
-            spw_chans = self._select_spws(src, spw, channels, spw_names, chan_freq, spw_with_data, field_ids, field_names)
+            spw_chans = self._select_spws(
+                src, spw, channels, spw_names, chan_freq, spw_with_data, field_ids, field_names
+            )
 
             self.windows = []  # one entry per selected DATA_DESC_ID, in the recipe's order
             for s, chans in spw_chans:
@@ -273,7 +275,9 @@ class MeasurementSetSource(VisibilitySource):
                 for d in ddids:
                     pol = int(dd_pol[d])
                     if not 0 <= pol < len(corr_types):
-                        raise DatasetError(f"{src}: DATA_DESCRIPTION row {d} names POLARIZATION row {pol}, which is missing")
+                        raise DatasetError(
+                            f"{src}: DATA_DESCRIPTION row {d} names POLARIZATION row {pol}, which is missing"
+                        )
                     codes = corr_types[pol]
                     hands = self._hands(src, codes, pol, s)
                     r = runs[d]
@@ -499,72 +503,69 @@ class MeasurementSetSource(VisibilitySource):
         hands = w["hands"]
 
         def hand(cube, h):
-            """(n_row, n_chan_chunk) of correlation h from a (n_row, n_chan, n_corr) cell slice."""
-            return cube[:, :, h] if pick is None else cube[:, pick, h]
+            """(n_chan_chunk, n_row) view of correlation h of a (n_row, n_chan, n_corr) cell slice: channel-major,
+            the recipe's order."""
+            return (cube[:, :, h] if pick is None else cube[:, pick, h]).T
 
-        # work in the rows' layout (n_row, n_chan); the output is channel-major (the recipe's order)
         flag = got["FLAG"]
-        flagged = got["FLAG_ROW"].astype(bool)[:, None] | hand(flag, hands[0])
+        flagged = got["FLAG_ROW"].astype(bool)[None, :] | hand(flag, hands[0])
         for h in hands[1:]:
             flagged = flagged | hand(flag, h)
         noise = got[self.noise_column]
         if spectrum:
-            per_hand = [hand(noise, h).astype(np.float64) for h in hands]
+            per_hand = [hand(noise, h).astype(np.float64) for h in hands]  # (n_chan, n_row)
         else:
-            per_hand = [noise[:, h : h + 1].astype(np.float64) for h in hands]  # (n_row, 1): same for all channels
+            per_hand = [noise[None, :, h].astype(np.float64) for h in hands]  # (1, n_row): same for all channels
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.noise_column.startswith("WEIGHT"):
                 per_hand = [1.0 / np.sqrt(x) for x in per_hand]
-            good = np.ones(flagged.shape, bool)
-            for sig in per_hand:
-                good &= np.isfinite(sig) & (sig > 0)
+            good = np.isfinite(per_hand[0]) & (per_hand[0] > 0)
+            for sig in per_hand[1:]:
+                good = good & np.isfinite(sig) & (sig > 0)
         if masks_only:
             keep = ~flagged & good
             n_keep = int(np.count_nonzero(keep))
             n_flagged = int(np.count_nonzero(flagged))
-            return n_keep, n_flagged, keep.size - n_keep - n_flagged
+            return n_keep, n_flagged, flagged.size - n_keep - n_flagged
+        uv_base = np.ascontiguousarray(got["UVW"][:, :2], dtype=np.float64)
         data = got[self.column]
+        good = good & np.isfinite(uv_base).all(axis=1)[None, :]
+        for h in hands:
+            good = good & np.isfinite(hand(data, h))
+        keep = np.ascontiguousarray(~flagged & good)
         if len(hands) == 2:
-            vis = (hand(data, hands[0]).astype(np.complex128) + hand(data, hands[1]).astype(np.complex128)) / 2
-            with np.errstate(invalid="ignore", over="ignore"):
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries are dropped by keep
+                a = hand(data, hands[0]).astype(np.complex128, order="C")
+                vis = (a + hand(data, hands[1]).astype(np.complex128, order="C")) / 2
                 sigma = 0.5 * np.sqrt(per_hand[0] ** 2 + per_hand[1] ** 2)
         else:
-            vis = hand(data, hands[0]).astype(np.complex128)
+            vis = hand(data, hands[0]).astype(np.complex128, order="C")
             sigma = per_hand[0]
-        uv_base = np.ascontiguousarray(got["UVW"][:, :2], dtype=np.float64)
-        f = w["chan_freq"][c0:c1]
-        u = (uv_base[:, 0:1] * f[None, :]) / C_LIGHT
-        v = (uv_base[:, 1:2] * f[None, :]) / C_LIGHT
-        good &= np.isfinite(vis.real) & np.isfinite(vis.imag) & np.isfinite(u) & np.isfinite(v)
-        keep = ~flagged & good
         n_flagged = int(np.count_nonzero(flagged))
         n_bad = int(np.count_nonzero(~flagged & ~good))
-        return uv_base, f, u, v, vis, np.broadcast_to(sigma, keep.shape), keep, n_flagged, n_bad
+        return uv_base, w["chan_freq"][c0:c1], vis, sigma, keep, n_flagged, n_bad
 
     def read_chunk(self, chunk_id) -> VisibilityChunk:
         """The chunk's kept Stokes I visibilities, channel-major (``k = c * n_rows + r``) as in the recipe."""
-        _, _, u, v, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
-        keep_cm = np.ascontiguousarray(keep.T)
-
-        def out(x):  # (n_row, n_chan) -> kept entries in channel-major order
-            return np.ascontiguousarray(x.T)[keep_cm]
-
-        n_keep = int(np.count_nonzero(keep_cm))
+        uv_base, f, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
+        n_keep = int(np.count_nonzero(keep))
         uv = np.empty((n_keep, 2))
-        uv[:, 0] = out(u)
-        uv[:, 1] = out(v)
-        sig = out(sigma)
-        return VisibilityChunk(uv, out(vis), sig + 1j * sig, n_flagged, n_bad)
+        uv[:, 0] = ((uv_base[None, :, 0] * f[:, None]) / C_LIGHT)[keep]
+        uv[:, 1] = ((uv_base[None, :, 1] * f[:, None]) / C_LIGHT)[keep]
+        sig = np.broadcast_to(sigma, keep.shape)[keep]
+        noise = np.empty(n_keep, np.complex128)
+        noise.real = sig
+        noise.imag = sig
+        return VisibilityChunk(uv, vis[keep], noise, n_flagged, n_bad)
 
     def read_chunk_cube(self, chunk_id):
         """The chunk before flattening, as a :class:`wtilde_dask.io.export.ChannelCube` (channels x rows), for
         channel averaging; ``flatten_cube`` of it equals :meth:`read_chunk` bit for bit."""
         from wtilde_dask.io.export import ChannelCube
 
-        uv_base, f, _, _, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
-        sig = np.ascontiguousarray(sigma.T)
-        return ChannelCube(uv_base, C_LIGHT, np.array(f), np.ascontiguousarray(vis.T), sig + 1j * sig,
-                           np.ascontiguousarray(keep.T), n_flagged, n_bad)
+        uv_base, f, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
+        sig = np.broadcast_to(sigma, keep.shape)
+        return ChannelCube(uv_base, C_LIGHT, np.array(f), vis, sig + 1j * sig, keep, n_flagged, n_bad)
 
     @property
     def n_visibilities_max(self) -> int:

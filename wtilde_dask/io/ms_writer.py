@@ -291,7 +291,9 @@ class MeasurementSetWriter:
         """
         ddid = int(data_desc_id)
         if not 0 <= ddid < len(self.data_descriptions):
-            raise ValueError(f"data_desc_id = {data_desc_id!r} is not a DATA_DESCRIPTION row (0..{len(self.data_descriptions) - 1})")
+            raise ValueError(
+                f"data_desc_id = {data_desc_id!r} is not a DATA_DESCRIPTION row (0..{len(self.data_descriptions) - 1})"
+            )
         spw, pol = self.data_descriptions[ddid]
         n_chan, n_corr = self.chan_freqs[spw].size, len(self.polarizations[pol])
         uvw = np.asarray(uvw, np.float64)
