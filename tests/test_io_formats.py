@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from wtilde_dask.dataset import DatasetError, Interferometer, load_dataset, sma_dataset_path
+from wtilde_dask.dataset import DatasetError, load_dataset, sma_dataset_path
 from wtilde_dask.io import concatenate_chunks
 from wtilde_dask.io.folder import FitsFolderSource, NpzSource, open_folder_or_npz
 from wtilde_dask.io.uvfits import UvfitsSource
