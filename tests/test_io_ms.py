@@ -288,7 +288,9 @@ def test_real_alma_ms_field_and_spw_selection():
 def test_linear_two_correlations_two_fields_interleaved(sets, chunk_size):
     path = sets["linear2"]
     source = open_visibilities(path, field="TARGET", chunk_size=chunk_size)
-    got = concatenate_chunks(source)
+    chunks = [source.read_chunk(c) for c in source.chunk_ids()]
+    assert max(c.n_visibilities + c.n_flagged + c.n_bad_weight for c in chunks) <= chunk_size  # bounded memory
+    got = concatenate_chunks(chunks)
     expected = recipe(path, field_ids=[1], spws=[0, 1])
     assert_same(got, expected)
     assert got.n_flagged > 0 and got.n_bad_weight > 0  # flags, FLAG_ROW, zero and NaN sigma all occurred
@@ -396,3 +398,12 @@ def test_not_a_measurement_set(tmp_path):
     shutil.copytree(REAL_MS / "SPECTRAL_WINDOW", table)
     with pytest.raises(DatasetError, match=r"spectral_window_table: not a Measurement Set: table\.info does not say"):
         open_visibilities(table)
+
+
+def test_load_dataset_reads_a_small_measurement_set(sets):
+    from wtilde_dask.dataset import load_dataset
+
+    dataset = load_dataset(sets["linear2"], field="TARGET", spw="1")
+    uv, vis, noise, _, _ = recipe(sets["linear2"], field_ids=[1], spws=[1])
+    assert np.array_equal(dataset.uv_wavelengths, uv) and np.array_equal(dataset.visibilities, vis)
+    assert np.array_equal(dataset.noise_map, noise)

@@ -220,9 +220,16 @@ class Interferometer:
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
-def load_dataset(path, hdu: int | str = 0) -> Interferometer:
-    """Load a dataset: a folder -> the PyAutoLens FITS triplet, a ``*.npz`` file -> :meth:`Interferometer.from_npz`."""
+def load_dataset(path, hdu: int | str = 0, **selection) -> Interferometer:
+    """Load a dataset: a folder -> the PyAutoLens FITS triplet, a ``*.npz`` file -> :meth:`Interferometer.from_npz`,
+    a Measurement Set / UVFITS file -> read whole through :func:`wtilde_dask.io.open_visibilities` with
+    ``selection`` (field, spw, channels, column; small data only: everything is held in memory)."""
     path = pathlib.Path(path)
+    if (path / "table.dat").is_file() or path.suffix.lower() in (".uvfits", ".uvf"):
+        from wtilde_dask.io import concatenate_chunks, open_visibilities
+
+        chunk = concatenate_chunks(open_visibilities(path, **selection))
+        return Interferometer(chunk.visibilities, chunk.noise_map, chunk.uv_wavelengths, name=str(path))
     if path.is_dir():
         return Interferometer.from_fits_folder(path, hdu=hdu)
     if path.suffix.lower() == ".npz":

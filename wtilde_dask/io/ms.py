@@ -573,8 +573,6 @@ class MeasurementSetSource(VisibilitySource):
         return int(sum(w["n_rows"] * w["channels"].size for w in self.windows))
 
     def describe(self) -> dict:
-        from casacore import __version__ as casacore_version
-
         windows = []
         for w in self.windows:
             ch = w["channels"]
@@ -602,6 +600,5 @@ class MeasurementSetSource(VisibilitySource):
             "windows": windows,
             "n_visibilities_max": self.n_visibilities_max,
             "order": self.order,
-            "reader": f"python-casacore {casacore_version}",
             "files": self._files,
         }
