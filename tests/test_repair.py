@@ -202,6 +202,27 @@ def test_unreadable_dirty_image_recomputed_by_repair(store_copy, uninterrupted, 
     assert_bit_identical(store_copy, uninterrupted)
 
 
+def test_consistent_but_wrong_block_repaired(store_copy, uninterrupted, scheduler, capsys):
+    """Values wrong but the ledger rewritten to match: the reference sample catches it, --repair recomputes it."""
+    store = WTildeStore.open(store_copy, mode="r+")
+    store.mark_done(4, 6, store.write_block(4, 6, store.read_block(4, 6) * 1.001), 0.1)
+    assert main(["verify", str(store_copy), "--repair", "--scheduler", scheduler, "--no-progress",
+                 "--sample", str(N_BLOCKS), "--entries", "4", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_BLOCKS}/{N_BLOCKS} stored blocks match the ledger" in out
+    assert "block (4, 6) vs reference formula (4 x 4 entries): max relative error 1.00e-03 (FAILED" in out
+    assert last_line(out).startswith(f"verify: OK: {N_BLOCKS} blocks checked, 1 bad, 1 repaired")
+    assert_bit_identical(store_copy, uninterrupted)
+
+
+def test_unreadable_ledger_is_a_clear_error(store_copy, capsys):
+    (store_copy / "ledger" / "c" / "0" / "0").write_bytes(b"not zstd")
+    assert main(["verify", str(store_copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"store {store_copy}: its ledger (ledger/) cannot be read" in err and "--overwrite" in err
+    assert "Traceback" not in err
+
+
 def test_repair_refused_while_a_live_run_holds_the_store(store_copy, capsys):
     (store_copy / WTildeStore.open(store_copy).chunk_key(0, 0)).unlink()
     with StoreLock(store_copy):  # a live owner: this process

@@ -694,8 +694,15 @@ class WTildeStore:
 
     # ---- ledger ------------------------------------------------------------------------------------
     def ledger(self) -> np.ndarray:
-        """(nb, nb) uint64 checksums; 0 = block not done (always 0 below the diagonal)."""
-        return np.asarray(zarr.open_array(store=str(self.path), path="ledger", mode="r")[:])
+        """(nb, nb) uint64 checksums; 0 = block not done (always 0 below the diagonal).
+
+        Raises StoreError naming the store when the ledger itself cannot be read (then no block can be trusted).
+        """
+        try:
+            return np.asarray(zarr.open_array(store=str(self.path), path="ledger", mode="r")[:])
+        except Exception as err:  # noqa: BLE001 - missing or undecodable ledger chunks
+            raise StoreError(f"store {self.path}: its ledger (ledger/) cannot be read ({type(err).__name__}: {err}); "
+                             "without it no block can be trusted: start over with --overwrite") from err
 
     def ledger_seconds(self) -> np.ndarray:
         """(nb, nb) float64 seconds each done block's task took; NaN where not done."""
