@@ -22,6 +22,8 @@ Layout of ``STORE.zarr`` (see DESIGN.md §3)::
     kernel, kernel_hankel     lattice offset / Hankel kernels (method "lattice")
     inversion/...             results written by the inversion (write_array("inversion/NAME", ...))
     lock/zarr.json            present while a run holds the store: attrs host, pid, started, lease_until
+    .wtilde-reserve           while a run is live: a few hundred KiB of allocated space, deleted when the
+                              disk fills so that the ledger can still record every finished block
     ingest/                   the chunked pass over the visibilities (wtilde_dask.ingest): attrs plan, state
       nodes/L{l}_{i}/         one finished node of the fixed summation tree over chunk groups: arrays
                               dirty_image, kernel, kernel_hankel (those asked for); attrs complete, checksum and
@@ -33,6 +35,9 @@ noise_normalization, n_visibilities, n_flagged, n_bad_weight): with them a store
 
 The ledger is written only by the orchestrator, after a block's write returned: a crash between the
 two means the block is computed again (block tasks are idempotent).
+A done block is trusted when its chunk file exists with the size of an uncompressed (B, B) chunk and,
+when read, hashes to its ledger checksum (:meth:`WTildeStore.block_damage`); a bad one is cleared
+(:meth:`WTildeStore.clear_blocks` with ``delete_chunks``) and computed again.
 """
 
 from __future__ import annotations
