@@ -528,11 +528,13 @@ class _Run:
         queue = iter(todo)
         futures = {}
         first_error = None
+        # direct blocks read the visibilities through the reader (a small picklable object sent with each task;
+        # not scattered, so a lost worker loses nothing other tasks depend on)
+        source_ref = self.source if self.method == "direct" else None
 
         def submit_next() -> bool:
             for bi, bj in queue:
-                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method,
-                                    self.source if self.method == "direct" else None,
+                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method, source_ref,
                                     key=block_key(bi, bj, self.token),
                                     retries=3, pure=False)
                 futures[fut] = (bi, bj)

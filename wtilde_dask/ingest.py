@@ -279,10 +279,13 @@ class _Pass:
                        file=sys.stderr, dynamic_ncols=True)
         self.ac = ac = as_completed([], with_results=False)
         queue = iter(todo)
+        # the reader (a small picklable object: path, selection, chunk plan) travels with each task; not scattered,
+        # so a worker lost mid-pass (a SLURM job ending) loses no data the other tasks depend on
+        source_ref = self.source
 
         def submit_group() -> bool:
             for g in queue:
-                fut = self.client.submit(ingest_group_task, self.path, self.fp, g, plan.group(g), self.source,
+                fut = self.client.submit(ingest_group_task, self.path, self.fp, g, plan.group(g), source_ref,
                                          plan.dirty_image, plan.lattice,
                                          key=f"ingest-group-{g}-{self.fp[:8]}", retries=3, pure=False)
                 self._track(fut, ("group", g))

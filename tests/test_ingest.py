@@ -1,0 +1,312 @@
+"""The chunked visibility pass (wtilde_dask.ingest): chunk-size independence, bit-identical reruns, a SIGKILLed pass
+resumed bit-identical, the sign convention end to end from a Measurement Set, and stores that need nothing but
+themselves (sums stored, visibilities read through the recorded source).
+
+Everything is real: a LocalCluster, Zarr stores on disk, Measurement Sets written with python-casacore (our
+io/ms_writer), `wtilde compute` subprocesses killed with SIGKILL. References are independent: the slow element-wise
+formulas of kernels/reference.py, the lattice kernels of all visibilities at once, sums written out in the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from wtilde_dask.cli import main as wtilde
+from wtilde_dask.cluster import cluster_client
+from wtilde_dask.compute import compute
+from wtilde_dask.dataset import Interferometer
+from wtilde_dask.grid import ImageGrid
+from wtilde_dask.ingest import in_memory_partial, store_source, tree_depth
+from wtilde_dask.io import ArraySource, concatenate_chunks
+from wtilde_dask.kernels.lattice import lattice_kernels
+from wtilde_dask.kernels.reference import dirty_image_reference, w_tilde_reference
+from wtilde_dask.store import StoreError, WTildeStore
+
+ARCSEC = np.pi / 648000.0
+TOL = 1e-12
+
+
+def quiet(*args):
+    pass
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster_client("local", n_workers=2, threads_per_worker=1, log=quiet) as c:
+        yield c
+
+
+def random_dataset(k: int, seed: int = 3, equal_noise: bool = False) -> Interferometer:
+    rng = np.random.default_rng(seed)
+    sr = rng.uniform(0.5, 2.0, k)
+    si = sr if equal_noise else rng.uniform(0.5, 2.0, k)
+    return Interferometer.from_arrays(rng.normal(size=k) + 1j * rng.normal(size=k), sr + 1j * si,
+                                      rng.uniform(-6e4, 6e4, size=(k, 2)), name="random")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return random_dataset(1500)
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return ImageGrid.circular((21, 21), (0.12, 0.12), 1.0, centre=(0.1, -0.15))  # off-centre: Hankel term matters
+
+
+def expected_sums(ds: Interferometer) -> dict:
+    """chi2_data and the noise normalisation written out from DESIGN §1 (one NumPy expression each)."""
+    wr, wi = 1 / ds.noise_map.real**2, 1 / ds.noise_map.imag**2
+    return {"chi_squared_data": float(np.sum(wr * ds.visibilities.real**2 + wi * ds.visibilities.imag**2)),
+            "noise_normalization": float(np.sum(np.log(2 * np.pi * ds.noise_map.real**2)
+                                                + np.log(2 * np.pi * ds.noise_map.imag**2)))}
+
+
+def rel(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) / float(np.max(np.abs(b)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chunk-size independence and determinism
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [1500, 211, 16], ids=["one-chunk", "chunks-of-211", "chunks-of-16"])
+def test_lattice_pass_equals_in_memory_for_any_chunk_size(tmp_path, client, dataset, grid, chunk_size):
+    store = compute(ArraySource(dataset, chunk_size), grid, tmp_path / "w.zarr", method="lattice", block_size=64,
+                    client=client, progress=False, log=quiet)
+    state = store.ingest_state()
+    n_chunks = -(-1500 // chunk_size)
+    assert state["state"] == "complete" and state["plan"]["n_chunks"] == n_chunks
+    group_chunks = -(-n_chunks // 256)  # at most 256 groups of consecutive chunks
+    assert state["plan"]["group_chunks"] == group_chunks and state["plan"]["n_groups"] == -(-n_chunks // group_chunks)
+    assert not (store.path / "ingest" / "nodes").exists()  # partials are dropped once the totals are stored
+    # the kernels of all visibilities at once (one NUFFT each, no chunks)
+    lk = lattice_kernels(dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag, grid)
+    assert rel(store.read_array("kernel"), lk.kernel) <= TOL
+    assert rel(store.read_array("kernel_hankel"), lk.kernel_hankel) <= TOL
+    d_ref = dirty_image_reference(grid.grid_radians, dataset.uv_wavelengths, dataset.visibilities,
+                                  dataset.weights_real, dataset.weights_imag)
+    assert rel(store.read_array("dirty_image"), d_ref) <= TOL
+    sums = store.visibility_sums()
+    for name, value in expected_sums(dataset).items():
+        assert abs(sums[name] - value) <= TOL * abs(value), name
+    assert (sums["n_visibilities"], sums["n_flagged"], sums["n_bad_weight"]) == (1500, 0, 0)
+    W = store.to_dask().compute()
+    W_ref = w_tilde_reference(grid.grid_radians, dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag)
+    assert rel(W, W_ref) <= 1e-11  # the lattice path's tolerance (README)
+
+
+@pytest.mark.parametrize("chunk_size", [1500, 97])
+def test_direct_blocks_stream_chunks(tmp_path, client, dataset, grid, chunk_size):
+    points = ImageGrid.from_points(grid.grid_radians[::3])  # an irregular point set: direct method, JAX dirty image
+    store = compute(ArraySource(dataset, chunk_size), points, tmp_path / "w.zarr", block_size=40, client=client,
+                    progress=False, log=quiet)
+    assert store.method == "direct" and not store.has_array("kernel")
+    W_ref = w_tilde_reference(points.grid_radians, dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag)
+    assert rel(store.to_dask().compute(), W_ref) <= TOL
+    d_ref = dirty_image_reference(points.grid_radians, dataset.uv_wavelengths, dataset.visibilities,
+                                  dataset.weights_real, dataset.weights_imag)
+    assert rel(store.read_array("dirty_image"), d_ref) <= TOL
+
+
+def test_rerun_is_bit_identical(tmp_path, client, dataset, grid):
+    """Same chunk plan, another cluster shape (1 worker x 2 threads) and another store: the same bits."""
+    source = ArraySource(dataset, 50)  # 30 chunks, 30 groups: a tree of depth 5 with one-child nodes
+    a = compute(source, grid, tmp_path / "a.zarr", method="lattice", block_size=64, client=client, progress=False,
+                log=quiet)
+    b = compute(source, grid, tmp_path / "b.zarr", method="lattice", block_size=64, client=None, n_workers=1,
+                threads_per_worker=2, progress=False, log=quiet)
+    assert tree_depth(30) == 5
+    for name in ("kernel", "kernel_hankel", "dirty_image"):
+        np.testing.assert_array_equal(a.read_array(name), b.read_array(name))
+    assert a.visibility_sums() == b.visibility_sums()
+    np.testing.assert_array_equal(a.to_dask().compute(), b.to_dask().compute())
+    # and the pass equals the same chunks summed in this process, in order (to rounding: the tree adds in pairs)
+    ref = in_memory_partial(source, grid, dirty_image=True, lattice=True)
+    assert rel(a.read_array("kernel"), ref.kernel) <= TOL and rel(a.read_array("dirty_image"), ref.dirty_image) <= TOL
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A pass killed with SIGKILL resumes and ends bit-identical
+# ---------------------------------------------------------------------------------------------------------------
+
+N_KILL = 60_000
+WTILDE = [sys.executable, "-c", "import sys; from wtilde_dask.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(scope="module")
+def big_npz(tmp_path_factory):
+    ds = random_dataset(N_KILL, seed=11)
+    return ds.to_npz(tmp_path_factory.mktemp("kill") / "data.npz")
+
+
+def kill_command(npz, out):
+    # 120 chunks of 500 -> 120 groups of one chunk: a pass of several seconds (the run is frozen after 3 nodes)
+    return WTILDE + ["compute", str(npz), "--out", str(out), "--shape", "25", "25", "--pixel-scale", "0.1",
+                     "--mask-radius", "1.1", "--method", "lattice", "--block-size", "200", "--chunk-size", "500",
+                     "--workers", "2", "--threads-per-worker", "1", "--no-progress"]
+
+
+def run_ok(cmd) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def finished_nodes(path) -> int:
+    try:
+        return len(WTildeStore.open(path).ingest_nodes())
+    except (StoreError, FileNotFoundError, KeyError, ValueError):
+        return 0
+
+
+def test_killed_pass_resumes_bit_identical(tmp_path, big_npz):
+    full = tmp_path / "full.zarr"
+    log_full = run_ok(kill_command(big_npz, full))
+    assert "120 chunks in 120 group(s) of 1" in log_full and "resuming" not in log_full
+
+    out = tmp_path / "killed.zarr"
+    with open(tmp_path / "first.log", "w") as log_file:
+        proc = subprocess.Popen(kill_command(big_npz, out), stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while proc.poll() is None and time.monotonic() < deadline and finished_nodes(out) < 3:
+                time.sleep(0.01)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGSTOP)  # freeze the run (orchestrator and workers) mid-pass
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    killed = WTildeStore.open(out)
+    assert killed.ingest_state()["state"] == "running" and killed.visibility_sums() is None, "not killed mid-pass"
+    nodes = killed.ingest_nodes()
+    assert nodes, "no finished node before the kill"
+    done_groups = sum(len(range(i << lv, min((i + 1) << lv, 120))) for lv, i in nodes)
+    assert 0 < done_groups < 120
+
+    log = run_ok(kill_command(big_npz, out))
+    assert "taking over a stale lock" in log
+    resumed = [line for line in log.splitlines() if "resuming:" in line]
+    assert resumed, log
+    n_skipped = int(resumed[0].split("resuming: ")[1].split(" group")[0])
+    assert n_skipped >= done_groups  # nodes finished between our count and the kill are kept too
+    assert f"{120 - n_skipped} to read" in resumed[0]
+
+    a, b = WTildeStore.open(full), WTildeStore.open(out)
+    for name in ("kernel", "kernel_hankel", "dirty_image"):
+        np.testing.assert_array_equal(b.read_array(name), a.read_array(name))
+    assert b.visibility_sums() == a.visibility_sums()
+    np.testing.assert_array_equal(b.to_dask().compute(), a.to_dask().compute())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measurement Set: sign convention end to end, the source recorded instead of copied
+# ---------------------------------------------------------------------------------------------------------------
+
+L_ARCSEC, M_ARCSEC = 0.30, -0.20  # the point source: 0.30" East (x = l), 0.20" South (y = m)
+
+
+@pytest.fixture(scope="module")
+def point_ms(tmp_path_factory):
+    """A two-window, XX/YY Measurement Set of a 2 Jy point source at (l, m), V = S exp(-2 pi i (u l + v m)); every
+    fifth row flagged in one channel, two rows flagged whole (FLAG_ROW)."""
+    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+
+    rng = np.random.default_rng(5)
+    freqs = [np.linspace(230e9, 231e9, 6), np.linspace(240e9, 241e9, 6)]
+    path = tmp_path_factory.mktemp("ms") / "point.ms"
+    l, m = L_ARCSEC * ARCSEC, M_ARCSEC * ARCSEC
+    n_rows = 300
+    flagged = 0
+    with MeasurementSetWriter(path, chan_freqs=freqs, corr_types=["XX", "YY"], n_antennas=8) as ms:
+        for ddid, f in enumerate(freqs):
+            r = 3000.0 * np.sqrt(rng.uniform(0, 1, n_rows))
+            t = rng.uniform(0, 2 * np.pi, n_rows)
+            uvw = np.stack([r * np.cos(t), r * np.sin(t), rng.normal(0, 10, n_rows)], axis=1)
+            u = uvw[:, 0, None] * f[None, :] / 299792458.0
+            v = uvw[:, 1, None] * f[None, :] / 299792458.0
+            vis = 2.0 * np.exp(-2j * np.pi * (u * l + v * m))
+            data = np.repeat(vis[:, :, None], 2, axis=2)
+            flag = np.zeros(data.shape, bool)
+            flag[::5, 2, :] = True
+            flag_row = np.zeros(n_rows, bool)
+            flag_row[[7, 11]] = True
+            flagged += int(flag[:, :, 0].sum()) + int((~flag[[7, 11], :, 0]).sum())
+            sigma = np.full((n_rows, 2), 0.1, np.float32)
+            ms.write_rows(ddid, uvw=uvw, data=data, flag=flag, flag_row=flag_row, sigma=sigma,
+                          antenna1=np.zeros(n_rows, int), antenna2=np.ones(n_rows, int), time=np.arange(n_rows) * 1.0)
+    return path, 2 * n_rows * 6, flagged
+
+
+def test_point_source_peaks_at_l_m_from_a_measurement_set(tmp_path, point_ms, capsys):
+    ms, n_total, n_flagged = point_ms
+    out = tmp_path / "ms.zarr"
+    assert wtilde(["compute", str(ms), "--out", str(out), "--shape", "31", "31", "--pixel-scale", "0.05",
+                   "--mask-radius", "0.7", "--chunk-size", "500", "--workers", "2", "--threads-per-worker", "1",
+                   "--no-progress"]) == 0
+    store = WTildeStore.open(out)
+    arcsec = store.grid_arcsec()
+    peak = arcsec[int(np.argmax(store.read_array("dirty_image")))]
+    np.testing.assert_allclose(peak, [M_ARCSEC, L_ARCSEC], atol=1e-9)  # (y, x) = (m, l)
+    # the store records the source instead of copying it, and holds the sums an inversion needs
+    assert not store.copied_visibilities and "visibilities" not in store.group["inputs"]
+    record = store.source_record()
+    assert record["format"] == "measurement-set" and record["noise_column"] == "SIGMA"
+    sums = store.visibility_sums()
+    assert sums["n_visibilities"] == n_total - n_flagged and sums["n_flagged"] == n_flagged
+    # chi2_data from the model written into the set: |V| = 2 Jy per visibility, Stokes I sigma = 0.5 sqrt(2) 0.1
+    sigma_i = 0.5 * np.sqrt(2 * np.float64(np.float32(0.1)) ** 2)
+    assert abs(sums["chi_squared_data"] - sums["n_visibilities"] * 4.0 / sigma_i**2) <= 1e-6 * sums["chi_squared_data"]
+    # everything the store needs is in it, or read through the recorded source
+    ds = store.dataset()
+    assert ds.n_visibilities == sums["n_visibilities"]
+    d_ref = dirty_image_reference(store.grid().grid_radians, ds.uv_wavelengths, ds.visibilities,
+                                  ds.weights_real, ds.weights_imag)
+    assert rel(store.read_array("dirty_image"), d_ref) <= TOL
+    capsys.readouterr()
+    assert wtilde(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "measurement-set" in info and "not copied" in info and "noise from SIGMA" in info
+    assert f"dropped {n_flagged} flagged" in info
+
+
+def test_changed_source_is_refused(tmp_path, point_ms):
+    """A store made without copying refuses to read a source whose record (sizes, mtimes) changed."""
+    import shutil
+
+    ms = tmp_path / "copy.ms"
+    shutil.copytree(point_ms[0], ms)
+    grid = ImageGrid.circular((11, 11), (0.1, 0.1), 0.5)
+    store = compute(str(ms), grid, tmp_path / "w.zarr", block_size=64, n_workers=1, threads_per_worker=1,
+                    progress=False, log=quiet)
+    assert len(concatenate_chunks(store_source(store)).visibilities) == store.visibility_sums()["n_visibilities"]
+    main_table = ms / "table.f0"
+    os.utime(main_table, (time.time() + 100, time.time() + 100))
+    with pytest.raises(StoreError, match="changed since the store was made"):
+        store_source(store)
+
+
+def test_all_flagged_leaves_no_store(tmp_path, capsys):
+    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+
+    ms = tmp_path / "flagged.ms"
+    with MeasurementSetWriter(ms, chan_freqs=[np.linspace(230e9, 231e9, 4)], corr_types=["XX", "YY"]) as w:
+        w.write_rows(0, uvw=np.ones((10, 3)), data=np.ones((10, 4, 2)), flag=np.ones((10, 4, 2), bool),
+                     sigma=np.ones((10, 2)))
+    out = tmp_path / "w.zarr"
+    assert wtilde(["compute", str(ms), "--out", str(out), "--shape", "11", "11", "--pixel-scale", "0.1",
+                   "--mask-radius", "0.5", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(ms) in err and "flag" in err.lower()
+    assert not out.exists()
