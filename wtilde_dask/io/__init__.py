@@ -7,6 +7,10 @@ arrays already in memory):
   Concatenating :meth:`VisibilitySource.read_chunk` over it, in that order, gives the dataset in the order of
   the PyAutoLens CASA recipe (DESIGN §7): for each selected spectral window (in selection order), its
   channels flattened, then the windows concatenated.
+  Readers of files with channels (Measurement Set, UVFITS) also take ``order="rows"``: chunks of rows with all
+  their selected channels, each cell read once, the same visibilities in another order (per window: row blocks,
+  channel-major within a block). Sums over visibilities may use it; ``describe()["order"]`` records it, and a
+  source must be opened again with the same order (and chunk size) to give the same chunks.
 * :meth:`VisibilitySource.read_chunk` opens the file itself (it runs on a Dask worker) and returns a
   :class:`VisibilityChunk` of Stokes I visibilities with flagged and zero / non-finite-weight visibilities
   **dropped and counted**; memory is bounded by the chunk size, never by the dataset's size.
