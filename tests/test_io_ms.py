@@ -407,3 +407,26 @@ def test_load_dataset_reads_a_small_measurement_set(sets):
     uv, vis, noise, _, _ = recipe(sets["linear2"], field_ids=[1], spws=[1])
     assert np.array_equal(dataset.uv_wavelengths, uv) and np.array_equal(dataset.visibilities, vis)
     assert np.array_equal(dataset.noise_map, noise)
+
+
+def test_partly_undefined_noise_column_named_in_the_error(tmp_path):
+    """SIGMA_SPECTRUM added after the fact and filled in row 0 only (as a partial CASA run can leave it)."""
+    path = make_ms(tmp_path / "undefined.ms", fields=("TARGET",), n_blocks=2, seed=8)
+    with casacore_tables.table(str(path), readonly=False, ack=False) as t:
+        t.addcols(casacore_tables.maketabdesc(
+            [casacore_tables.makearrcoldesc("SIGMA_SPECTRUM", 0.0, ndim=2, valuetype="float")]
+        ))
+        t.putcell("SIGMA_SPECTRUM", 0, np.ones((8, 2), np.float32))
+    with pytest.raises(DatasetError, match=r"undefined\.ms: column SIGMA_SPECTRUM rows 0\.\.6 \(spw 0, DATA_DESC_ID 0\) "
+                                           r"cannot be read: .*no array in row 1"):
+        open_visibilities(path)
+    # asking for SIGMA explicitly reads the set
+    assert_same(read_all(path, noise_column="SIGMA"), recipe_sigma(path))
+
+
+def recipe_sigma(path):
+    """The recipe on a set whose SIGMA_SPECTRUM is unusable: temporarily the same set without that column."""
+    copy = pathlib.Path(str(path) + ".sigma")
+    shutil.copytree(path, copy)
+    remove_columns(copy, ["SIGMA_SPECTRUM"])
+    return recipe(copy, field_ids=[0], spws=[0, 1])

@@ -434,7 +434,7 @@ class MeasurementSetSource(VisibilitySource):
 
     def _check_usable(self):
         n_flagged = n_bad = 0
-        for chunk_id in self.chunk_ids():
+        for chunk_id in self._chunk_ids("rows"):  # each cell once, whatever the order asked for
             keep, flagged, bad = self._read(chunk_id, masks_only=True)
             if keep:
                 return
@@ -448,10 +448,13 @@ class MeasurementSetSource(VisibilitySource):
 
     # ------------------------------------------------------------------ contract
     def chunk_ids(self) -> list:
+        return self._chunk_ids(self.order)
+
+    def _chunk_ids(self, order: str) -> list:
         out = []
         for w in self.windows:
             n_r, n_c = w["n_rows"], int(w["channels"].size)
-            if self.order == "rows":
+            if order == "rows":
                 per = max(1, self.chunk_size // n_c)
                 out.extend([w["ddid"], 0, n_c, r, min(r + per, n_r)] for r in range(0, n_r, per))
             elif n_r <= self.chunk_size:
@@ -502,10 +505,16 @@ class MeasurementSetSource(VisibilitySource):
             try:
                 for start, n in self._segments(w, i0, i1):
                     for c, sliced in cols.items():
-                        if sliced and not whole:
-                            parts[c].append(ms.getcolslice(c, blc, trc, startrow=start, nrow=n))
-                        else:
-                            parts[c].append(ms.getcol(c, start, n))
+                        try:
+                            if sliced and not whole:
+                                parts[c].append(ms.getcolslice(c, blc, trc, startrow=start, nrow=n))
+                            else:
+                                parts[c].append(ms.getcol(c, start, n))
+                        except RuntimeError as exc:  # an undefined cell, a cell of another shape, a damaged file
+                            raise DatasetError(
+                                f"{self.path}: column {c} rows {start}..{start + n - 1} (spw {w['spw']}, "
+                                f"DATA_DESC_ID {ddid}) cannot be read: {exc}"
+                            ) from None
             finally:
                 ms.close()
         got = {c: (v[0] if len(v) == 1 else np.concatenate(v)) for c, v in parts.items()}
