@@ -147,7 +147,8 @@ def profile_help() -> str:
         f"\n  profiles that set {', '.join(REQUIRED_KEYS)}: {', '.join(usable) if usable else 'none'} "
         f"(dask-jobqueue's built-in 'slurm' template leaves them unset)"
         f"\n  fix: pass --profile FILE.yaml:NAME (e.g. --profile {EXAMPLE_PROFILES}:cosma8, with your account and "
-        f"partition set in it), or copy {EXAMPLE_PROFILES} to {dask.config.PATH}/ and pass --profile NAME"
+        f"partition set in it), or copy {EXAMPLE_PROFILES} (wtilde_dask's source tree) to {dask.config.PATH}/ "
+        f"and pass --profile NAME"
     )
 
 
