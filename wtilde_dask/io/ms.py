@@ -59,6 +59,7 @@ import numpy as np
 
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES as CORR_NAMES
 
 __all__ = [
     "C_LIGHT",
@@ -71,7 +72,6 @@ __all__ = [
 C_LIGHT = 299_792_458.0  # m / s
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
 NOISE_COLUMNS = ("SIGMA_SPECTRUM", "SIGMA", "WEIGHT_SPECTRUM", "WEIGHT")
-CORR_NAMES = {5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX", 10: "XY", 11: "YX", 12: "YY", 1: "I"}
 PARALLEL_PAIRS = ((9, 12), (5, 8))
 PARALLEL_SINGLE = (9, 12, 5, 8)
 DEFAULT_CHUNK_SIZE = 1_000_000
