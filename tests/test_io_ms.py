@@ -308,6 +308,16 @@ def test_spw_order_channels_and_several_fields(sets):
         open_visibilities(path)
 
 
+def test_fields_with_different_phase_centres_refused(tmp_path):
+    path = make_ms(tmp_path / "mosaic.ms", fields=("P1", "P2"), n_blocks=4, seed=9)
+    with casacore_tables.table(str(path / "FIELD"), readonly=False, ack=False) as t:
+        t.putcell("PHASE_DIR", 1, np.array([[0.1, -0.5]]))
+    with pytest.raises(DatasetError, match=r"mosaic\.ms: FIELD 0 \('P1'\) and FIELD 1 \('P2'\) have different "
+                                           r"PHASE_DIR .*\[0\.1, -0\.5\] rad\): a mosaic"):
+        open_visibilities(path, field="P1,P2")
+    assert read_all(path, field="P2").n_visibilities > 0
+
+
 def test_circular_four_correlations_sigma_spectrum_and_corrected_data(sets):
     path = sets["circular4"]
     for column in ("DATA", "CORRECTED_DATA"):

@@ -130,7 +130,8 @@ def open_visibilities(
     * a UVFITS file (``.uvfits``, ``.uvf``, ``.fits``) -> :class:`wtilde_dask.io.uvfits.UvfitsSource`;
     * a PyAutoLens FITS folder (data.fits, noise_map.fits, uv_wavelengths.fits), an ``.npz`` or ``"sma"`` (the
       bundled SMA data) -> :mod:`wtilde_dask.io.folder`; ``options``: ``hdu``. These hold Stokes I visibilities
-      already selected: ``field`` / ``spw`` / ``channels`` / a column other than DATA are refused.
+      already selected: ``field`` / ``spw`` / ``channels`` / a column other than DATA are refused (``order`` is
+      ignored: the file's order is the only one).
 
     Selection (Measurement Set / UVFITS): ``field`` NAME or ID, ``spw`` ``"0,2"`` / ``"0~3"`` / names,
     ``channels`` ``"A~B"`` (inclusive), ``column`` DATA | CORRECTED_DATA | MODEL_DATA. ``chunk_size``: at most
@@ -156,6 +157,7 @@ def open_visibilities(
                 "UVFITS file)"
             )
         hdu = options.pop("hdu", 0)
+        options.pop("order", None)  # flattened visibilities: one order, the file's
         if options:
             raise TypeError(f"open_visibilities: options {sorted(options)} do not apply to {text}")
         return open_folder_or_npz(text, hdu=hdu, chunk_size=chunk_size)

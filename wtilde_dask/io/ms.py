@@ -236,6 +236,7 @@ class MeasurementSetSource(VisibilitySource):
 
             with sub("FIELD") as t:
                 field_names = [str(n) for n in t.getcol("NAME")] if t.nrows() else []
+                phase_dirs = [np.asarray(t.getcell("PHASE_DIR", i), np.float64) for i in range(t.nrows())]
             with sub("DATA_DESCRIPTION") as t:
                 dd_spw = t.getcol("SPECTRAL_WINDOW_ID").astype(int) if t.nrows() else np.zeros(0, int)
                 dd_pol = t.getcol("POLARIZATION_ID").astype(int) if t.nrows() else np.zeros(0, int)
@@ -260,6 +261,15 @@ class MeasurementSetSource(VisibilitySource):
             for f_id in np.unique(segments[:, 3]):
                 counts[int(f_id)] = int(segments[segments[:, 3] == f_id, 1].sum())
             field_ids = self._select_fields(src, field, field_names, sorted(counts), counts)
+            used = [f for f in field_ids if f in counts and f < len(phase_dirs)]
+            for f in used[1:]:  # one phase centre: the image grid is relative to it
+                d0, d1 = phase_dirs[used[0]], phase_dirs[f]
+                if d0.shape != d1.shape or not np.allclose(d0, d1, rtol=0.0, atol=1e-10):
+                    raise DatasetError(
+                        f"{src}: FIELD {used[0]} ({field_names[used[0]]!r}) and FIELD {f} ({field_names[f]!r}) have "
+                        f"different PHASE_DIR ({d0.ravel().tolist()} vs {d1.ravel().tolist()} rad): a mosaic; "
+                        "select one field"
+                    )
             chosen = segments[np.isin(segments[:, 3], field_ids)]
             runs = {int(d): _merge_runs(chosen[chosen[:, 2] == d, :2]) for d in np.unique(chosen[:, 2])}
             for d in runs:
