@@ -14,8 +14,9 @@ What it measures, all in one run on this machine:
 3. **Our pass** (:func:`wtilde_dask.ingest.run_pass` on a LocalCluster of ``--workers`` single-thread workers):
    the Measurement Set read chunk by chunk (Stokes I, flags, noise), chi2_data, noise normalisation, dirty image and
    the lattice offset + Hankel kernels summed and stored; visibilities per second, the ratio to the plain read, and
-   the peak RSS of the client and of each worker (psutil, sampled every 0.1 s during the pass). It runs twice: on
-   1/8 of the channels and on all of them, to show the peak RSS does not grow with K.
+   the peak RSS of the client and of each worker (psutil, sampled every 0.1 s during the pass). It runs on 1/8 of
+   the channels and on all of them, to show the peak RSS does not grow with K, and once more with the scalar sums
+   only (no NUFFT): the reading side alone (Stokes I, flags, noise, chi2_data) against the plain read.
 4. **Peer**: PyAutoArray's ``Interferometer.apply_sparse_operator_from_chunks`` (autoarray 2026.10) in a fresh
    process on the first ``--peer-visibilities`` visibilities of the same set (same mask), fed with the same chunks;
    its seconds, visibilities per second and peak RSS (ru_maxrss). The peer's method needs an ``Interferometer``
@@ -138,8 +139,10 @@ class RssSampler:
         self._thread.join()
 
 
-def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: int, channels=None) -> dict:
-    """Run the pass on ``ms`` (optionally a channel subset) into a fresh store; seconds, K, peak RSS per process."""
+def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: int, channels=None,
+             images: bool = True) -> dict:
+    """Run the pass on ``ms`` (optionally a channel subset) into a fresh store; seconds, K, peak RSS per process.
+    ``images=False``: the scalar sums only (reading, Stokes I, flags, chi2_data): the cost of the reading side."""
     import shutil
 
     from wtilde_dask.ingest import run_pass
@@ -148,12 +151,14 @@ def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: i
 
     shutil.rmtree(out, ignore_errors=True)
     source = open_visibilities(str(ms), chunk_size=chunk_size, channels=channels)
-    store = WTildeStore.create(out, source, grid, method="lattice", block_size=4096, copy_visibilities=False)
+    store = WTildeStore.create(out, source, grid, method="lattice" if images else "direct", block_size=4096,
+                               copy_visibilities=False)
     pids = {"client": os.getpid()}
     pids.update({f"worker {i}": pid for i, pid in enumerate(client.run(os.getpid).values())})
     with RssSampler(pids) as rss:
         t0 = time.perf_counter()
-        sums = run_pass(store, client, source, dirty_image=True, lattice=True, progress=False, log=lambda *a: None)
+        sums = run_pass(store, client, source, dirty_image=images, lattice=images, progress=False,
+                        log=lambda *a: None)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "K": int(sums["n_visibilities"]), "n_flagged": int(sums["n_flagged"]),
             "K_read": int(sums["n_visibilities"]) + int(sums["n_flagged"]) + int(sums["n_bad_weight"]),
@@ -246,8 +251,10 @@ def main(argv=None) -> int:
     print(f"plain read ({', '.join(PLAIN_COLUMNS)}, {args.workers} processes): {t_plain1:.1f} s")
     runs = {}
     with cluster_client("local", n_workers=args.workers, threads_per_worker=1, log=lambda *a: None) as client:
-        for label, channels in (("1/8 of the channels", f"0~{n_chan // 8 - 1}"), ("all channels", None)):
-            r = our_pass(ms, grid, client, root / "store.zarr", chunk_size=chunk, channels=channels)
+        for label, channels, images in (("1/8 of the channels", f"0~{n_chan // 8 - 1}", True),
+                                        ("all channels", None, True),
+                                        ("all channels, scalar sums only (no NUFFT)", None, False)):
+            r = our_pass(ms, grid, client, root / "store.zarr", chunk_size=chunk, channels=channels, images=images)
             runs[label] = r
             print(f"our pass, {label}: {r['K_read']:,} visibilities read ({r['K']:,} used, {r['n_flagged']:,} flagged) "
                   f"in {r['seconds']:.1f} s = {r['K_read'] / r['seconds']:,.0f} vis/s; peak RSS "
@@ -279,6 +286,10 @@ def main(argv=None) -> int:
     rss_small = max(runs["1/8 of the channels"]["rss"].values())
     rss_full = max(full["rss"].values())
     print(f"| plain getcol read ({args.workers} proc) | {plain_rate:,.0f} | - | - |")
+    sums_only = runs["all channels, scalar sums only (no NUFFT)"]
+    sums_rate = sums_only["K_read"] / sums_only["seconds"]
+    print(f"| ours, scalar sums only: read + Stokes I + flags + chi2 ({args.workers} workers) | {sums_rate:,.0f} "
+          f"(ratio to plain read {sums_rate / plain_rate:.2f}) | {max(sums_only['rss'].values()) / GiB:.2f} GiB | - |")
     print(f"| ours: wtilde ingest pass ({args.workers} workers) | {ours_rate:,.0f} (ratio to plain read {ratio:.2f}) | "
           f"{rss_full / GiB:.2f} GiB max over processes at K = {full['K_read']:,} "
           f"({rss_small / GiB:.2f} GiB at K = {runs['1/8 of the channels']['K_read']:,}) | "
@@ -294,7 +305,8 @@ def main(argv=None) -> int:
     else:
         peer_k_max, peer_rate = float("nan"), float("nan")
     print()
-    print(f"ingest_vis_per_s={ours_rate:.0f} ratio_to_plain_read={ratio:.3f} peak_rss_max_gib={rss_full / GiB:.3f} "
+    print(f"ingest_vis_per_s={ours_rate:.0f} ratio_to_plain_read={ratio:.3f} "
+          f"sums_only_ratio_to_plain_read={sums_rate / plain_rate:.3f} peak_rss_max_gib={rss_full / GiB:.3f} "
           f"peak_rss_small_k_gib={rss_small / GiB:.3f} peer_vis_per_s={peer_rate:.0f} ours_to_peer={ours_rate / peer_rate:.2f} "
           f"ours_k_max={ours_k_max:.3g} peer_k_max={peer_k_max:.3g}")
     if not args.keep:
