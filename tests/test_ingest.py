@@ -310,3 +310,26 @@ def test_all_flagged_leaves_no_store(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(ms) in err and "flag" in err.lower()
     assert not out.exists()
+
+
+def test_copy_visibilities_streams_the_source_into_the_store(tmp_path, client, point_ms):
+    """--copy-visibilities (copy_visibilities=True) on a Measurement Set: inputs/ holds exactly what the reader gives,
+    streamed chunk by chunk, and the results equal those of the store that only records the source."""
+    ms = str(point_ms[0])
+    grid = ImageGrid.circular((15, 15), (0.1, 0.1), 0.7)
+    kwargs = dict(block_size=64, client=client, progress=False, log=quiet, chunk_size=700)
+    copied = compute(ms, grid, tmp_path / "copied.zarr", copy_visibilities=True, **kwargs)
+    recorded = compute(ms, grid, tmp_path / "recorded.zarr", **kwargs)
+    assert copied.copied_visibilities and not recorded.copied_visibilities
+    from wtilde_dask.io import open_visibilities
+
+    expected = concatenate_chunks(open_visibilities(ms, chunk_size=700))
+    ds = copied.dataset()  # read back from inputs/
+    np.testing.assert_array_equal(ds.uv_wavelengths, expected.uv_wavelengths)
+    np.testing.assert_array_equal(ds.visibilities, expected.visibilities)
+    np.testing.assert_array_equal(ds.noise_map, expected.noise_map)
+    assert copied.attrs["dataset"]["n_visibilities"] == expected.n_visibilities
+    assert copied.fingerprint == recorded.fingerprint  # the source record, not the copy, identifies the data
+    for name in ("kernel", "dirty_image"):
+        assert rel(copied.read_array(name), recorded.read_array(name)) <= TOL
+    assert rel(copied.to_dask().compute(), recorded.to_dask().compute()) <= TOL
