@@ -333,3 +333,33 @@ def test_copy_visibilities_streams_the_source_into_the_store(tmp_path, client, p
     for name in ("kernel", "dirty_image"):
         assert rel(copied.read_array(name), recorded.read_array(name)) <= TOL
     assert rel(copied.to_dask().compute(), recorded.to_dask().compute()) <= TOL
+
+
+def test_fitter_needs_nothing_but_the_store(tmp_path, client, point_ms):
+    """A store made from a Measurement Set without copying: after the set is deleted, WTildeFitter (fft and dense
+    paths) gives the brute-force evidence computed from the visibilities the reader gave before the deletion."""
+    import shutil
+
+    import scipy.sparse as sp
+
+    from wtilde_dask.inversion import WTildeFitter
+    from wtilde_dask.inversion.reference import inversion_reference
+    from wtilde_dask.io import open_visibilities
+
+    ms = tmp_path / "gone.ms"
+    shutil.copytree(point_ms[0], ms)
+    grid = ImageGrid.circular((15, 15), (0.1, 0.1), 0.7)
+    store = compute(str(ms), grid, tmp_path / "w.zarr", block_size=64, client=client, progress=False, log=quiet)
+    c = concatenate_chunks(open_visibilities(str(ms)))
+    shutil.rmtree(ms)
+    rng = np.random.default_rng(2)
+    M, S = grid.n_pixels, 12
+    T = sp.csr_matrix((np.ones(M), (np.arange(M), rng.integers(0, S, M))), shape=(M, S))
+    H = 0.5 * np.eye(S)
+    ref = inversion_reference(grid.grid_radians, c.uv_wavelengths, c.visibilities, c.noise_map, T.toarray(), H)
+    for path in ("fft", "dense"):
+        fit = WTildeFitter.from_store(tmp_path / "w.zarr", path=path).fit(T, H)
+        assert abs(fit.log_evidence - ref["log_evidence"]) <= 1e-8 * abs(ref["log_evidence"]), path
+        assert abs(fit.noise_normalization - ref["noise_normalization"]) <= 1e-12 * abs(ref["noise_normalization"])
+    with pytest.raises(Exception, match="gone.ms"):
+        store.dataset()  # the visibilities themselves are only in the (deleted) source
