@@ -130,6 +130,8 @@ def _chunk_cache_limit() -> int:
 
 def _weighted_chunks(source, fingerprint: str):
     """Yield (uv, wr, wi) of every chunk of ``source`` in order, through a per-process LRU cache."""
+    # the chunk plan depends on the reader and its chunk size, not only on the data (the fingerprint)
+    fingerprint = f"{fingerprint}|{type(source).__name__}|{getattr(source, 'chunk_size', '')}"
     key_ids = (fingerprint, "chunk_ids")
     with _CACHE_LOCK:
         ids = _CHUNKS.get(key_ids)
