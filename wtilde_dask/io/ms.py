@@ -81,6 +81,7 @@ SCAN_ROWS = 1_000_000  # rows of DATA_DESC_ID / FIELD_ID / FLAG_ROW read at a ti
 # casacore tables are not thread-safe: one read at a time per process (python-casacore holds the GIL in getcol
 # anyway, so nothing is lost); several worker processes read in parallel.
 _CASACORE_LOCK = threading.RLock()
+_ROW_CACHE: dict = {}  # {"key": (path, mtime, fields, ddid, i0, i1, noise column), "columns": {name: array}}
 
 
 def is_measurement_set(path) -> bool:
@@ -509,12 +510,21 @@ class MeasurementSetSource(VisibilitySource):
         cols = {"FLAG": True, "FLAG_ROW": False, self.noise_column: spectrum}
         if not masks_only:
             cols.update({"UVW": False, self.column: True})
-        parts = {c: [] for c in cols}
+        # the per-row columns of rows i0:i1 are the same for every channel chunk of those rows (recipe order reads a
+        # large window channel by channel): the last ones read in this process are kept (bounded by one chunk)
+        row_key = (self.path, self._files.get("table.dat", {}).get("mtime"), tuple(self.field_ids), ddid, i0, i1,
+                   self.noise_column)
+        cached = {}
+        with _CASACORE_LOCK:
+            if _ROW_CACHE.get("key") == row_key:
+                cached = {c: v for c, v in _ROW_CACHE["columns"].items() if c in cols and not cols[c]}
+        parts = {c: [] for c in cols if c not in cached}
         with _CASACORE_LOCK:
             ms = _open(self.path)
             try:
                 for start, n in self._segments(w, i0, i1):
-                    for c, sliced in cols.items():
+                    for c in parts:
+                        sliced = cols[c]
                         try:
                             if sliced and not whole:
                                 parts[c].append(ms.getcolslice(c, blc, trc, startrow=start, nrow=n))
@@ -528,6 +538,15 @@ class MeasurementSetSource(VisibilitySource):
             finally:
                 ms.close()
         got = {c: (v[0] if len(v) == 1 else np.concatenate(v)) for c, v in parts.items()}
+        got.update(cached)
+        with _CASACORE_LOCK:
+            if _ROW_CACHE.get("key") != row_key:
+                _ROW_CACHE.clear()
+                _ROW_CACHE.update(key=row_key, columns={})
+            for c in cols:
+                if not cols[c]:
+                    got[c].setflags(write=False)  # shared with later chunks of these rows
+                    _ROW_CACHE["columns"][c] = got[c]
         hands = w["hands"]
 
         def hand(cube, h):
