@@ -279,6 +279,8 @@ def test_real_alma_ms_field_and_spw_selection():
         open_visibilities(REAL_MS, spw="BB_9")
     with pytest.raises(DatasetError, match=r"alma_gama567624_1bl\.ms: spw 3 not found"):
         open_visibilities(REAL_MS, spw="3")
+    with pytest.raises(DatasetError, match=r"alma_gama567624_1bl\.ms: spw 0 is selected twice in spw '0,0:1~2'"):
+        open_visibilities(REAL_MS, spw="0,0:1~2")
     with pytest.raises(DatasetError, match=r"spw 0: channels '5~11' is outside the 11 channels"):
         open_visibilities(REAL_MS, channels="5~11")
 

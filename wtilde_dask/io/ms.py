@@ -197,6 +197,7 @@ class MeasurementSetSource(VisibilitySource):
         self.column = str(column).upper()
         if self.column not in DATA_COLUMNS:
             raise DatasetError(f"{src}: column {column!r} is not one of {', '.join(DATA_COLUMNS)}")
+
         def plain(value):  # JSON-able, and accepted again by this constructor
             if value is None or isinstance(value, (str, int)):
                 return value
@@ -222,7 +223,7 @@ class MeasurementSetSource(VisibilitySource):
             raise DatasetError(f"{src}: cannot open as a Measurement Set ({exc})") from None
         try:
             colnames = set(ms.colnames())
-            for need in ("UVW", "FLAG", "DATA_DESC_ID", "FIELD_ID", self.column):
+            for need in ("UVW", "FLAG", "FLAG_ROW", "DATA_DESC_ID", "FIELD_ID", self.column):
                 if need not in colnames:
                     raise DatasetError(
                         f"{src}: column {need} is missing from the main table (it has {', '.join(sorted(colnames))})"
@@ -394,6 +395,8 @@ class MeasurementSetSource(VisibilitySource):
                         f"{src}: spw {s} ({spw_names[s]!r}) has no rows for field "
                         f"{self._field_label(field_ids, field_names)} (spws with data: {with_data})"
                     )
+                if any(s == done for done, _ in out):
+                    raise DatasetError(f"{src}: spw {s} is selected twice in spw {spw!r}")
                 chans = _parse_channels(chan_text if chan_text is not None else channels, chan_freq[s].size,
                                         f"{src}: spw {s}")
                 out.append((s, chans))
