@@ -384,3 +384,21 @@ def test_real_alma_ms_store_equals_exported_fits_store(tmp_path, client):
     assert a["n_visibilities"] == b["n_visibilities"] == 440
     for name in ("chi_squared_data", "noise_normalization"):
         assert abs(a[name] - b[name]) <= TOL * abs(b[name])
+
+
+@pytest.mark.peer
+def test_bench_ingest_runs_and_reports(tmp_path, capsys):
+    """`python -m wtilde_dask.bench ingest` at a tiny size: every row printed, the machine-readable line parsed (the
+    figures themselves are in the README, printed by the full-size command)."""
+    pytest.importorskip("autoarray")
+    from wtilde_dask.bench import run_benchmark
+
+    assert run_benchmark("ingest", ["--visibilities", "3e5", "--chunk-size", "1e5", "--workers", "1", "--shape", "24",
+                                    "--mask-radius", "0.5", "--peer-visibilities", "2e4", "4e4",
+                                    "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    values = dict(item.split("=") for item in out.strip().splitlines()[-1].split())
+    assert float(values["ingest_vis_per_s"]) > 0 and float(values["peer_vis_per_s"]) > 0
+    assert 0 < float(values["peak_rss_max_gib"]) < 2 and float(values["peer_k_max"]) > 0
+    assert "plain getcol read" in out and "apply_sparse_operator_from_chunks" in out
+    assert not (tmp_path / "store.zarr").exists()  # the bench's store is removed unless --keep

@@ -97,10 +97,19 @@ def plain_read(path: pathlib.Path, processes: int, chunk_size: int, n_chan: int)
     block = max(1, chunk_size // n_chan)
     edges = np.linspace(0, nrows, processes + 1).astype(int)
     work = [(str(path), int(edges[i]), int(edges[i + 1]), block) for i in range(processes)]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(processes) as pool:
+    import multiprocessing
+
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_warm, range(processes)))  # processes started and casacore imported before the clock starts
+        t0 = time.perf_counter()
         list(pool.map(_plain_read_rows, work))
-    return time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+
+def _warm(_):
+    import casacore.tables  # noqa: F401
+
+    time.sleep(0.2)  # keep this process busy so that each worker gets one warm-up
 
 
 # ---------------------------------------------------------------------------------------------------------------
