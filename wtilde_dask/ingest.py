@@ -124,26 +124,29 @@ def _store_grid(path: str, fingerprint: str):
 def ingest_group_task(path: str, fingerprint: str, group: int, chunk_ids: list, source, dirty_image: bool,
                       lattice: bool):
     """Read the group's chunks one by one, sum their partials in chunk order, write them as leaf node
-    (0, group); return (scalar sums, checksum, seconds)."""
+    (0, group); return (scalar sums, checksum, seconds, seconds spent reading)."""
     from wtilde_dask.kernels.visibility_sums import chunk_partial, partial_arrays, sum_partials
 
     store, grid = _store_grid(path, fingerprint)
     t0 = time.perf_counter()
+    reading = [0.0]
 
     def partials():
         for chunk_id in chunk_ids:
+            t = time.perf_counter()
             c = source.read_chunk(chunk_id)
+            reading[0] += time.perf_counter() - t
             yield chunk_partial(c.uv_wavelengths, c.visibilities, c.noise_map, grid, dirty_image=dirty_image,
                                 lattice=lattice, n_flagged=c.n_flagged, n_bad_weight=c.n_bad_weight, nthreads=1)
 
     total = sum_partials(partials())
     checksum = store.write_ingest_arrays(0, group, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0
+    return total.scalars(), checksum, time.perf_counter() - t0, reading[0]
 
 
 def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, children: list):
     """Node (level, index) = left child + right child (``children``: [(level, index, checksum, scalars)], left
-    first); written to the store; returns (scalar sums, checksum, seconds)."""
+    first); written to the store; returns (scalar sums, checksum, seconds, 0.0)."""
     from wtilde_dask.kernels.visibility_sums import VisibilityPartial, add_partials, partial_arrays
 
     store, _ = _store_grid(path, fingerprint)
@@ -154,7 +157,7 @@ def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, chi
         parts.append(VisibilityPartial(**{k: scalars[k] for k in VisibilityPartial().scalars()}, **arrays))
     total = add_partials(parts[0], parts[1])
     checksum = store.write_ingest_arrays(level, index, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0
+    return total.scalars(), checksum, time.perf_counter() - t0, 0.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -205,6 +208,7 @@ class _Pass:
         self.nodes: dict = {}  # (level, index) -> attrs (checksum + scalars) of finished nodes
         self.running: dict = {}  # future -> ("group", g) | ("combine", level, index)
         self.seconds = 0.0
+        self.reading = 0.0
 
     # ---- tree bookkeeping -----------------------------------------------------------------------------
     def _ancestor_done(self, level: int, index: int) -> bool:
@@ -301,9 +305,10 @@ class _Pass:
                     break
             for fut in ac:
                 kind = self.running.pop(fut)
-                scalars, checksum, seconds = fut.result()
+                scalars, checksum, seconds, reading = fut.result()
                 fut.release()
                 self.seconds += seconds
+                self.reading += reading
                 if kind[0] == "group":
                     self._stored(0, kind[1], scalars, checksum)
                     if bar is not None:
@@ -330,7 +335,7 @@ class _Pass:
                      + (" + Hankel kernel" if "kernel_hankel" in arrays else "") + " summed by the visibility pass")
         self.log(f"visibility pass: K = {scalars['n_visibilities']} visibilities used, {scalars['n_flagged']} flagged "
                  f"and {scalars['n_bad_weight']} zero/non-finite-weight dropped; {time.monotonic() - t0:.2f} s "
-                 f"(task time {self.seconds:.2f} s)")
+                 f"(task time {self.seconds:.2f} s, of which reading the source {self.reading:.2f} s)")
         return store.visibility_sums()
 
 

@@ -166,12 +166,12 @@ def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: i
     pids.update({f"worker {i}": pid for i, pid in enumerate(client.run(os.getpid).values())})
     with RssSampler(pids) as rss:
         t0 = time.perf_counter()
-        sums = run_pass(store, client, source, dirty_image=images, lattice=images, progress=False,
-                        log=lambda *a: None)
+        lines = []
+        sums = run_pass(store, client, source, dirty_image=images, lattice=images, progress=False, log=lines.append)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "K": int(sums["n_visibilities"]), "n_flagged": int(sums["n_flagged"]),
             "K_read": int(sums["n_visibilities"]) + int(sums["n_flagged"]) + int(sums["n_bad_weight"]),
-            "rss": dict(rss.peak), "store": store}
+            "rss": dict(rss.peak), "store": store, "log": lines[-1] if lines else ""}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,6 +268,7 @@ def main(argv=None) -> int:
             print(f"our pass, {label}: {r['K_read']:,} visibilities read ({r['K']:,} used, {r['n_flagged']:,} flagged) "
                   f"in {r['seconds']:.1f} s = {r['K_read'] / r['seconds']:,.0f} vis/s; peak RSS "
                   + ", ".join(f"{n} {v / GiB:.2f} GiB" for n, v in r["rss"].items()))
+            print(f"  {r['log']}")
     t_plain2 = plain_read(ms, args.workers, chunk, n_chan)
     print(f"plain read again: {t_plain2:.1f} s")
     full = runs["all channels"]
