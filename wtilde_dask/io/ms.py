@@ -34,19 +34,20 @@ default all windows with data; ``"0-3"`` is read as ``"0~3"``), ``channels`` (``
 Chunks (:meth:`chunk_ids`) are ``[ddid, c0, c1, i0, i1]``: selected channels ``c0:c1`` of the selected rows
 ``i0:i1`` of one DATA_DESC_ID, at most ``chunk_size`` visibilities (rows x channels, flagged included). With
 ``order="recipe"`` (default) they are whole channels of all rows, or one channel x a row range, so that their
-concatenation is the recipe's order; a window larger than a chunk is then read once per channel (each
-``getcolslice`` of one channel decodes whole tiles: measured 15x the CPU of ``order="rows"`` on a 1e8-visibility
-set of 64 channels). ``order="rows"`` gives chunks of rows with all their selected channels (channel-major
-within the chunk): every cell is read once, the same visibilities come in another order -- what a sum over
-visibilities (the W-tilde pass) wants. Rows are read with ``getcol`` / ``getcolslice`` over contiguous runs of
+concatenation is the recipe's order; a window larger than a chunk is then read once per channel (a one-channel
+``getcolslice`` decodes whole tiles). ``order="rows"`` gives chunks of rows with all their selected channels
+(channel-major within the chunk): every cell is read once, the same visibilities come in another order -- what a
+sum over visibilities (the W-tilde pass) wants. Rows are read with ``getcol`` / ``getcolslice`` over contiguous runs of
 the selected rows (found once by a bounded scan of DATA_DESC_ID and FIELD_ID), never through a TaQL reference
 table; memory is bounded by the chunk size.
 
-Why python-casacore directly (and not dask-ms / xarray-ms): the chunks are plain row ranges of one window, which
-``getcol`` reads with nothing in between; measured with ``python -m wtilde_dask.bench.ms_read`` (1.28e7
-visibilities, 2 windows x 64 channels, XX/YY, chunks of 1e6, best of 5): plain python-casacore ``getcol`` of UVW,
-DATA, FLAG, FLAG_ROW, SIGMA 0.207 s; dask-ms 0.2.32 ``xds_from_ms`` of the same columns, same row chunks 0.324 s
-(0.64x); this reader, everything included (Stokes I, uv, flags, noise), 0.767 s with ``order="rows"``.
+Why python-casacore directly (and not dask-ms / xarray-ms): the chunks are row runs of one window with a channel
+slice, which ``getcol`` / ``getcolslice`` read with nothing in between, and dask-ms (itself built on
+python-casacore) was not faster. ``python -m wtilde_dask.bench.ms_read`` (XX/YY, chunks of 1e6 visibilities,
+2 cores shared with other jobs), plain python-casacore ``getcol`` of UVW, DATA, FLAG, FLAG_ROW, SIGMA vs dask-ms
+0.2.32 ``xds_from_ms`` of the same columns in the same row chunks vs this reader (everything: Stokes I, uv, flags,
+noise): 1.28e7 visibilities (2 x 64 channels x 1e5 rows, best of 5) 0.207 s / 0.324 s / 0.767 s (``order="rows"``)
+/ 1.333 s (``order="recipe"``); 1.02e8 visibilities (2 x 64 x 8e5, one run) 2.62 s / 2.30 s / 7.20 s / 62.7 s.
 """
 
 from __future__ import annotations
