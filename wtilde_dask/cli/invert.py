@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     run = p.add_argument_group("curvature path and cluster")
     run.add_argument("--path", choices=("auto", "fft", "memory", "out-of-core", "dense"), default="auto",
                      help="auto: fft for lattice stores, else memory (W on the workers) or out-of-core")
+    run.add_argument("--backend", choices=("numpy", "jax"), default="numpy",
+                     help="numpy (default) or jax: the whole evaluation (ray tracing, mapping, regularization, F by FFT, "
+                          "solve, evidence) by the jitted JAX likelihood; lattice stores (path fft)")
     run.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (block paths)")
     run.add_argument("--n-workers", type=int, default=None, help="local cluster workers (block paths)")
     run.add_argument("--png", default=None, help="PNG path (default: STORE_inversion.png beside the store)")
@@ -71,18 +74,29 @@ def run_invert(args) -> int:
     T = mesh.mapping_matrix(source_grid)
     H = regularization_from_mesh(mesh, args.coefficient, args.regularization)
     path = resolve_path(store, args.path)
+    if args.backend == "jax" and path != "fft":
+        raise SystemExit(f"wtilde invert: --backend jax needs the lattice kernel (--path fft on a lattice store); "
+                         f"store {store.path} resolves --path {args.path} to {path!r}")
     with _cluster(args, path in ("memory", "out-of-core")) as client:
         t0 = time.perf_counter()
-        fitter = WTildeFitter.from_store(store, path=path, client=client)
+        fitter = WTildeFitter.from_store(store, path=path, client=client, backend=args.backend)
+        if args.backend == "jax":
+            from wtilde_dask.inversion.jax_likelihood import params_from_lens
+
+            likelihood = fitter.jax_likelihood(grid.grid_arcsec, mesh=args.mesh, mesh_shape=tuple(args.mesh_shape),
+                                               n_pixels=mesh.n_pixels, regularization=args.regularization,
+                                               coefficient=args.coefficient)
+            likelihood.fit(params_from_lens(lens))  # compile (counted as set-up)
         t_setup = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = fitter.fit(T, H)
+        result = likelihood.fit(params_from_lens(lens)) if args.backend == "jax" else fitter.fit(T, H)
         t_fit = time.perf_counter() - t0
         residual = fitter.residual_dirty_image(T, result.reconstruction)
     scalars = result.scalars()
     info = {
         **scalars,
         "path": path,
+        "backend": args.backend,
         "n_source_pixels": int(mesh.n_pixels),
         "mesh": args.mesh,
         "mesh_shape": list(args.mesh_shape) if args.mesh == "rectangular" else None,
@@ -101,7 +115,8 @@ def run_invert(args) -> int:
     png = pathlib.Path(args.png) if args.png else store.path.with_name(store.path.name.rstrip("/").removesuffix(".zarr") + "_inversion.png")
     plot_inversion(png, grid=grid, mesh=mesh, dirty_image=fitter.dirty_image, reconstruction=result.reconstruction,
                    residual_dirty_image=residual, result=result, title=f"{store.path.name}: {args.mesh} mesh, {path} path")
-    print(f"inversion of {store.path} ({store.n_pixels} image pixels, {mesh.n_pixels} source pixels, path {path})")
+    print(f"inversion of {store.path} ({store.n_pixels} image pixels, {mesh.n_pixels} source pixels, path {path}, "
+          f"backend {args.backend})")
     for key in ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
                 "noise_normalization", "log_evidence"):
         print(f"  {key:24s} {scalars[key]:.10g}")

@@ -20,6 +20,7 @@ from wtilde_dask.inversion.mapping import as_mapping_matrix
 from wtilde_dask.inversion.solve import InversionResult, VisibilitySums, solve_inversion, visibility_sums
 
 PATHS = ("auto", "fft", "memory", "out-of-core", "dense")
+BACKENDS = ("numpy", "jax")  # jax: F, D, solve and evidence by wtilde_dask.inversion.jax_likelihood (lattice stores)
 
 
 class FitterError(ValueError):
@@ -84,7 +85,14 @@ class WTildeFitter:
     ``dirty_image`` (M,); ``sums``: the dataset's :class:`VisibilitySums`.
     """
 
-    def __init__(self, curvature, dirty_image, sums: VisibilitySums, *, path: str = "", store=None):
+    def __init__(self, curvature, dirty_image, sums: VisibilitySums, *, path: str = "", store=None,
+                 backend: str = "numpy"):
+        if backend not in BACKENDS:
+            raise FitterError(f"backend: unknown {backend!r}, expected one of {', '.join(BACKENDS)}")
+        if backend == "jax" and not hasattr(curvature, "operator"):
+            raise FitterError(f"backend 'jax': needs the lattice kernel (path 'fft', a lattice store), got path {path!r}")
+        self.backend = backend
+        self._jax = None  # (LatticeArrays, LikelihoodConfig), built on first use
         self.curvature_path = curvature
         self.dirty_image = np.asarray(dirty_image, dtype=np.float64)
         self.sums = sums
@@ -99,13 +107,15 @@ class WTildeFitter:
 
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store, *, path: str = "auto", client=None, memory_limit_bytes: float = 4e9, **kwargs):
+    def from_store(cls, store, *, path: str = "auto", client=None, memory_limit_bytes: float = 4e9,
+                   backend: str = "numpy", **kwargs):
         """Build from a W-tilde store (path or :class:`~wtilde_dask.store.WTildeStore`).
 
         ``path``: "fft" (lattice kernel by FFT), "memory" (W blocks persisted on the workers, or in this
         process without a client), "out-of-core" (every evaluation streams the stored blocks), "dense"
         (whole W in this process), "auto" (fft for lattice stores, else memory when W is below
         ``memory_limit_bytes``, else out-of-core). ``client``: a distributed.Client for the block paths.
+        ``backend``: "numpy" or "jax" (lattice stores: :meth:`fit` runs in JAX; see :meth:`jax_likelihood`).
         """
         from wtilde_dask.store import WTildeStore
 
@@ -119,7 +129,10 @@ class WTildeFitter:
             curv = cv.OutOfCoreCurvature(st, client, **kwargs)
         else:
             curv = cv.DenseCurvature(np.asarray(st.to_dask().compute()))
-        return cls(curv, store_dirty_image(st), store_visibility_sums(st), path=path, store=st)
+        if backend == "jax" and path != "fft":
+            raise FitterError(f"store {st.path}: backend 'jax' needs path 'fft' (a lattice store), got path {path!r}")
+        return cls(curv, store_dirty_image(st), store_visibility_sums(st), path=path, store=st,
+                   backend=backend)
 
     @classmethod
     def from_lattice_kernel(cls, kernel, box_indices, dirty_image, sums: VisibilitySums, kernel_hankel=None, **kwargs):
@@ -138,7 +151,26 @@ class WTildeFitter:
     def fit(self, mapping_matrix, regularization_matrix) -> InversionResult:
         """Reconstruction, chi2 and log evidence (DESIGN section 1) for T (M, S) and H (S, S)."""
         T = as_mapping_matrix(mapping_matrix, self.n_pixels)
+        if self.backend == "jax":
+            from wtilde_dask.inversion import jax_likelihood as jl
+
+            if self._jax is None:
+                arrays, shape_box, fft_shape, hankel = jl.lattice_arrays_from_fitter(self, np.zeros((self.n_pixels, 2)))
+                self._jax = (arrays, jl.LikelihoodConfig(shape_box=shape_box, fft_shape=fft_shape, has_hankel=hankel))
+            return jl.fit_from_mapping(T, regularization_matrix, *self._jax)
         return solve_inversion(self.curvature_path(T), ck.data_vector(T, self.dirty_image), regularization_matrix, self.sums)
+
+    def jax_likelihood(self, grid_arcsec=None, **kwargs):
+        """The jitted JAX lens-model likelihood on this fitter's lattice kernel, dirty image and sums
+        (:class:`~wtilde_dask.inversion.jax_likelihood.JaxLikelihood`; kwargs: mesh, mesh_shape, n_pixels,
+        regularization, coefficient, batch_size). ``grid_arcsec`` (M, 2): default the store's grid."""
+        from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
+
+        if grid_arcsec is None:
+            if self.store is None:
+                raise FitterError("jax_likelihood: give grid_arcsec (M, 2) (this fitter has no store)")
+            grid_arcsec = self.store.grid().grid_arcsec
+        return JaxLikelihood.from_fitter(self, grid_arcsec, **kwargs)
 
     def log_evidence(self, mapping_matrix, regularization_matrix) -> float:
         """The Bayesian log evidence of the regularized source reconstruction (what a sampler maximises)."""

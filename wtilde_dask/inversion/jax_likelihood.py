@@ -10,10 +10,12 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
 * rectangular mesh (static (ny, nx)): the box of the traced points enlarged by ``buffer`` (min / max are
   differentiable), bilinear weights on the 4 nodes of a point's cell (:class:`RectangularMesh`).
 * Delaunay mesh (static S vertices): which traced points are vertices, the triangulation, the triangle of
-  every traced point and the mesh edges come from the host (SciPy, ``jax.pure_callback``, exactly
-  :meth:`DelaunayMesh.from_source_grid`); this topology is held fixed inside a derivative
-  (``stop_gradient``) while the vertex positions (traced points) and the barycentric weights are JAX
-  functions of the lens parameters, so gradients flow through the Delaunay mesh.
+  every traced point and the mesh edges (:class:`DelaunayTopology`, integers) come from the host (SciPy,
+  exactly :meth:`DelaunayMesh.from_source_grid`, :func:`delaunay_topology`) and enter the jitted function
+  as an input, so they are held fixed inside a derivative, while the vertex positions (traced points) and
+  the barycentric weights are JAX functions of the lens parameters: gradients flow through the Delaunay
+  mesh. (Not ``jax.pure_callback``: its callback receives JAX arrays, and reading them on JAX's CPU
+  client intermittently deadlocked here, as in jax-ml/jax#24255.)
 * ``H = c^2 L + eps I`` (constant / gradient), ``c^2 L^T L + eps I`` (curvature), ``c^2 I`` (zeroth), L the
   graph Laplacian of the mesh edges (:mod:`regularization`).
 * ``F = T^T W T`` with ``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]`` applied by FFT on the
@@ -29,7 +31,6 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -195,36 +196,37 @@ def delaunay_topology_host(source_grid, n_pixels: int):
             edge_mask)
 
 
-def delaunay_mapping(source_grid, n_pixels: int):
-    """Barycentric (M, 3) columns and weights, and the (3S, 2) edges with their (3S,) mask.
+class DelaunayTopology(NamedTuple):
+    """The discrete part of a Delaunay mesh (from :func:`delaunay_topology_host`; held fixed in a derivative)."""
 
-    The topology comes from :func:`delaunay_topology_host` through ``jax.pure_callback`` on
-    ``stop_gradient(source_grid)``; the weights are computed here from the vertex positions
-    ``source_grid[vertex_index]`` and the points, so they are differentiable in both.
+    vertex_index: jax.Array  # (S,) int32 rows of the traced grid that are vertices
+    simplex: jax.Array  # (M, 3) int32 vertices of each traced point's triangle
+    inside: jax.Array  # (M,) int32
+    edges: jax.Array  # (3S, 2) int32, padded
+    edge_mask: jax.Array  # (3S,) float64
+
+
+def delaunay_mapping(source_grid, topology: DelaunayTopology):
+    """Barycentric (M, 3) columns and weights of the traced points on the mesh of ``topology``.
+
+    The vertex positions ``source_grid[vertex_index]`` and the weights are JAX functions of the traced
+    points, so they are differentiable in the lens parameters; the topology (which points are vertices,
+    the triangle of each point) is an integer input, fixed inside a derivative.
     """
-    M = source_grid.shape[0]
-    S = int(n_pixels)
-    shapes = (jax.ShapeDtypeStruct((S,), jnp.int32), jax.ShapeDtypeStruct((M, 3), jnp.int32),
-              jax.ShapeDtypeStruct((M,), jnp.int32), jax.ShapeDtypeStruct((3 * S, 2), jnp.int32),
-              jax.ShapeDtypeStruct((3 * S,), jnp.float64))
-    vertex_index, simplex, inside, edges, edge_mask = jax.pure_callback(
-        functools.partial(delaunay_topology_host, n_pixels=S), shapes, jax.lax.stop_gradient(source_grid),
-        vmap_method="sequential")
-    vertices = source_grid[vertex_index]
+    vertices = source_grid[topology.vertex_index]
+    simplex, inside = topology.simplex, topology.inside == 1
     a, b, c = vertices[simplex[:, 0]], vertices[simplex[:, 1]], vertices[simplex[:, 2]]
 
     def cross(u, v):
         return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
 
     p = source_grid
-    area = cross(b - a, c - a)
-    area_safe = jnp.where(inside == 1, area, 1.0)
-    wa = cross(b - p, c - p) / area_safe
-    wb = cross(c - p, a - p) / area_safe
-    wc = 1.0 - wa - wb
-    wts = jnp.stack([wa, wb, wc], axis=1)
-    wts = jnp.where((inside == 1)[:, None], wts, jnp.array([1.0, 0.0, 0.0]))
-    return simplex, wts, edges, edge_mask
+    area = jnp.where(inside, cross(b - a, c - a), 1.0)
+    wa = cross(b - p, c - p) / area
+    wb = cross(c - p, a - p) / area
+    wts = jnp.stack([wa, wb, 1.0 - wa - wb], axis=1)
+    wts = jnp.where(inside[:, None], wts, jnp.array([1.0, 0.0, 0.0]))
+    return simplex, wts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,8 +328,8 @@ def solve_and_score(F, D, H, chi_squared_data, noise_normalization) -> JaxInvers
     return JaxInversion(s, chi2, reg, log_det_fh, log_det_h, noise_normalization, log_ev)
 
 
-def mapping_and_regularization(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient):
-    """(cols (M, P), wts (M, P), H (S, S), source_grid (M, 2)) for lens ``params``."""
+def mapping_and_regularization(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient, topology=None):
+    """(cols (M, P), wts (M, P), H (S, S), source_grid (M, 2)) for lens ``params`` (Delaunay: with ``topology``)."""
     source_grid = ray_trace(params, arrays.grid_arcsec)
     S = config.n_source_pixels
     if config.mesh == "rectangular":
@@ -335,22 +337,34 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
         edges = jnp.asarray(rectangular_edges(config.mesh_shape), dtype=jnp.int32)
         L = laplacian(edges, jnp.ones(edges.shape[0]), S)
     else:
-        cols, wts, edges, edge_mask = delaunay_mapping(source_grid, S)
-        L = laplacian(edges, edge_mask, S)
+        if topology is None:
+            raise JaxLikelihoodError("mesh 'delaunay': needs the DelaunayTopology of the traced grid (delaunay_topology)")
+        cols, wts = delaunay_mapping(source_grid, topology)
+        L = laplacian(topology.edges, topology.edge_mask, S)
     return cols, wts, regularization_matrix(L, coefficient, config.regularization), source_grid
 
 
-def inversion(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0) -> JaxInversion:
-    """The whole evaluation for lens ``params`` (7,): trace, map, regularize, F, D, solve, score."""
-    cols, wts, H, _ = mapping_and_regularization(params, arrays, config, coefficient)
+def inversion(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0, topology=None) -> JaxInversion:
+    """The whole evaluation for lens ``params`` (7,): trace, map, regularize, F, D, solve, score.
+    ``topology``: the Delaunay mesh's :class:`DelaunayTopology` (None for the rectangular mesh)."""
+    cols, wts, H, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
     F = curvature_matrix(cols, wts, arrays, config)
     D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
     return solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization)
 
 
-def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0):
+def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0, topology=None):
     """Scalar log evidence for lens ``params`` (7,) (what a sampler / optimiser calls)."""
-    return inversion(params, arrays, config, coefficient).log_evidence
+    return inversion(params, arrays, config, coefficient, topology).log_evidence
+
+
+def delaunay_topology(params, grid_arcsec, n_pixels: int) -> DelaunayTopology:
+    """Host step: trace the grid for ``params`` (7,) and triangulate (:func:`delaunay_topology_host`)."""
+    source_grid = np.asarray(_ray_trace_jit(jnp.asarray(params, jnp.float64), grid_arcsec))
+    return DelaunayTopology(*(jnp.asarray(a) for a in delaunay_topology_host(source_grid, n_pixels)))
+
+
+_ray_trace_jit = jax.jit(ray_trace)
 
 
 def inversion_from_mapping(cols, wts, H, arrays: LatticeArrays, config: LikelihoodConfig) -> JaxInversion:
@@ -420,14 +434,15 @@ class JaxLikelihood:
         self.arrays = arrays
         self.config = config
         self.coefficient = float(coefficient)
-        def f(params, arrays, coefficient):
-            return log_evidence(params, arrays, config, coefficient)
+        def f(params, arrays, coefficient, topology):
+            return log_evidence(params, arrays, config, coefficient, topology)
 
         self._log_evidence = jax.jit(f)
-        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None, 0)))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
-        self._inversion = jax.jit(lambda params, arrays, coefficient: inversion(params, arrays, config, coefficient))
+        self._inversion = jax.jit(lambda params, arrays, coefficient, topology:
+                                  inversion(params, arrays, config, coefficient, topology))
 
     @property
     def n_pixels(self) -> int:
@@ -465,20 +480,35 @@ class JaxLikelihood:
                                      f"{', '.join(PARAM_NAMES)}, got {tuple(p.shape)}")
         return p
 
-    def log_evidence(self, params) -> jax.Array:
-        return self._log_evidence(self._params(params), self.arrays, self.coefficient)
+    def topology(self, params):
+        """The Delaunay mesh's :class:`DelaunayTopology` at ``params`` (host: SciPy), None for rectangular."""
+        if self.config.mesh != "delaunay":
+            return None
+        return delaunay_topology(params, self.arrays.grid_arcsec, self.config.n_pixels)
+
+    def log_evidence(self, params, topology=None) -> jax.Array:
+        p = self._params(params)
+        return self._log_evidence(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def log_evidence_batch(self, params) -> jax.Array:
-        return self._batch(self._params(params, batch=True), self.arrays, self.coefficient)
+        p = self._params(params, batch=True)
+        topo = None
+        if self.config.mesh == "delaunay":
+            topo = jax.tree.map(lambda *a: jnp.stack(a), *(self.topology(q) for q in p))
+        return self._batch(p, self.arrays, self.coefficient, topo)
 
-    def grad(self, params) -> jax.Array:
-        return self._grad(self._params(params), self.arrays, self.coefficient)
+    def grad(self, params, topology=None) -> jax.Array:
+        """d log_evidence / d params (7,); Delaunay: the topology at ``params`` held fixed."""
+        p = self._params(params)
+        return self._grad(p, self.arrays, self.coefficient, topology or self.topology(p))
 
-    def value_and_grad(self, params):
-        return self._value_and_grad(self._params(params), self.arrays, self.coefficient)
+    def value_and_grad(self, params, topology=None):
+        p = self._params(params)
+        return self._value_and_grad(p, self.arrays, self.coefficient, topology or self.topology(p))
 
-    def inversion(self, params) -> JaxInversion:
-        return self._inversion(self._params(params), self.arrays, self.coefficient)
+    def inversion(self, params, topology=None) -> JaxInversion:
+        p = self._params(params)
+        return self._inversion(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def fit(self, params):
         """:class:`~wtilde_dask.inversion.solve.InversionResult` (NumPy) for lens ``params`` (7,)."""
@@ -496,10 +526,42 @@ def fit_from_mapping(mapping_matrix, regularization_matrix, arrays: LatticeArray
     tri = triplets_from_mapping_matrix(mapping_matrix)
     cols = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_indexes_for_sub_slim_index, 0)
     wts = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_weights_for_sub_slim_index, 0.0)
-    cfg = LikelihoodConfig(**{**config.__dict__, "mesh": "delaunay", "n_pixels": int(tri.n_source_pixels)})
+    cfg = LikelihoodConfig(**{**config.__dict__, "mesh": "mapping", "n_pixels": int(tri.n_source_pixels)})
     r = jax.device_get(_inversion_from_mapping_jit(jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
                                                    jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
     return InversionResult(np.asarray(r.reconstruction), *(float(v) for v in r[1:]))
 
 
 _inversion_from_mapping_jit = jax.jit(inversion_from_mapping, static_argnames=("config",))
+
+
+def maximize_evidence(likelihood: JaxLikelihood, params0, free=("einstein_radius", "axis_ratio"), bounds=None,
+                      maxiter: int = 200):
+    """Gradient-based fit: maximise the log evidence over the ``free`` lens parameters (names of
+    :data:`PARAM_NAMES`) from ``params0`` (7,), the others held fixed, by SciPy's L-BFGS-B on ``jax.grad``.
+
+    ``bounds``: one (low, high) per free parameter (default: axis_ratio in (0.05, 1), others unbounded).
+    Returns ``(params (7,), scipy OptimizeResult)``.
+    """
+    import scipy.optimize
+
+    names = list(free)
+    unknown = [n for n in names if n not in PARAM_NAMES]
+    if unknown:
+        raise JaxLikelihoodError(f"free: unknown parameter(s) {unknown}, expected names from {', '.join(PARAM_NAMES)}")
+    idx = np.array([PARAM_NAMES.index(n) for n in names])
+    base = np.asarray(params0, dtype=np.float64).copy()
+    if bounds is None:
+        bounds = [(0.05, 1.0) if n == "axis_ratio" else (None, None) for n in names]
+
+    def objective(x):
+        p = base.copy()
+        p[idx] = x
+        value, grad = likelihood.value_and_grad(p)
+        return -float(value), -np.asarray(grad)[idx]
+
+    res = scipy.optimize.minimize(objective, base[idx], jac=True, method="L-BFGS-B", bounds=bounds,
+                                  options={"maxiter": int(maxiter)})
+    out = base.copy()
+    out[idx] = res.x
+    return out, res
