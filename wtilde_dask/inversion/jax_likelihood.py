@@ -536,11 +536,12 @@ _inversion_from_mapping_jit = jax.jit(inversion_from_mapping, static_argnames=("
 
 
 def maximize_evidence(likelihood: JaxLikelihood, params0, free=("einstein_radius", "axis_ratio"), bounds=None,
-                      maxiter: int = 200):
+                      maxiter: int = 200, step: float = 0.02):
     """Gradient-based fit: maximise the log evidence over the ``free`` lens parameters (names of
     :data:`PARAM_NAMES`) from ``params0`` (7,), the others held fixed, by SciPy's L-BFGS-B on ``jax.grad``.
 
-    ``bounds``: one (low, high) per free parameter (default: axis_ratio in (0.05, 1), others unbounded).
+    ``step``: the first step's size relative to each free parameter (L-BFGS-B runs on ``p / (step |p0|)``).
+    ``bounds``: one (low, high) per free parameter (default: einstein_radius >= 1e-3, axis_ratio in (0.05, 1), others unbounded).
     Returns ``(params (7,), scipy OptimizeResult)``.
     """
     import scipy.optimize
@@ -552,16 +553,22 @@ def maximize_evidence(likelihood: JaxLikelihood, params0, free=("einstein_radius
     idx = np.array([PARAM_NAMES.index(n) for n in names])
     base = np.asarray(params0, dtype=np.float64).copy()
     if bounds is None:
-        bounds = [(0.05, 1.0) if n == "axis_ratio" else (None, None) for n in names]
+        default = {"einstein_radius": (1e-3, None), "axis_ratio": (0.05, 1.0)}
+        bounds = [default.get(n, (None, None)) for n in names]
+
+    # optimise x = p / scale with scale = step * max(|p0|, 0.1): L-BFGS-B's first step (length ~1 in x) is then
+    # about ``step`` of each parameter instead of a whole unit of it
+    scale = float(step) * np.maximum(np.abs(base[idx]), 0.1)
+    bounds_x = [(None if lo is None else lo / s, None if hi is None else hi / s) for (lo, hi), s in zip(bounds, scale)]
 
     def objective(x):
         p = base.copy()
-        p[idx] = x
+        p[idx] = x * scale
         value, grad = likelihood.value_and_grad(p)
-        return -float(value), -np.asarray(grad)[idx]
+        return -float(value), -np.asarray(grad)[idx] * scale
 
-    res = scipy.optimize.minimize(objective, base[idx], jac=True, method="L-BFGS-B", bounds=bounds,
+    res = scipy.optimize.minimize(objective, base[idx] / scale, jac=True, method="L-BFGS-B", bounds=bounds_x,
                                   options={"maxiter": int(maxiter)})
     out = base.copy()
-    out[idx] = res.x
+    out[idx] = res.x * scale
     return out, res
