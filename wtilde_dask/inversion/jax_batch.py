@@ -45,7 +45,7 @@ def log_evidence_dask(client, store_path, params, *, chunk_size: int | None = No
                                  f"got {p.shape}")
     if not np.all(np.isfinite(p)):
         bad = np.argwhere(~np.isfinite(p))[0]
-        raise JaxLikelihoodError(f"params: non-finite value {p[tuple(bad)]!r} at row {bad[0]} ({PARAM_NAMES[bad[1]]})")
+        raise JaxLikelihoodError(f"params: non-finite value {float(p[tuple(bad)])!r} at row {bad[0]} ({PARAM_NAMES[bad[1]]})")
     n_workers = max(1, len(client.scheduler_info()["workers"]))
     n = int(chunk_size) if chunk_size else int(np.ceil(p.shape[0] / n_workers))
     if n < 1:

@@ -281,7 +281,8 @@ def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig)
     rows = jnp.broadcast_to(jnp.arange(M)[:, None], (M, P)).ravel()
     cflat, wflat = cols.ravel(), wts.ravel()
 
-    @jax.checkpoint
+    # (no jax.checkpoint here: with it, repeated value_and_grad calls intermittently never returned on
+    # jax 0.11 CPU; without it 80 calls in a row ran through in every try)
     def one_batch(start):
         local = cflat - start
         ok = (local >= 0) & (local < bs)
