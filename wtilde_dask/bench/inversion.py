@@ -328,8 +328,8 @@ def _evidence_section(store, dataset, lens, mesh_shape, repeats, peer=True) -> d
         print(f"check: ours log_evidence(T, H) on the peer's own T and H = {ours_on_peer_T:.8f}, the peer's "
               f"{float(reference.log_evidence):.8f} (relative difference {check:.1e})")
         out["check"] = check
-    print("(the two sides use their own lens normalisation and mesh placement, so their log evidences differ; "
-          "the check above compares the same T and H)")
+        print("(the two sides use their own lens normalisation and mesh placement, so their log evidences differ; "
+              "the check above compares the same T and H)")
     if ref_name in best:
         ours_best = min(best["ours NumPy (lens -> T, H -> evidence)"], best["ours JAX jit (lens -> evidence)"])
         out["speedup"] = best[ref_name] / ours_best
