@@ -2,7 +2,7 @@
 
     python -m wtilde_dask.bench ingest [--visibilities 1e8] [--workers 2] [--chunk-size 1e6] [--dir DIR]
                                        [--shape 64 64] [--pixel-scale 0.05] [--mask-radius 1.5]
-                                       [--peer-visibilities 1e6 2e6] [--keep]
+                                       [--peer-visibilities 1e7 2e7] [--keep]
 
 What it measures, all in one run on this machine:
 
@@ -233,8 +233,9 @@ def main(argv=None) -> int:
     p.add_argument("--shape", type=int, default=64, help="square lattice side (default 64)")
     p.add_argument("--pixel-scale", type=float, default=0.05, help="arcsec (default 0.05)")
     p.add_argument("--mask-radius", type=float, default=1.5, help="arcsec (default 1.5)")
-    p.add_argument("--peer-visibilities", type=float, nargs=2, default=(1e6, 2e6), metavar=("K1", "K2"),
-                   help="two sizes for the peer (its memory slope gives its largest K; default 1e6 2e6)")
+    p.add_argument("--peer-visibilities", type=float, nargs=2, default=(1e7, 2e7), metavar=("K1", "K2"),
+                   help="two sizes for the peer (its memory slope gives its largest K; default 1e7 2e7: smaller "
+                        "sizes give a slope lost in the process's base memory)")
     p.add_argument("--keep", action="store_true", help="keep the Measurement Set and the stores")
     args = p.parse_args(argv)
 
