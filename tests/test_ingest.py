@@ -323,7 +323,7 @@ def test_copy_visibilities_streams_the_source_into_the_store(tmp_path, client, p
     assert copied.copied_visibilities and not recorded.copied_visibilities
     from wtilde_dask.io import open_visibilities
 
-    expected = concatenate_chunks(open_visibilities(ms, chunk_size=700))
+    expected = concatenate_chunks(open_visibilities(ms, chunk_size=700, order="rows"))  # as compute() opens it
     ds = copied.dataset()  # read back from inputs/
     np.testing.assert_array_equal(ds.uv_wavelengths, expected.uv_wavelengths)
     np.testing.assert_array_equal(ds.visibilities, expected.visibilities)
@@ -333,6 +333,49 @@ def test_copy_visibilities_streams_the_source_into_the_store(tmp_path, client, p
     for name in ("kernel", "dirty_image"):
         assert rel(copied.read_array(name), recorded.read_array(name)) <= TOL
     assert rel(copied.to_dask().compute(), recorded.to_dask().compute()) <= TOL
+
+
+def test_measurement_set_read_in_row_order_by_default(tmp_path, client, point_ms):
+    """compute() on a Measurement Set path reads it with order="rows" (each cell once); the store records the order
+    and the pass's chunk size, store_source() opens the set again with both (the same chunks), the results equal a
+    store made from the recipe-order reader (<= 1e-12), a rerun is bit-identical, and load_dataset keeps the
+    recipe's order."""
+    from wtilde_dask.dataset import load_dataset
+    from wtilde_dask.io import open_visibilities
+
+    ms = str(point_ms[0])
+    grid = ImageGrid.circular((15, 15), (0.1, 0.1), 0.7)
+    kwargs = dict(block_size=64, client=client, progress=False, log=quiet)
+    rows = compute(ms, grid, tmp_path / "rows.zarr", chunk_size=500, method="lattice", **kwargs)
+    assert rows.source_record()["order"] == "rows" and rows.ingest_state()["plan"]["chunk_size"] == 500
+    # 2 windows x 6 channels x 300 rows, chunks of 500 // 6 = 83 rows with all 6 channels: 4 chunks per window
+    assert rows.ingest_state()["plan"]["n_chunks"] == 8
+    again = store_source(rows)
+    assert (again.order, again.chunk_size) == ("rows", 500)
+    assert again.chunk_ids() == open_visibilities(ms, chunk_size=500, order="rows").chunk_ids()
+    recipe = compute(open_visibilities(ms, chunk_size=500, order="recipe"), grid, tmp_path / "recipe.zarr",
+                     method="lattice", **kwargs)
+    assert recipe.source_record()["order"] == "recipe" and recipe.ingest_state()["plan"]["n_chunks"] == 12
+    assert rel(rows.to_dask().compute(), recipe.to_dask().compute()) <= TOL
+    for name in ("kernel", "dirty_image"):
+        assert rel(rows.read_array(name), recipe.read_array(name)) <= TOL
+    a, b = rows.visibility_sums(), recipe.visibility_sums()
+    assert (a["n_visibilities"], a["n_flagged"]) == (b["n_visibilities"], b["n_flagged"])
+    for name in ("chi_squared_data", "noise_normalization"):
+        assert abs(a[name] - b[name]) <= TOL * abs(b[name])
+    # the same visibilities, in another order
+    ds_rows, ds_recipe = rows.dataset(), load_dataset(ms)
+    expected = concatenate_chunks(open_visibilities(ms))  # the recipe's order (what export-fits writes)
+    np.testing.assert_array_equal(ds_recipe.uv_wavelengths, expected.uv_wavelengths)
+    assert not np.array_equal(ds_rows.uv_wavelengths, ds_recipe.uv_wavelengths)
+    k_rows, k_recipe = np.lexsort(ds_rows.uv_wavelengths.T), np.lexsort(ds_recipe.uv_wavelengths.T)
+    for name in ("uv_wavelengths", "visibilities", "noise_map"):
+        np.testing.assert_array_equal(getattr(ds_rows, name)[k_rows], getattr(ds_recipe, name)[k_recipe])
+    # a rerun (another store, the same order and chunk size) is bit-identical
+    rerun = compute(ms, grid, tmp_path / "rerun.zarr", chunk_size=500, method="lattice", **kwargs)
+    for name in ("kernel", "dirty_image"):
+        np.testing.assert_array_equal(rerun.read_array(name), rows.read_array(name))
+    assert rerun.visibility_sums() == rows.visibility_sums()
 
 
 def test_fitter_needs_nothing_but_the_store(tmp_path, client, point_ms):

@@ -2,7 +2,7 @@
 
     python -m wtilde_dask.bench ingest [--visibilities 1e8] [--workers 2] [--chunk-size 1e6] [--dir DIR]
                                        [--shape 64 64] [--pixel-scale 0.05] [--mask-radius 1.5]
-                                       [--peer-visibilities 1e7 2e7] [--keep]
+                                       [--peer-visibilities 1e7 2e7] [--order rows|recipe] [--keep]
 
 What it measures, all in one run on this machine:
 
@@ -12,7 +12,9 @@ What it measures, all in one run on this machine:
    over every row, in blocks of about ``--chunk-size`` visibilities, by as many processes as the pass has workers
    (disjoint row ranges): visibilities per second of reading alone.
 3. **Our pass** (:func:`wtilde_dask.ingest.run_pass` on a LocalCluster of ``--workers`` single-thread workers):
-   the Measurement Set read chunk by chunk (Stokes I, flags, noise), chi2_data, noise normalisation, dirty image and
+   the Measurement Set opened as ``wtilde compute`` opens it (``order="rows"``: chunks of rows with all their
+   channels, each cell read once; ``--order recipe`` for the recipe's channel-by-channel order) and read chunk by
+   chunk (Stokes I, flags, noise), chi2_data, noise normalisation, dirty image and
    the lattice offset + Hankel kernels summed and stored; visibilities per second, the ratio to the plain read, and
    the peak RSS of the client and of each worker (psutil, sampled every 0.1 s during the pass). It runs on 1/8 of
    the channels and on all of them, to show the peak RSS does not grow with K, and once more with the scalar sums
@@ -149,17 +151,17 @@ class RssSampler:
 
 
 def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: int, channels=None,
-             images: bool = True) -> dict:
+             images: bool = True, order: str = "rows") -> dict:
     """Run the pass on ``ms`` (optionally a channel subset) into a fresh store; seconds, K, peak RSS per process.
     ``images=False``: the scalar sums only (reading, Stokes I, flags, chi2_data): the cost of the reading side."""
     import shutil
 
-    from wtilde_dask.ingest import run_pass
-    from wtilde_dask.io import open_visibilities
+    from wtilde_dask.ingest import open_source, run_pass
     from wtilde_dask.store import WTildeStore
 
     shutil.rmtree(out, ignore_errors=True)
-    source = open_visibilities(str(ms), chunk_size=chunk_size, channels=channels)
+    # as `wtilde compute` opens it (wtilde_dask.ingest.open_source): order="rows" by default, each cell read once
+    source = open_source(str(ms), chunk_size=chunk_size, channels=channels, order=order)
     store = WTildeStore.create(out, source, grid, method="lattice" if images else "direct", block_size=4096,
                                copy_visibilities=False)
     pids = {"client": os.getpid()}
@@ -236,6 +238,9 @@ def main(argv=None) -> int:
     p.add_argument("--peer-visibilities", type=float, nargs=2, default=(1e7, 2e7), metavar=("K1", "K2"),
                    help="two sizes for the peer (its memory slope gives its largest K; default 1e7 2e7: smaller "
                         "sizes give a slope lost in the process's base memory)")
+    p.add_argument("--order", choices=("rows", "recipe"), default="rows",
+                   help="how the pass reads the Measurement Set: rows (default, as `wtilde compute`: each cell once) "
+                        "or recipe (the PyAutoLens recipe's order, channel by channel)")
     p.add_argument("--keep", action="store_true", help="keep the Measurement Set and the stores")
     args = p.parse_args(argv)
 
@@ -255,7 +260,8 @@ def main(argv=None) -> int:
     print(f"Measurement Set {ms}: {ms_bytes / GiB:.2f} GiB, {ms_bytes / K:.1f} bytes per Stokes I visibility")
     grid = ImageGrid.circular((args.shape, args.shape), (args.pixel_scale,) * 2, args.mask_radius)
     print(f"grid: {args.shape}x{args.shape} at {args.pixel_scale}\", mask radius {args.mask_radius}\": "
-          f"M = {grid.n_pixels}; chunks of {chunk:,} visibilities; {args.workers} worker(s) x 1 thread")
+          f"M = {grid.n_pixels}; chunks of {chunk:,} visibilities read in order={args.order}; {args.workers} "
+          "worker(s) x 1 thread")
 
     t_plain1 = plain_read(ms, args.workers, chunk, n_chan)
     print(f"plain read ({', '.join(PLAIN_COLUMNS)}, {args.workers} processes): {t_plain1:.1f} s")
@@ -264,7 +270,8 @@ def main(argv=None) -> int:
         for label, channels, images in (("1/8 of the channels", f"0~{n_chan // 8 - 1}", True),
                                         ("all channels", None, True),
                                         ("all channels, scalar sums only (no NUFFT)", None, False)):
-            r = our_pass(ms, grid, client, root / "store.zarr", chunk_size=chunk, channels=channels, images=images)
+            r = our_pass(ms, grid, client, root / "store.zarr", chunk_size=chunk, channels=channels, images=images,
+                         order=args.order)
             runs[label] = r
             print(f"our pass, {label}: {r['K_read']:,} visibilities read ({r['K']:,} used, {r['n_flagged']:,} flagged) "
                   f"in {r['seconds']:.1f} s = {r['K_read'] / r['seconds']:,.0f} vis/s; peak RSS "
