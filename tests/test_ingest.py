@@ -371,6 +371,15 @@ def test_measurement_set_read_in_row_order_by_default(tmp_path, client, point_ms
     k_rows, k_recipe = np.lexsort(ds_rows.uv_wavelengths.T), np.lexsort(ds_recipe.uv_wavelengths.T)
     for name in ("uv_wavelengths", "visibilities", "noise_map"):
         np.testing.assert_array_equal(getattr(ds_rows, name)[k_rows], getattr(ds_recipe, name)[k_recipe])
+    # a store made in recipe order (as before order="rows" was the default) is resumed in its own order
+    from wtilde_dask.compute import precheck
+
+    assert precheck(tmp_path / "recipe.zarr", open_visibilities(ms, chunk_size=500, order="rows"), grid,
+                    method="lattice", block_size=64) == "resume"
+    lines = []
+    resumed = compute(ms, grid, tmp_path / "recipe.zarr", chunk_size=500, method="lattice", block_size=64,
+                      client=client, progress=False, log=lines.append)
+    assert any("resuming" in line for line in lines) and resumed.source_record()["order"] == "recipe"
     # a rerun (another store, the same order and chunk size) is bit-identical
     rerun = compute(ms, grid, tmp_path / "rerun.zarr", chunk_size=500, method="lattice", **kwargs)
     for name in ("kernel", "dirty_image"):

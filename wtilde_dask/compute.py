@@ -253,6 +253,9 @@ def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024
         return "create"
     if overwrite:
         return "overwrite"
+    from wtilde_dask.ingest import in_store_order
+
+    dataset = in_store_order(dataset, out)  # a Measurement Set read in the store's order (rows / recipe)
     WTildeStore.open(out).check_inputs(dataset, grid, method=method, block_size=int(block_size), dtype=dtype)
     return "resume"
 
@@ -289,9 +292,11 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
     Returns the (complete) :class:`~wtilde_dask.store.WTildeStore`; raises :class:`ComputeError` when
     blocks failed after retries (the store keeps what finished; run again to resume).
     """
-    from wtilde_dask.ingest import default_copy_visibilities, open_source
+    from wtilde_dask.ingest import default_copy_visibilities, in_store_order, open_source
 
     dataset = open_source(dataset, chunk_size=chunk_size)
+    if not overwrite:  # resuming: a Measurement Set / UVFITS read in the order the store was made with
+        dataset = in_store_order(dataset, out)
     if copy_visibilities is None:
         copy_visibilities = default_copy_visibilities(dataset)
     method = resolve_method(method, grid)

@@ -34,7 +34,7 @@ import numpy as np
 from wtilde_dask.store import StoreError, WTildeStore
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
-           "store_source", "in_memory_partial", "tree_depth", "DEFAULT_MAX_GROUPS"]
+           "store_source", "in_store_order", "in_memory_partial", "tree_depth", "DEFAULT_MAX_GROUPS"]
 
 DEFAULT_MAX_GROUPS = 256
 
@@ -381,6 +381,39 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str = DEFAULT_
 
         return open_folder_or_npz(dataset, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE)
     return open_visibilities(dataset, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, order=order, **selection)
+
+
+def in_store_order(source, out):
+    """``source`` as the existing store ``out`` reads it: when ``out`` was made from the same Measurement Set /
+    UVFITS selection read in another order (say a store made before ``order="rows"`` became the default), the
+    source opened again in the store's order, so that a resume continues the same pass bit for bit; else
+    ``source`` unchanged (a different source is then refused by the fingerprint check, as before)."""
+    import pathlib
+
+    order = getattr(source, "order", None)
+    if order is None or not (pathlib.Path(out) / "zarr.json").exists():
+        return source
+    try:
+        record = WTildeStore.open(out).source_record()
+    except Exception:  # noqa: BLE001 - not a store / unreadable: the caller's checks say why
+        return source
+    if record.get("order") in (None, order) or record.get("path") != source.describe().get("path"):
+        return source
+    from wtilde_dask.io import open_visibilities
+
+    selection = {k: v for k, v in (record.get("selection") or {}).items()
+                 if k in ("field", "spw", "channels", "column") and v is not None}
+    if record.get("format") == "measurement-set" and record.get("noise_column"):
+        selection["noise_column"] = record["noise_column"]  # the column the store's reader used
+    try:
+        again = open_visibilities(record["path"], chunk_size=getattr(source, "chunk_size", DEFAULT_CHUNK_SIZE),
+                                  order=record["order"], **selection)
+    except Exception:  # noqa: BLE001 - keep the caller's source; the fingerprint check names the difference
+        return source
+    mine = {k: v for k, v in source.describe().items() if k != "order"}
+    theirs = {k: v for k, v in again.describe().items() if k != "order"}
+    same = json.dumps(mine, sort_keys=True, default=str) == json.dumps(theirs, sort_keys=True, default=str)
+    return again if same else source
 
 
 def default_copy_visibilities(source) -> bool:
