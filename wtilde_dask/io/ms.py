@@ -61,6 +61,7 @@ import numpy as np
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES as CORR_NAMES
+from wtilde_dask.io.selection import parse_channels
 
 __all__ = [
     "C_LIGHT",
@@ -112,30 +113,6 @@ def _split_items(value) -> list:
     if isinstance(value, (list, tuple, range, np.ndarray)):
         return [str(v).strip() if isinstance(v, str) else v for v in value]
     return [value]
-
-
-def _parse_channels(channels, n_chan: int, where: str) -> np.ndarray:
-    """Channel indices: None (all), ``"A~B"`` (inclusive), ``"A"``, ``(start, stop)`` / ``range`` (exclusive)."""
-    if channels is None:
-        return np.arange(n_chan)
-    try:
-        if isinstance(channels, str):
-            text = channels.strip()
-            if "~" in text:
-                a, b = (int(t) for t in text.split("~"))
-                idx = np.arange(a, b + 1)
-            else:
-                idx = np.array([int(text)])
-        elif isinstance(channels, range):
-            idx = np.array(channels, dtype=np.int64)
-        else:
-            a, b = channels
-            idx = np.arange(int(a), int(b))
-    except (TypeError, ValueError):
-        raise DatasetError(f"{where}: channels {channels!r} is not a range like '4~60' or (start, stop)") from None
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_chan:
-        raise DatasetError(f"{where}: channels {channels!r} is outside the {n_chan} channels (0..{n_chan - 1})")
-    return idx.astype(np.int64)
 
 
 def _merge_runs(runs: np.ndarray) -> np.ndarray:
@@ -398,7 +375,7 @@ class MeasurementSetSource(VisibilitySource):
                     )
                 if any(s == done for done, _ in out):
                     raise DatasetError(f"{src}: spw {s} is selected twice in spw {spw!r}")
-                chans = _parse_channels(chan_text if chan_text is not None else channels, chan_freq[s].size,
+                chans = parse_channels(chan_text if chan_text is not None else channels, chan_freq[s].size,
                                         f"{src}: spw {s}")
                 out.append((s, chans))
         return out

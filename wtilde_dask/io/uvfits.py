@@ -40,8 +40,9 @@ import numpy as np
 
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.io.selection import parse_channels
 
-__all__ = ["UvfitsSource", "STOKES_CODES", "parse_channels", "parse_spw"]
+__all__ = ["UvfitsSource", "STOKES_CODES", "parse_spw"]
 
 STOKES_CODES = {1: "I", 2: "Q", 3: "U", 4: "V", -1: "RR", -2: "LL", -3: "RL", -4: "LR",
                 -5: "XX", -6: "YY", -7: "XY", -8: "YX"}  # fmt: skip
@@ -73,30 +74,6 @@ def parse_spw(spw, n_available: int, source: str) -> list[int]:
     if not items:
         raise DatasetError(f"{source}: spw {spw!r} selects no IF")
     return items
-
-
-def parse_channels(channels, n_chan: int, source: str) -> np.ndarray:
-    """Channel indices from None (all), ``"A~B"`` (inclusive), ``"A"``, or ``(start, stop)`` / range (exclusive)."""
-    if channels is None:
-        return np.arange(n_chan)
-    try:
-        if isinstance(channels, str):
-            text = channels.strip()
-            if "~" in text:
-                a, b = (int(t) for t in text.split("~"))
-                idx = np.arange(a, b + 1)
-            else:
-                idx = np.array([int(text)])
-        elif isinstance(channels, range):
-            idx = np.array(channels)
-        else:
-            a, b = channels
-            idx = np.arange(int(a), int(b))
-    except (TypeError, ValueError):
-        raise DatasetError(f"{source}: channels {channels!r} is not a range like '4~60' or (start, stop)") from None
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= n_chan:
-        raise DatasetError(f"{source}: channels {channels!r} is outside the {n_chan} channels (0..{n_chan - 1})")
-    return idx
 
 
 def _uv_parameter(names: list[str], axis: str, source: str) -> str:
