@@ -44,6 +44,18 @@ def _row_ranges(k: int, chunk_size: int) -> list:
     return [[start, min(start + chunk_size, k)] for start in range(0, k, chunk_size)]
 
 
+
+def _common_k(k_of: dict, source_of: dict) -> int:
+    """K shared by the three arrays (``k_of``: field -> rows); a mismatch names both sources and counts."""
+    k = k_of["visibilities"]
+    for field in ("noise_map", "uv_wavelengths"):
+        if k_of[field] != k:
+            raise DatasetError(
+                f"{source_of[field]}: {field} has K = {k_of[field]} rows but "
+                f"{source_of['visibilities']}: visibilities has K = {k}; they must match"
+            )
+    return k
+
 class FitsFolderSource(VisibilitySource):
     """A PyAutoLens FITS folder read in row chunks.
 
@@ -88,14 +100,7 @@ class FitsFolderSource(VisibilitySource):
             if shape[0] < 1:
                 raise DatasetError(f"{fname}: {field} has K = 0 rows, expected K >= 1 visibilities")
             k_of[field] = shape[0]
-        k = k_of["visibilities"]
-        for field in ("noise_map", "uv_wavelengths"):
-            if k_of[field] != k:
-                raise DatasetError(
-                    f"{FITS_FILES[field]}: {field} has K = {k_of[field]} rows but "
-                    f"{FITS_FILES['visibilities']}: visibilities has K = {k}; they must match"
-                )
-        self.n_visibilities = k
+        self.n_visibilities = _common_k(k_of, FITS_FILES)
 
     def chunk_ids(self) -> list:
         return _row_ranges(self.n_visibilities, self.chunk_size)
@@ -187,14 +192,7 @@ class NpzSource(VisibilitySource):
             if arr.shape[0] < 1:
                 raise DatasetError(f"{self.npz_path.name}: {field} has K = 0 rows, expected K >= 1 visibilities")
             k_of[field] = int(arr.shape[0])
-        k = k_of["visibilities"]
-        for field in ("noise_map", "uv_wavelengths"):
-            if k_of[field] != k:
-                raise DatasetError(
-                    f"{self.npz_path.name}: {field} has K = {k_of[field]} rows but "
-                    f"{self.npz_path.name}: visibilities has K = {k}; they must match"
-                )
-        self.n_visibilities = k
+        self.n_visibilities = _common_k(k_of, dict.fromkeys(k_of, self.npz_path.name))
 
     def _open(self) -> dict:
         """The three arrays: memory maps where the members are stored uncompressed, else loaded arrays."""
