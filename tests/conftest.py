@@ -28,3 +28,12 @@ def artifacts_dir() -> pathlib.Path:
     """Folder for test artefacts (screenshots, PNGs) kept after the run."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real two-process LocalCluster (one thread each) and its client, shared by a test module."""
+    from wtilde_dask.cluster import cluster_client
+
+    with cluster_client("local", n_workers=2, threads_per_worker=1, log=lambda *a: None) as c:
+        yield c

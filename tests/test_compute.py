@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 
-from wtilde_dask.cluster import cluster_client
 from wtilde_dask.compute import ComputeError, compute, store_status, verify_store
 from wtilde_dask.dataset import Interferometer
 from wtilde_dask.grid import ImageGrid
@@ -19,11 +18,6 @@ from waiting import n_done
 
 RTOL = 1e-12
 
-
-@pytest.fixture(scope="module")
-def client():
-    with cluster_client("local", n_workers=2, threads_per_worker=1, log=lambda *a: None) as c:
-        yield c
 
 
 def synthetic_dataset(n_vis, seed=3, uv_max=4e4):

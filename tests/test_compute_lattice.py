@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from wtilde_dask.cli import main as wtilde
-from wtilde_dask.cluster import cluster_client
 from wtilde_dask.compute import compute
 from wtilde_dask.dataset import load_dataset
 from wtilde_dask.grid import ImageGrid
@@ -19,11 +18,6 @@ from wtilde_dask.store import WTildeStore
 def quiet(*args):
     pass
 
-
-@pytest.fixture(scope="module")
-def client():
-    with cluster_client("local", n_workers=2, threads_per_worker=1, log=quiet) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

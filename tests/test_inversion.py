@@ -43,14 +43,6 @@ def unequal_noise_dataset(rng, K=300) -> Interferometer:
     return Interferometer.from_arrays(vis, sr + 1j * si, uv, name="unequal-noise simulation")
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, client, sma_dataset):
