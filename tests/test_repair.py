@@ -12,11 +12,11 @@ why, when the mount is not allowed).
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from datasets import WTILDE, write_random_npz
 from waiting import n_done
 from wtilde_dask.cli import main
 from wtilde_dask.cluster import cluster_client
@@ -26,17 +26,11 @@ N_VIS = 3000
 BLOCK = 48      # M = 540 pixels: a 12 x 12 block grid, 78 upper-triangle blocks, the last column 12 wide
 N_BLOCKS = 78
 CHUNK_BYTES = BLOCK * BLOCK * 8
-WTILDE = [sys.executable, "-c", "import sys; from wtilde_dask.cli import main; sys.exit(main())"]
 
 
 @pytest.fixture(scope="module")
 def dataset_npz(tmp_path_factory):
-    rng = np.random.default_rng(12)
-    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
-    np.savez(path, visibilities=rng.normal(size=N_VIS) + 1j * rng.normal(size=N_VIS),
-             noise_map=rng.uniform(0.5, 2, N_VIS) + 1j * rng.uniform(0.5, 2, N_VIS),
-             uv_wavelengths=rng.uniform(-5e4, 5e4, size=(N_VIS, 2)))
-    return path
+    return write_random_npz(tmp_path_factory.mktemp("data") / "synthetic.npz", N_VIS, seed=12)
 
 
 def compute_args(dataset, out):

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 
 from wtilde_dask.cli import main
 from wtilde_dask.store import WTildeStore, read_lock
+from datasets import WTILDE, write_random_npz
 from waiting import n_done
 
 N_VIS = 48000  # ~0.3 s per block on one core: the ledger grows by a few blocks per flush
@@ -24,15 +24,9 @@ BLOCK = 48
 
 @pytest.fixture(scope="module")
 def dataset_npz(tmp_path_factory):
-    rng = np.random.default_rng(7)
-    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
-    np.savez(path, visibilities=rng.normal(size=N_VIS) + 1j * rng.normal(size=N_VIS),
-             noise_map=rng.uniform(0.5, 2, N_VIS) + 1j * rng.uniform(0.5, 2, N_VIS),
-             uv_wavelengths=rng.uniform(-5e4, 5e4, size=(N_VIS, 2)))
-    return path
+    return write_random_npz(tmp_path_factory.mktemp("data") / "synthetic.npz", N_VIS, seed=7)
 
 
-WTILDE = [sys.executable, "-c", "import sys; from wtilde_dask.cli import main; sys.exit(main())"]
 
 
 def command(dataset, out):
