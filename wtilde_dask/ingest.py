@@ -16,7 +16,13 @@ offset and Hankel kernels. This module moves that work; it does no maths of its 
 * **Ledger.** A node counts as done when the orchestrator has marked it complete in the store (its arrays'
   checksum and scalar sums in its attrs, written after the worker's write returned). A killed pass resumes from
   the finished nodes: only groups not covered by one are read again.
-* The plan (chunk list, group size, what is summed) is stored with the pass; a rerun with another plan (say
+* **Order.** The sums do not care about the order of the visibilities, so :func:`open_source` opens a Measurement
+  Set / UVFITS file with ``order="rows"`` (chunks of rows with all their selected channels: every cell read once;
+  the recipe's channel-by-channel order reads a large window once per channel, ~10x slower: io/ms.py). The store
+  records the order (``describe()["order"]``) and the pass its chunk size; :func:`store_source` opens the source
+  again with both (the same chunks, the same bits), and a store made in another order is resumed in its own
+  (:func:`in_store_order`). ``wtilde export-fits`` and ``load_dataset`` keep the recipe's order.
+* The plan (chunk list, chunk size, group size, what is summed) is stored with the pass; a rerun with another plan (say
   another ``--chunk-size``) starts the pass over. Different chunkings agree to rounding (<= 1e-12 relative,
   tested), one chunking is bit-identical.
 """
