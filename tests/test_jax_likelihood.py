@@ -93,6 +93,8 @@ def test_equals_numpy_fitter_and_brute_force(stores, data, mesh_kind):
     ref = inversion_reference(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.noise_map, T, H)
     numpy_result = WTildeFitter.from_store(store, path="fft").fit(T, H)
     lk = likelihood(stores, data, mesh_kind)
+    # equal noise: no Hankel part and an even offset kernel, so F runs the real-spectrum product
+    assert (lk.config.has_hankel, lk.config.real_kernel) == ((False, True) if data == "equal" else (True, False))
     params = jl.params_from_lens(LENS)
     result = lk.fit(params)
     # same source pixels in the same order (rectangular row-major; Delaunay vertices sorted as DelaunayMesh)

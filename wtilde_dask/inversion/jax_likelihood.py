@@ -86,6 +86,7 @@ class LikelihoodConfig:
     fft_shape: tuple[int, int] = (1, 1)
     has_hankel: bool = False
     batch_size: int = 64  # source columns per FFT batch
+    real_kernel: bool = False  # K_hat real (even offset kernel; set by the builder): real x complex product
 
     @property
     def n_source_pixels(self) -> int:
@@ -253,20 +254,25 @@ def regularization_matrix(L, coefficient, scheme: str):
 # ----------------------------------------------------------------------------------------------
 # F = T^T W T and D = T^T d by FFT on the lattice box
 # ----------------------------------------------------------------------------------------------
-def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool):
+def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, real_kernel: bool = False):
     """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
 
     Zero-padded (Ny, Nx) FFTs (rfft along x on the ny rows, full along y), the Hankel part as
     ``conj(X) H_hat`` (the spectrum of the index-reversed image), as ``curvature_kernels.lattice_apply``.
+    The y transforms run along the last axis (one explicit transpose each way: XLA's FFT works on the
+    minor axes), the inverse keeps only the ny output rows. ``real_kernel`` (static): the offset kernel is
+    even (``k[d] = k[-d]``, W symmetric), so ``K_hat`` is real and the product is real x complex
+    (only without a Hankel part; the builder checks the imaginary part is round-off).
     """
     ny, nx = shape_box
     Ny, Nx = fft_shape
-    X = jnp.fft.rfft(images, n=Nx, axis=2)
-    X = jnp.fft.fft(X, n=Ny, axis=1)
-    Y = X * K_hat[None]
+    X = jnp.fft.rfft(images, n=Nx, axis=2)  # (nb, ny, Nx//2+1)
+    X = jnp.fft.fft(jnp.swapaxes(X, 1, 2), n=Ny, axis=2)  # (nb, Nx//2+1, Ny)
     if has_hankel:
-        Y = Y + jnp.conj(X) * H_hat[None]
-    Y = jnp.fft.ifft(Y, axis=1)[:, :ny, :]
+        Y = X * K_hat.T[None] + jnp.conj(X) * H_hat.T[None]
+    else:
+        Y = X * (jnp.real(K_hat).T if real_kernel else K_hat.T)[None]
+    Y = jnp.swapaxes(jnp.fft.ifft(Y, axis=2)[:, :, :ny], 1, 2)  # (nb, ny, Nx//2+1)
     return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
 
 
@@ -288,7 +294,7 @@ def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig)
         ok = (local >= 0) & (local < bs)
         imgs = jnp.zeros((bs, ny * nx)).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
         out = lattice_apply(imgs.reshape(bs, ny, nx), arrays.K_hat, arrays.H_hat, config.shape_box,
-                            config.fft_shape, config.has_hankel).reshape(bs, ny * nx)
+                            config.fft_shape, config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
         G = out[:, arrays.box_flat]  # (bs, M) = (W T[:, batch])^T
         return jax.ops.segment_sum(wflat[:, None] * G.T[rows], cflat, num_segments=S)  # (S, bs)
 
@@ -414,6 +420,13 @@ def lattice_arrays_from_fitter(fitter, grid_arcsec) -> tuple[LatticeArrays, tupl
     return arrays, (int(ny), int(nx)), tuple(int(n) for n in op.fft_shape), has_hankel
 
 
+def kernel_spectrum_is_real(K_hat, rtol: float = 1e-12) -> bool:
+    """True when the (Ny, Nx//2+1) spectrum of the offset kernel is real up to round-off
+    (``max |Im| <= rtol max |K_hat|``): the kernel is even, as for every symmetric W."""
+    K = np.asarray(K_hat)
+    return bool(np.max(np.abs(K.imag)) <= rtol * np.max(np.abs(K))) if K.size else True
+
+
 class JaxLikelihood:
     """The jitted lens-model log evidence on one dataset, mesh and regularization.
 
@@ -456,7 +469,8 @@ class JaxLikelihood:
         arrays, shape_box, fft_shape, has_hankel = lattice_arrays_from_fitter(fitter, grid_arcsec)
         config = LikelihoodConfig(mesh=mesh, mesh_shape=tuple(int(n) for n in mesh_shape), n_pixels=int(n_pixels),
                                   buffer=float(buffer), regularization=regularization, shape_box=shape_box,
-                                  fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size))
+                                  fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size),
+                                  real_kernel=not has_hankel and kernel_spectrum_is_real(arrays.K_hat))
         return cls(arrays, config, coefficient)
 
     @classmethod
