@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+from datasets import WTILDE
 from wtilde_dask.cli import main as wtilde
-from wtilde_dask.cluster import cluster_client
 from wtilde_dask.compute import compute
 from wtilde_dask.dataset import Interferometer
 from wtilde_dask.grid import ImageGrid
@@ -35,12 +34,6 @@ TOL = 1e-12
 
 def quiet(*args):
     pass
-
-
-@pytest.fixture(scope="module")
-def client():
-    with cluster_client("local", n_workers=2, threads_per_worker=1, log=quiet) as c:
-        yield c
 
 
 def random_dataset(k: int, seed: int = 3, equal_noise: bool = False) -> Interferometer:
@@ -139,7 +132,6 @@ def test_rerun_is_bit_identical(tmp_path, client, dataset, grid):
 # ---------------------------------------------------------------------------------------------------------------
 
 N_KILL = 60_000
-WTILDE = [sys.executable, "-c", "import sys; from wtilde_dask.cli import main; sys.exit(main())"]
 
 
 @pytest.fixture(scope="module")

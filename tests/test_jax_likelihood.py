@@ -43,15 +43,6 @@ def simulated_dataset(seed: int, equal_noise: bool, K: int = 2000) -> Interferom
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
-        with Client(cluster) as c:
-            yield c
-
-
-@pytest.fixture(scope="module")
 def stores(tmp_path_factory, client):
     """{"equal": lattice store, equal real/imag noise (no Hankel part); "unequal": with the Hankel part}."""
     from wtilde_dask.compute import compute
