@@ -91,10 +91,7 @@ def _inputs(path: str, fingerprint: str) -> dict:
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is None:
-            store = WTildeStore.open(path, mode="r+")
-            if store.fingerprint != fingerprint:
-                raise StoreError(f"store {path}: fingerprint changed under the run "
-                                 f"({store.fingerprint[:12]} != {fingerprint[:12]}); it was overwritten")
+            store = WTildeStore.open_for_run(path, fingerprint)
             grid = store.grid()
             hit = {
                 "store": store,

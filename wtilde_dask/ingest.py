@@ -120,10 +120,7 @@ def _store_grid(path: str, fingerprint: str):
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is None:
-            store = WTildeStore.open(path, mode="r+")
-            if store.fingerprint != fingerprint:
-                raise StoreError(f"store {path}: fingerprint changed under the run "
-                                 f"({store.fingerprint[:12]} != {fingerprint[:12]}); it was overwritten")
+            store = WTildeStore.open_for_run(path, fingerprint)
             hit = (store, store.grid())
             if len(_CACHE) >= 4:
                 _CACHE.clear()

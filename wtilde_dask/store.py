@@ -502,6 +502,15 @@ class WTildeStore:
             raise StoreError(f"mode: expected 'r' or 'r+', got {mode!r}")
         return cls(path, zarr.open_group(str(path), mode=mode), mode)
 
+    @classmethod
+    def open_for_run(cls, path, fingerprint: str) -> WTildeStore:
+        """Open a store for writing from a task of the run that owns ``fingerprint``; refuse one overwritten since."""
+        store = cls.open(path, mode="r+")
+        if store.fingerprint != fingerprint:
+            raise StoreError(f"store {path}: fingerprint changed under the run "
+                             f"({store.fingerprint[:12]} != {fingerprint[:12]}); it was overwritten")
+        return store
+
     def check_inputs(self, dataset, grid, *, method: str, block_size: int, dtype: str = "float64") -> None:
         """Raise StoreError naming every input that differs from what the store was built from."""
         given = fingerprint_components(dataset, grid, method=method, dtype=dtype, block_size=block_size)

@@ -34,9 +34,10 @@ import platform
 import shutil
 import statistics
 import tempfile
-import time
 
 import numpy as np
+
+from wtilde_dask.bench.inversion import _timed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,12 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="store path to create or reuse (default: temporary)")
     p.add_argument("--no-peer", action="store_true", help="skip PyAutoLens")
     return p
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def main(argv=None) -> int:
