@@ -289,6 +289,29 @@ def test_changed_source_is_refused(tmp_path, point_ms):
         store_source(store)
 
 
+def test_fits_folder_store_is_keyed_by_content_not_by_path_or_mtime(tmp_path, client, sma_dataset, capsys):
+    """A PyAutoLens FITS folder is fingerprinted by its arrays (hashed chunk by chunk): a store made from the
+    same data in memory resumes from `wtilde compute FOLDER`, and a copy of the folder with new mtimes too."""
+    import shutil
+
+    from wtilde_dask.dataset import sma_dataset_path
+
+    folder = tmp_path / "sma"
+    shutil.copytree(sma_dataset_path(), folder)
+    out = tmp_path / "w.zarr"
+    grid = ImageGrid.circular((20, 20), (0.2, 0.2), 1.5)
+    store = compute(sma_dataset, grid, out, block_size=64, client=client, progress=False, log=quiet)
+    expected = store.to_dask().compute()
+    for f in folder.iterdir():
+        os.utime(f, (time.time() + 100, time.time() + 100))
+    args = ["compute", str(folder), "--shape", "20", "20", "--pixel-scale", "0.2", "--mask-radius", "1.5",
+            "--block-size", "64", "--out", str(out), "--scheduler", client.scheduler.address, "--no-progress"]
+    assert wtilde(args) == 0
+    printed = capsys.readouterr().out
+    assert f"0 blocks computed, {store.plan.n_blocks} skipped" in printed, printed
+    np.testing.assert_array_equal(WTildeStore.open(out).to_dask().compute(), expected)
+
+
 def test_all_flagged_leaves_no_store(tmp_path, capsys):
     from wtilde_dask.io.ms_writer import MeasurementSetWriter
 
