@@ -77,16 +77,10 @@ _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _worker_threads() -> int:
-    try:
-        from distributed import get_worker
-
-        return int(get_worker().state.nthreads)
-    except Exception:  # noqa: BLE001 - not on a worker
-        return 0
-
-
-def _inputs(path: str, fingerprint: str) -> dict:
+def worker_inputs(path: str, fingerprint: str) -> dict:
+    """The store of the run that owns ``fingerprint``, opened once per worker process (a small cache shared by the
+    block tasks here and the visibility-pass tasks of :mod:`wtilde_dask.ingest`): {"store", "plan", "grid",
+    "grid_radians"}, plus the lattice kernels once :func:`_lattice_inputs` has read them."""
     key = (str(path), fingerprint)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
@@ -163,7 +157,7 @@ def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str, sourc
     """Compute block (bi, bj) on a worker, write it to the store; return (checksum, compute_s, write_s).
 
     ``source`` (direct method): the chunked visibility source; the block is summed over its chunks in order."""
-    hit = _inputs(path, fingerprint)
+    hit = worker_inputs(path, fingerprint)
     plan = hit["plan"]
     size = min(plan.block_size, plan.n_pixels)  # fixed padded shape: one compile per worker
     rows, cols = plan.pixel_range(bi), plan.pixel_range(bj)

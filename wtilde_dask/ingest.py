@@ -32,11 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import threading
 import time
 
 import numpy as np
 
+from wtilde_dask.compute import worker_inputs
 from wtilde_dask.store import StoreError, WTildeStore
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
@@ -111,30 +111,14 @@ def make_plan(source, *, dirty_image: bool, lattice: bool, max_groups: int = DEF
 # Worker side
 # ---------------------------------------------------------------------------------------------------
 
-_CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _store_grid(path: str, fingerprint: str):
-    key = (str(path), fingerprint)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is None:
-            store = WTildeStore.open_for_run(path, fingerprint)
-            hit = (store, store.grid())
-            if len(_CACHE) >= 4:
-                _CACHE.clear()
-            _CACHE[key] = hit
-    return hit
-
-
 def ingest_group_task(path: str, fingerprint: str, group: int, chunk_ids: list, source, dirty_image: bool,
                       lattice: bool):
     """Read the group's chunks one by one, sum their partials in chunk order, write them as leaf node
     (0, group); return (scalar sums, checksum, seconds, seconds spent reading)."""
     from wtilde_dask.kernels.visibility_sums import chunk_partial, partial_arrays, sum_partials
 
-    store, grid = _store_grid(path, fingerprint)
+    hit = worker_inputs(path, fingerprint)
+    store, grid = hit["store"], hit["grid"]
     t0 = time.perf_counter()
     reading = [0.0]
 
@@ -156,7 +140,7 @@ def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, chi
     first); written to the store; returns (scalar sums, checksum, seconds, 0.0)."""
     from wtilde_dask.kernels.visibility_sums import VisibilityPartial, add_partials, partial_arrays
 
-    store, _ = _store_grid(path, fingerprint)
+    store = worker_inputs(path, fingerprint)["store"]
     t0 = time.perf_counter()
     parts = []
     for c_level, c_index, checksum, scalars in children:
