@@ -26,17 +26,6 @@ def _count(text: str) -> int:
     return int(value)
 
 
-def _store_source(store):
-    """The store's visibilities as a chunked source (the copy in inputs/, or the recorded source re-opened)."""
-    try:
-        from wtilde_dask.ingest import store_source
-    except ImportError:  # a tree without the chunked pass: stores always hold a copy
-        from wtilde_dask.io import ArraySource
-
-        return ArraySource(store.dataset())
-    return store_source(store)
-
-
 def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=print) -> dict:
     """The fields of PyAutoArray's ``SparseTerms`` (autoarray 2026.10, ``inversion_interferometer_util``) for a
     lattice store: what ``Interferometer.from_sparse_terms(terms, real_space_mask)`` needs besides the kernel,
@@ -52,6 +41,7 @@ def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=print) -> dict:
       visibility sums when it has them, else summed in the same pass
     * provenance ``shape_native``, ``pixel_scales`` (arcsec), ``origin`` (0, 0)
     """
+    from wtilde_dask.ingest import store_source
     from wtilde_dask.kernels.lattice import lattice_dirty_image
     from wtilde_dask.kernels.visibility_sums import chunk_partial
 
@@ -67,10 +57,10 @@ def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=print) -> dict:
         out[idx[:, 0], idx[:, 1]] = slim
         return out
 
-    sums = store.visibility_sums() if hasattr(store, "visibility_sums") else None
+    sums = store.visibility_sums()
     beam = np.zeros(grid.n_pixels)
     sum_weights, chi2, norm, n_vis = 0.0, 0.0, 0.0, 0
-    source = _store_source(store)
+    source = store_source(store)
     log(f"export-pyautoarray: dirty beam from {source.describe().get('format')} {source.path} "
         f"({len(source.chunk_ids())} chunks)")
     for cid in source.chunk_ids():
