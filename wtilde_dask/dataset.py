@@ -68,17 +68,23 @@ def _as_pairs(array, source: str, field: str, offset: int = 0) -> np.ndarray:
     return arr
 
 
+def _common_k(k_of: dict, source_of: dict) -> int:
+    """K shared by the three arrays (``k_of``: field -> rows); a mismatch names both sources and counts."""
+    k = k_of["visibilities"]
+    for field in ("noise_map", "uv_wavelengths"):
+        if k_of[field] != k:
+            raise DatasetError(
+                f"{source_of[field]}: {field} has K = {k_of[field]} rows but "
+                f"{source_of['visibilities']}: visibilities has K = {k}; they must match"
+            )
+    return k
+
+
 def _validate(visibilities, noise_map, uv_wavelengths, sources: dict[str, str], offset: int = 0):
     vis = _as_pairs(visibilities, sources["visibilities"], "visibilities", offset)
     noise = _as_pairs(noise_map, sources["noise_map"], "noise_map", offset)
     uv = _as_pairs(uv_wavelengths, sources["uv_wavelengths"], "uv_wavelengths", offset)
-    k = vis.shape[0]
-    for field, arr in (("noise_map", noise), ("uv_wavelengths", uv)):
-        if arr.shape[0] != k:
-            raise DatasetError(
-                f"{sources[field]}: {field} has K = {arr.shape[0]} rows but "
-                f"{sources['visibilities']}: visibilities has K = {k}; they must match"
-            )
+    _common_k({"visibilities": vis.shape[0], "noise_map": noise.shape[0], "uv_wavelengths": uv.shape[0]}, sources)
     bad = ~(noise > 0)
     if bad.any():
         idx = _first_bad(bad)

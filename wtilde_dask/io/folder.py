@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from wtilde_dask.dataset import FITS_FILES, NPZ_NAMES, DatasetError, _validate, sma_dataset_path
+from wtilde_dask.dataset import FITS_FILES, NPZ_NAMES, DatasetError, _common_k, _validate, sma_dataset_path
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 
 __all__ = ["FitsFolderSource", "NpzSource", "open_folder_or_npz"]
@@ -43,18 +43,6 @@ def _check_chunk_size(chunk_size) -> int:
 def _row_ranges(k: int, chunk_size: int) -> list:
     return [[start, min(start + chunk_size, k)] for start in range(0, k, chunk_size)]
 
-
-
-def _common_k(k_of: dict, source_of: dict) -> int:
-    """K shared by the three arrays (``k_of``: field -> rows); a mismatch names both sources and counts."""
-    k = k_of["visibilities"]
-    for field in ("noise_map", "uv_wavelengths"):
-        if k_of[field] != k:
-            raise DatasetError(
-                f"{source_of[field]}: {field} has K = {k_of[field]} rows but "
-                f"{source_of['visibilities']}: visibilities has K = {k}; they must match"
-            )
-    return k
 
 class FitsFolderSource(VisibilitySource):
     """A PyAutoLens FITS folder read in row chunks.
@@ -193,6 +181,18 @@ class NpzSource(VisibilitySource):
                 raise DatasetError(f"{self.npz_path.name}: {field} has K = 0 rows, expected K >= 1 visibilities")
             k_of[field] = int(arr.shape[0])
         self.n_visibilities = _common_k(k_of, dict.fromkeys(k_of, self.npz_path.name))
+        self._loaded = None if self.memory_mapped else arrays  # a compressed file: decompressed once per process
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_loaded": None}  # a pickled reader (a Dask task) carries no arrays
+
+    def _arrays(self) -> dict:
+        """Memory maps of an uncompressed file (cheap to open per chunk); a compressed file's arrays, loaded once."""
+        if self.memory_mapped:
+            return self._open()
+        if self._loaded is None:
+            self._loaded = self._open()
+        return self._loaded
 
     def _open(self) -> dict:
         """The three arrays: memory maps where the members are stored uncompressed, else loaded arrays."""
@@ -227,7 +227,7 @@ class NpzSource(VisibilitySource):
 
     def read_chunk(self, chunk_id) -> VisibilityChunk:
         start, stop = (int(i) for i in chunk_id)
-        arrays = self._open()
+        arrays = self._arrays()
         src = self.npz_path.name
         vis, noise, uv = _validate(
             np.array(arrays["visibilities"][start:stop]),
