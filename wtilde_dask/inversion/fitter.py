@@ -121,6 +121,8 @@ class WTildeFitter:
 
         st = store if isinstance(store, WTildeStore) else WTildeStore.open(store)
         path = resolve_path(st, path, memory_limit_bytes)
+        if backend == "jax" and path != "fft":
+            raise FitterError(f"store {st.path}: backend 'jax' needs path 'fft' (a lattice store), got path {path!r}")
         if path == "fft":
             curv = store_lattice_curvature(st, **kwargs)
         elif path == "memory":
@@ -129,8 +131,6 @@ class WTildeFitter:
             curv = cv.OutOfCoreCurvature(st, client, **kwargs)
         else:
             curv = cv.DenseCurvature(np.asarray(st.to_dask().compute()))
-        if backend == "jax" and path != "fft":
-            raise FitterError(f"store {st.path}: backend 'jax' needs path 'fft' (a lattice store), got path {path!r}")
         return cls(curv, store_dirty_image(st), store_visibility_sums(st), path=path, store=st,
                    backend=backend)
 

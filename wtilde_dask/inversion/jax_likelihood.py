@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
 from wtilde_dask.kernels import enable_x64
 
 enable_x64()
@@ -45,8 +46,6 @@ import jax.numpy as jnp  # noqa: E402
 
 PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "centre_x", "gamma_1", "gamma_2")
 MESHES = ("rectangular", "delaunay")
-SCHEMES = ("constant", "gradient", "curvature", "zeroth")
-REGULARIZATION_EPS = 1e-8
 
 
 class JaxLikelihoodError(ValueError):
