@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
 from wtilde_dask.kernels import enable_x64
 
@@ -145,15 +146,6 @@ def rectangular_mapping(source_grid, mesh_shape, buffer=1e-3):
     cols = jnp.stack([r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1], axis=1)
     wts = jnp.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=1)
     return cols, wts
-
-
-def rectangular_edges(mesh_shape) -> np.ndarray:
-    """(E, 2) 4-connected neighbour edges of the (ny, nx) mesh (as :class:`RectangularMesh`)."""
-    ny, nx = mesh_shape
-    idx = np.arange(ny * nx).reshape(ny, nx)
-    right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], axis=1)
-    down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], axis=1)
-    return np.concatenate([right, down])
 
 
 def delaunay_topology_host(source_grid, n_pixels: int):

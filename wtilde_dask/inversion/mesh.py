@@ -31,6 +31,15 @@ def _as_points(points, name):
     return arr
 
 
+def rectangular_edges(mesh_shape) -> np.ndarray:
+    """(E, 2) 4-connected neighbour edges of the (ny, nx) mesh (row-major node index r * nx + c)."""
+    ny, nx = mesh_shape
+    idx = np.arange(ny * nx).reshape(ny, nx)
+    right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], axis=1)
+    down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], axis=1)
+    return np.concatenate([right, down])
+
+
 class _Mesh:
     edges: np.ndarray  # (E, 2) int, i < j
 
@@ -72,11 +81,8 @@ class RectangularMesh(_Mesh):
         y0, y1, x0, x1 = (float(v) for v in self.extent)
         if not (y1 > y0 and x1 > x0):
             raise MeshError(f"mesh extent: need y_max > y_min and x_max > x_min, got {self.extent}")
-        idx = np.arange(ny * nx).reshape(ny, nx)
-        right = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], axis=1)
-        down = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], axis=1)
         object.__setattr__(self, "shape", (ny, nx))
-        object.__setattr__(self, "edges", np.concatenate([right, down]))
+        object.__setattr__(self, "edges", rectangular_edges((ny, nx)))
 
     @classmethod
     def from_source_grid(cls, source_grid, shape, buffer: float = 1e-3) -> "RectangularMesh":
