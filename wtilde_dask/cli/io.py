@@ -9,7 +9,8 @@ __all__ = ["register", "add_selection_arguments"]
 
 
 def add_selection_arguments(p: argparse.ArgumentParser) -> None:
-    """The selection flags shared with ``wtilde compute`` (passed to :func:`wtilde_dask.io.open_visibilities`)."""
+    """The selection flags of ``wtilde export-fits`` (named as ``wtilde compute``'s; passed to
+    :func:`wtilde_dask.io.open_visibilities`)."""
     p.add_argument("--field", default=None, help="FIELD name or id (Measurement Set), SOURCE name or id (UVFITS)")
     p.add_argument("--spw", default=None, help="spectral windows (UVFITS: IFs), e.g. '0,2' or '0~3' (default all)")
     p.add_argument("--channels", default=None, help="channel range of each window, CASA style 'A~B' inclusive")
