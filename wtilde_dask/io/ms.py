@@ -55,6 +55,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -84,6 +85,20 @@ SCAN_ROWS = 1_000_000  # rows of DATA_DESC_ID / FIELD_ID / FLAG_ROW read at a ti
 # anyway, so nothing is lost); several worker processes read in parallel.
 _CASACORE_LOCK = threading.RLock()
 _ROW_CACHE: dict = {}  # {"key": (path, mtime, fields, ddid, i0, i1, noise column), "columns": {name: array}}
+
+
+class _Cells(NamedTuple):
+    """One chunk's cells before flattening (``MeasurementSetSource._read``): (n_chan, n_row) channel-major."""
+
+    uv_base: np.ndarray  # (n_row, 2) float64 UVW[:, :2] in metres
+    freq: np.ndarray  # (n_chan,) Hz
+    vis_sum: np.ndarray  # (n_chan, n_row) complex128: a + b of the two hands (halve), or the one hand
+    halve: bool  # Stokes I = vis_sum / 2
+    sigma: np.ndarray  # (n_chan or 1, n_row) float64
+    keep: np.ndarray  # (n_chan, n_row) bool, C order
+    n_keep: int
+    n_flagged: int
+    n_bad: int
 
 
 def is_measurement_set(path) -> bool:
@@ -536,9 +551,15 @@ class MeasurementSetSource(VisibilitySource):
             return (cube[:, :, h] if pick is None else cube[:, pick, h]).T
 
         flag = got["FLAG"]
-        flagged = got["FLAG_ROW"].astype(bool)[None, :] | hand(flag, hands[0])
-        for h in hands[1:]:
-            flagged = flagged | hand(flag, h)
+        n_rows = flag.shape[0]
+        n_chan = int(chans.size)
+        # (n_chan, n_row) C-ordered masks and sums: channel-major, written once from the (row, chan, corr) cells
+        flagged = np.empty((n_chan, n_rows), bool)
+        if len(hands) == 2:
+            np.logical_or(hand(flag, hands[0]), hand(flag, hands[1]), out=flagged)
+        else:
+            np.copyto(flagged, hand(flag, hands[0]))
+        flagged |= got["FLAG_ROW"].astype(bool, copy=False)[None, :]
         noise = got[self.noise_column]
         if spectrum:
             per_hand = [hand(noise, h).astype(np.float64) for h in hands]  # (n_chan, n_row)
@@ -557,43 +578,55 @@ class MeasurementSetSource(VisibilitySource):
             return n_keep, n_flagged, flagged.size - n_keep - n_flagged
         uv_base = np.ascontiguousarray(got["UVW"][:, :2], dtype=np.float64)
         data = got[self.column]
-        good = good & np.isfinite(uv_base).all(axis=1)[None, :]
-        for h in hands:
-            good = good & np.isfinite(hand(data, h))
-        keep = np.ascontiguousarray(~flagged & good)
-        if len(hands) == 2:
-            with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries are dropped by keep
-                a = hand(data, hands[0]).astype(np.complex128, order="C")
-                vis = (a + hand(data, hands[1]).astype(np.complex128, order="C")) / 2
+        # Stokes I: the sum of the hands cast to complex128 (halved by the caller: (a + b) / 2 either way), or the
+        # one hand. A float32 pair is finite exactly when its float64 sum is (no overflow in float64), so
+        # isfinite(sum) is isfinite(a) & isfinite(b).
+        vis_sum = np.empty((n_chan, n_rows), np.complex128)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries are dropped by keep
+            if len(hands) == 2:
+                np.add(hand(data, hands[0]), hand(data, hands[1]), out=vis_sum, dtype=np.complex128)
                 sigma = 0.5 * np.sqrt(per_hand[0] ** 2 + per_hand[1] ** 2)
-        else:
-            vis = hand(data, hands[0]).astype(np.complex128, order="C")
-            sigma = per_hand[0]
+            else:
+                np.copyto(vis_sum, hand(data, hands[0]))
+                sigma = per_hand[0]
+        keep = np.isfinite(vis_sum)
+        good = good & np.isfinite(uv_base).all(axis=1)[None, :]
+        if not good.all():
+            keep &= good
+        keep &= ~flagged
+        n_keep = int(np.count_nonzero(keep))
         n_flagged = int(np.count_nonzero(flagged))
-        n_bad = int(np.count_nonzero(~flagged & ~good))
-        return uv_base, w["chan_freq"][c0:c1], vis, sigma, keep, n_flagged, n_bad
+        n_bad = flagged.size - n_keep - n_flagged  # unflagged and not good
+        return _Cells(uv_base, w["chan_freq"][c0:c1], vis_sum, len(hands) == 2, sigma, keep, n_keep, n_flagged, n_bad)
 
     def read_chunk(self, chunk_id) -> VisibilityChunk:
         """The chunk's kept Stokes I visibilities, channel-major (``k = c * n_rows + r``) as in the recipe."""
-        uv_base, f, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
-        n_keep = int(np.count_nonzero(keep))
-        uv = np.empty((n_keep, 2))
-        uv[:, 0] = ((uv_base[None, :, 0] * f[:, None]) / C_LIGHT)[keep]
-        uv[:, 1] = ((uv_base[None, :, 1] * f[:, None]) / C_LIGHT)[keep]
-        sig = np.broadcast_to(sigma, keep.shape)[keep]
+        cells = self._read(chunk_id)
+        keep, n_keep = cells.keep, cells.n_keep
+        # uv = (UVW * f) / c for every (channel, row), compressed once as complex pairs
+        full = np.empty(keep.shape + (2,))
+        np.multiply(cells.uv_base[None, :, :], cells.freq[:, None, None], out=full)
+        full /= C_LIGHT
+        uv = full.view(np.complex128)[:, :, 0][keep].view(np.float64).reshape(n_keep, 2)
+        vis = cells.vis_sum[keep]
+        if cells.halve:
+            vis /= 2
+        sig = np.broadcast_to(cells.sigma, keep.shape)[keep]
         noise = np.empty(n_keep, np.complex128)
         noise.real = sig
         noise.imag = sig
-        return VisibilityChunk(uv, vis[keep], noise, n_flagged, n_bad)
+        return VisibilityChunk(uv, vis, noise, cells.n_flagged, cells.n_bad)
 
     def read_chunk_cube(self, chunk_id):
         """The chunk before flattening, as a :class:`wtilde_dask.io.export.ChannelCube` (channels x rows), for
         channel averaging; ``flatten_cube`` of it equals :meth:`read_chunk` bit for bit."""
         from wtilde_dask.io.export import ChannelCube
 
-        uv_base, f, vis, sigma, keep, n_flagged, n_bad = self._read(chunk_id)
-        sig = np.broadcast_to(sigma, keep.shape)
-        return ChannelCube(uv_base, C_LIGHT, np.array(f), vis, sig + 1j * sig, keep, n_flagged, n_bad)
+        cells = self._read(chunk_id)
+        vis = cells.vis_sum / 2 if cells.halve else cells.vis_sum
+        sig = np.broadcast_to(cells.sigma, cells.keep.shape)
+        return ChannelCube(cells.uv_base, C_LIGHT, np.array(cells.freq), vis, sig + 1j * sig, cells.keep,
+                           cells.n_flagged, cells.n_bad)
 
     @property
     def n_visibilities_max(self) -> int:
