@@ -186,3 +186,42 @@ def test_lattice_dirty_image_equals_reference(name, backend, rng):
     ref = reference.dirty_image_reference(grid.grid_radians, uv, vis, wr, wi)
     assert d.shape == (grid.n_pixels,)
     assert _max_rel(d, ref) < RTOL
+
+
+@pytest.mark.parametrize("equal", [True, False], ids=["equal_noise", "unequal_noise"])
+@pytest.mark.parametrize("name", ["circular", "off_centre", "non_square_box", "random_mask", "single_row"])
+def test_lattice_visibility_sums_equal_the_separate_transforms(name, equal, rng):
+    """One batched NUFFT (the visibility pass's) gives the separate functions' kernel bit for bit, and the
+    dirty image and Hankel kernel to rounding; each part can be left out."""
+    grid = GRIDS[name]()
+    k = 500
+    uv = _random_uv(rng, k, 1e6)
+    vis = rng.normal(size=k) + 1j * rng.normal(size=k)
+    wr, wi = _weights(rng, k, equal)
+    s = L.lattice_visibility_sums(uv, vis, wr, wr if equal else wi, grid)
+    lk = L.lattice_kernels(uv, wr, wi, grid, nthreads=1)
+    np.testing.assert_array_equal(s.kernel, lk.kernel)
+    assert (s.kernel_hankel is None) == equal == (lk.kernel_hankel is None)
+    if not equal:
+        assert _max_rel(s.kernel_hankel, lk.kernel_hankel) < 1e-13
+    ref = reference.dirty_image_reference(grid.grid_radians, uv, vis, wr, wi)
+    assert s.dirty_image.shape == (grid.n_pixels,) and _max_rel(s.dirty_image, ref) < RTOL
+    assert _max_rel(s.dirty_image, L.lattice_dirty_image(uv, vis, wr, wi, grid, nthreads=1)) < 1e-12
+    only_dirty = L.lattice_visibility_sums(uv, vis, wr, wi, grid, kernels=False)
+    assert only_dirty.kernel is None and only_dirty.kernel_hankel is None
+    np.testing.assert_array_equal(only_dirty.dirty_image, s.dirty_image)
+    only_kernels = L.lattice_visibility_sums(uv, None, wr, wi, grid, dirty_image=False)
+    assert only_kernels.dirty_image is None
+    np.testing.assert_array_equal(only_kernels.kernel, s.kernel)
+
+
+def test_lattice_visibility_sums_name_bad_values(rng):
+    grid = GRIDS["circular"]()
+    uv = _random_uv(rng, 10)
+    w = np.ones(10)
+    bad = w.copy()
+    bad[3] = np.inf
+    with pytest.raises(L.LatticeError, match=r"weights_real\[3\]"):
+        L.lattice_visibility_sums(uv, np.ones(10, complex), bad, w, grid)
+    with pytest.raises(L.LatticeError, match="expected \\(10,\\)"):
+        L.lattice_visibility_sums(uv, np.ones(9, complex), w, w, grid)

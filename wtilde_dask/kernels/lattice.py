@@ -69,6 +69,8 @@ __all__ = [
     "lattice_hankel_kernel",
     "lattice_kernels",
     "lattice_dirty_image",
+    "lattice_visibility_sums",
+    "LatticeSums",
     "w_tilde_block_lattice",
     "w_tilde_lattice",
     "nufft_points",
@@ -322,6 +324,111 @@ def lattice_dirty_image(uv_wavelengths, visibilities, weights_real, weights_imag
     strengths = (wr * vis.real + 1j * (wi * vis.imag)) * np.exp(1j * TWO_PI * cycles)
     f = _nufft_type1(nufft_points(uv, (sy, sx)), strengths, (ny, nx), eps, backend, nthreads)
     return np.ascontiguousarray(f.real[box.box_indices[:, 0], box.box_indices[:, 1]])
+
+
+class LatticeSums(NamedTuple):
+    """What :func:`lattice_visibility_sums` returns (each None when not asked for; ``kernel_hankel`` also None
+    when wr == wi)."""
+
+    dirty_image: np.ndarray | None  # (M,) float64, slim order
+    kernel: np.ndarray | None  # (2ny-1, 2nx-1) offset kernel of (wr+wi)/2
+    kernel_hankel: np.ndarray | None  # (2ny-1, 2nx-1) index-sum kernel of (wr-wi)/2
+
+
+def _phasor(cycles: np.ndarray) -> np.ndarray:
+    """``exp(2 pi i cycles)`` (cycles already wrapped to [-1/2, 1/2]) as cos + i sin (faster than np.exp of a
+    complex array, the same values to rounding)."""
+    t = TWO_PI * cycles
+    out = np.empty(t.shape, np.complex128)
+    np.cos(t, out=out.real)
+    np.sin(t, out=out.imag)
+    return out
+
+
+def lattice_visibility_sums(uv_wavelengths, visibilities, weights_real, weights_imag, grid, *, dirty_image=True,
+                            kernels=True, eps=DEFAULT_EPS, nthreads=1, box: LatticeBox | None = None) -> LatticeSums:
+    """The dirty image and the lattice kernels of one set of visibilities by ONE batched ducc0 type-1 NUFFT.
+
+    The same quantities as :func:`lattice_dirty_image` and :func:`lattice_kernels` (module docstring), computed
+    together: the NUFFT points are computed and sorted once, and the 1 to 3 strength vectors (offset kernel
+    ``(wr+wi)/2``; index-sum kernel ``(wr-wi)/2 exp(i theta)`` when wr != wi; dirty image
+    ``(wr Re V + i wi Im V) exp(i theta')``) are spread in one ``ducc0.nufft.nu2u`` call (``ntrans``) onto the
+    kernel's (2ny-1, 2nx-1) modes. The dirty image's (ny, nx) modes (centred: box row r is mode r - ny//2) are the
+    middle of that grid, rows / columns ``ny-1-ny//2 ..``. The offset kernel is bit for bit
+    :func:`lattice_offset_kernel`'s (same points, same strengths, same plan); the others agree to rounding.
+
+    uv_wavelengths (K, 2); visibilities (K,) complex (may be None when ``dirty_image`` is False); weights_real,
+    weights_imag (K,) float64 (the same array object, or equal arrays, when the noise is equal: no Hankel part);
+    grid: a lattice ImageGrid (``box``: its :func:`lattice_box`, when known). ``nthreads`` = 1 (default) keeps
+    reruns bit-identical.
+    """
+    import ducc0
+
+    uv = np.asarray(uv_wavelengths, dtype=np.float64)
+    if uv.ndim != 2 or uv.shape[1] != 2 or uv.shape[0] < 1:
+        raise LatticeError(f"uv_wavelengths has shape {uv.shape}, expected (K, 2) with K >= 1")
+    k = uv.shape[0]
+    wr = np.asarray(weights_real, dtype=np.float64).reshape(-1)
+    wi = wr if weights_imag is weights_real else np.asarray(weights_imag, dtype=np.float64).reshape(-1)
+    for name, a in (("weights_real", wr), ("weights_imag", wi)):
+        if a.shape != (k,):
+            raise LatticeError(f"{name} has shape {a.shape}, expected ({k},) to match uv_wavelengths")
+    box = lattice_box(grid) if box is None else box
+    (ny, nx), (sy, sx) = box.shape_box, box.pixel_scales_radians
+    equal = wi is wr or np.array_equal(wr, wi)
+    rows = []  # (name, strengths)
+    if kernels:
+        rows.append(("kernel", None))
+        if not equal:
+            rows.append(("kernel_hankel", None))
+    if dirty_image:
+        vis = np.asarray(visibilities)
+        if vis.dtype != np.complex128:
+            vis = vis.astype(np.complex128)
+        vis = vis.reshape(-1)
+        if vis.shape != (k,):
+            raise LatticeError(f"visibilities has shape {vis.shape}, expected ({k},) to match uv_wavelengths")
+        rows.append(("dirty_image", None))
+    if not rows:
+        return LatticeSums(None, None, None)
+    points = np.empty((len(rows), k), np.complex128)
+    for j, (name, _) in enumerate(rows):
+        p = points[j]
+        if name == "kernel":
+            p.real = 0.5 * (wr + wi)
+            p.imag = 0.0
+        elif name == "kernel_hankel":
+            y0, x0 = box.origin_radians
+            yc, xc = y0 - 0.5 * (ny - 1) * sy, x0 + 0.5 * (nx - 1) * sx
+            cycles = 2.0 * (xc * uv[:, 0] + yc * uv[:, 1])
+            cycles -= np.rint(cycles)
+            np.multiply(0.5 * (wr - wi), _phasor(cycles), out=p)
+        else:
+            y0, x0 = box.origin_radians
+            # centred modes on the (ny, nx) box: phi = 2 pi ((x0 + nx//2 sx) u + (y0 - ny//2 sy) v) + modes
+            cycles = (x0 + (nx // 2) * sx) * uv[:, 0] + (y0 - (ny // 2) * sy) * uv[:, 1]
+            cycles -= np.rint(cycles)
+            p.real = wr * vis.real
+            p.imag = wi * vis.imag
+            p *= _phasor(cycles)
+    coord = nufft_points(uv, (sy, sx))
+    if not (np.isfinite(coord).all() and np.isfinite(points).all()):
+        _check_uv_weights(uv, wr, "weights_real")  # raises, naming the first bad value
+        _check_uv_weights(uv, wi, "weights_imag")
+        if dirty_image:
+            _check_uv_weights(uv, vis, "visibilities", complex_ok=True)
+        raise LatticeError("non-finite NUFFT strengths (weights x visibilities overflow)")
+    out = np.empty((len(rows), 2 * ny - 1, 2 * nx - 1), np.complex128)
+    ducc0.nufft.nu2u(points=points, coord=coord, forward=False, epsilon=max(float(eps), 2.5e-13),
+                     nthreads=int(nthreads), out=out)
+    got = {name: out[j].real for j, (name, _) in enumerate(rows)}
+    dirty = None
+    if dirty_image:
+        r0, c0 = ny - 1 - ny // 2, nx - 1 - nx // 2
+        dirty = np.ascontiguousarray(got["dirty_image"][r0 + box.box_indices[:, 0], c0 + box.box_indices[:, 1]])
+    kernel = np.ascontiguousarray(got["kernel"]) if "kernel" in got else None
+    hankel = np.ascontiguousarray(got["kernel_hankel"]) if "kernel_hankel" in got else None
+    return LatticeSums(dirty, kernel, hankel)
 
 
 # ---------------------------------------------------------------------------------------------- gather

@@ -13,6 +13,11 @@ For a chunk of k visibilities (uv (k, 2) wavelengths, V (k,) complex, sigma = no
 * ``kernel`` (2ny-1, 2nx-1) and ``kernel_hankel`` (or None where wr == wi): the lattice offset and index-sum
   kernels (:func:`wtilde_dask.kernels.lattice.lattice_kernels`, one type-1 NUFFT each)
 
+On a lattice grid the dirty image and the kernels of a chunk come from ONE batched ducc0 type-1 NUFFT (points
+computed and sorted once, :func:`wtilde_dask.kernels.lattice.lattice_visibility_sums`); with equal noise
+(``noise.real == noise.imag``, every Measurement Set / UVFITS chunk) the imaginary weights and logs are the real
+ones, computed once (the same bits).
+
 Each is linear in the visibilities (a sum over k), so the dataset's value is the sum of its chunks' values:
 :func:`add_partials` adds two partials (``None`` is an exact zero kernel_hankel). Summing in a fixed order gives
 bit-identical results; different chunkings agree to rounding (~1e-15 relative).
@@ -82,8 +87,8 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
     nthreads : NUFFT threads (1 keeps the sums deterministic bit for bit; the pass parallelises over chunks).
     """
     uv = np.asarray(uv_wavelengths, dtype=np.float64).reshape(-1, 2)
-    vis = np.asarray(visibilities).astype(np.complex128).reshape(-1)
-    noise = np.asarray(noise_map).astype(np.complex128).reshape(-1)
+    vis = np.asarray(visibilities, dtype=np.complex128).reshape(-1)  # no copy when already complex128
+    noise = np.asarray(noise_map, dtype=np.complex128).reshape(-1)
     k = uv.shape[0]
     if vis.shape != (k,) or noise.shape != (k,):
         raise ValueError(f"chunk: visibilities {vis.shape} and noise_map {noise.shape} must be ({k},) like "
@@ -91,25 +96,32 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
     if k == 0:
         return zero_partial(grid, dirty_image=dirty_image, lattice=lattice, n_flagged=n_flagged,
                             n_bad_weight=n_bad_weight)
-    sr2, si2 = noise.real**2, noise.imag**2
-    wr, wi = 1.0 / sr2, 1.0 / si2
+    # equal noise (sigma_re == sigma_im: every Measurement Set / UVFITS chunk): the imaginary weights and logs are
+    # the real ones -- the same numbers, computed once (x + x == 2 x exactly)
+    equal = np.array_equal(noise.real, noise.imag)
+    sr2 = noise.real**2
+    wr = 1.0 / sr2
+    si2, wi = (sr2, wr) if equal else (noise.imag**2, None)
+    if wi is None:
+        wi = 1.0 / si2
     chi2 = float(np.sum(wr * vis.real**2) + np.sum(wi * vis.imag**2))
-    norm = float(np.sum(np.log(2 * np.pi * sr2)) + np.sum(np.log(2 * np.pi * si2)))
+    log_r = np.sum(np.log(2 * np.pi * sr2))
+    norm = float(log_r + (log_r if equal else np.sum(np.log(2 * np.pi * si2))))
     dirty = kernel = hankel = None
-    if dirty_image:
-        if grid.is_lattice:
-            from wtilde_dask.kernels.lattice import lattice_dirty_image
+    if (dirty_image or lattice) and grid.is_lattice:
+        from wtilde_dask.kernels.lattice import lattice_visibility_sums
 
-            dirty = lattice_dirty_image(uv, vis, wr, wi, grid, nthreads=nthreads)
-        else:
-            from wtilde_dask.kernels.dirty import dirty_image as dirty_sum
+        sums = lattice_visibility_sums(uv, vis, wr, wi, grid, dirty_image=dirty_image, kernels=lattice,
+                                       nthreads=nthreads)
+        dirty, kernel, hankel = sums.dirty_image, sums.kernel, sums.kernel_hankel
+    elif dirty_image:
+        from wtilde_dask.kernels.dirty import dirty_image as dirty_sum
 
-            dirty = dirty_sum(grid.grid_radians, uv, vis, wr, wi)
-        dirty = np.asarray(dirty, dtype=np.float64)
-    if lattice:
+        dirty = np.asarray(dirty_sum(grid.grid_radians, uv, vis, wr, wi), dtype=np.float64)
+    if lattice and not grid.is_lattice:
         from wtilde_dask.kernels.lattice import lattice_kernels
 
-        lk = lattice_kernels(uv, wr, wi, grid, nthreads=nthreads)
+        lk = lattice_kernels(uv, wr, wi, grid, nthreads=nthreads)  # raises: not a lattice
         kernel, hankel = np.asarray(lk.kernel), (None if lk.kernel_hankel is None else np.asarray(lk.kernel_hankel))
     return VisibilityPartial(chi2, norm, k, int(n_flagged), int(n_bad_weight), dirty, kernel, hankel)
 
