@@ -242,6 +242,45 @@ def regularization_matrix(L, coefficient, scheme: str):
     return c2 * base + REGULARIZATION_EPS * jnp.eye(S)
 
 
+class FixedRegularization(NamedTuple):
+    """H of a mesh whose edges do not depend on the lens (the rectangular mesh), factored once on the host.
+
+    ``H = c^2 base + eps I`` with ``base`` (S, S) = L (constant / gradient), ``L^T L`` (curvature) or I (zeroth,
+    eps = 0); ``base_eigenvalues`` (S,) its eigenvalues (``numpy.linalg.eigvalsh``, the null space's
+    round-off set to exactly 0), so ``ln det H = sum ln(c^2 mu + eps)``: no Cholesky of H per evaluation,
+    and still a function of the coefficient c (differentiable in it).
+    """
+
+    base: jax.Array
+    base_eigenvalues: jax.Array
+    eps: jax.Array
+
+
+def fixed_regularization(edges, n_pixels: int, scheme: str) -> FixedRegularization:
+    """Host step: :class:`FixedRegularization` of the (E, 2) mesh ``edges`` for ``scheme``."""
+    S = int(n_pixels)
+    if scheme == "zeroth":
+        base, eps = np.eye(S), 0.0
+    else:
+        e = np.asarray(edges, dtype=np.int64)
+        L = np.zeros((S, S))
+        np.add.at(L, (e[:, 0], e[:, 0]), 1.0)
+        np.add.at(L, (e[:, 1], e[:, 1]), 1.0)
+        np.add.at(L, (e[:, 0], e[:, 1]), -1.0)
+        np.add.at(L, (e[:, 1], e[:, 0]), -1.0)
+        base, eps = (L if scheme in ("constant", "gradient") else L.T @ L), REGULARIZATION_EPS
+    mu = np.linalg.eigvalsh(base)
+    mu[np.abs(mu) <= 1e-12 * max(float(np.max(np.abs(mu))), 1.0)] = 0.0  # L's null space (constants): exactly 0
+    return FixedRegularization(jnp.asarray(base), jnp.asarray(np.maximum(mu, 0.0)), jnp.asarray(eps))
+
+
+def fixed_regularization_matrix(fixed: FixedRegularization, coefficient):
+    """(H (S, S), ln det H) of :class:`FixedRegularization` for ``coefficient``."""
+    c2 = coefficient * coefficient
+    H = c2 * fixed.base + fixed.eps * jnp.eye(fixed.base.shape[0])
+    return H, jnp.sum(jnp.log(c2 * fixed.base_eigenvalues + fixed.eps))
+
+
 # ----------------------------------------------------------------------------------------------
 # F = T^T W T and D = T^T d by FFT on the lattice box
 # ----------------------------------------------------------------------------------------------
@@ -314,12 +353,14 @@ class JaxInversion(NamedTuple):
     log_evidence: jax.Array
 
 
-def solve_and_score(F, D, H, chi_squared_data, noise_normalization) -> JaxInversion:
-    """Cholesky solve of ``(F + H) s = D``, chi2, log determinants and the log evidence (module doc)."""
+def solve_and_score(F, D, H, chi_squared_data, noise_normalization, log_det_h=None) -> JaxInversion:
+    """Cholesky solve of ``(F + H) s = D``, chi2, log determinants and the log evidence (module doc).
+    ``log_det_h``: ln det H when known (:class:`FixedRegularization`), else by a Cholesky of H."""
     L_fh = jnp.linalg.cholesky(F + H)
     s = jax.scipy.linalg.cho_solve((L_fh, True), D)
     log_det_fh = 2.0 * jnp.sum(jnp.log(jnp.diag(L_fh)))
-    log_det_h = 2.0 * jnp.sum(jnp.log(jnp.diag(jnp.linalg.cholesky(H))))
+    if log_det_h is None:
+        log_det_h = 2.0 * jnp.sum(jnp.log(jnp.diag(jnp.linalg.cholesky(H))))
     chi2 = chi_squared_data - 2.0 * s @ D + s @ (F @ s)
     reg = s @ (H @ s)
     log_ev = -0.5 * (chi2 + reg + log_det_fh - log_det_h + noise_normalization)
@@ -327,11 +368,18 @@ def solve_and_score(F, D, H, chi_squared_data, noise_normalization) -> JaxInvers
 
 
 def mapping_and_regularization(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient, topology=None):
-    """(cols (M, P), wts (M, P), H (S, S), source_grid (M, 2)) for lens ``params`` (Delaunay: with ``topology``)."""
+    """(cols (M, P), wts (M, P), H (S, S), ln det H or None, source_grid (M, 2)) for lens ``params``.
+
+    ``topology``: the Delaunay mesh's :class:`DelaunayTopology`; for the rectangular mesh optionally its
+    :class:`FixedRegularization` (H and ln det H without a Laplacian build or a Cholesky per evaluation).
+    """
     source_grid = ray_trace(params, arrays.grid_arcsec)
     S = config.n_source_pixels
     if config.mesh == "rectangular":
         cols, wts = rectangular_mapping(source_grid, config.mesh_shape, config.buffer)
+        if isinstance(topology, FixedRegularization):
+            H, log_det_h = fixed_regularization_matrix(topology, coefficient)
+            return cols, wts, H, log_det_h, source_grid
         edges = jnp.asarray(rectangular_edges(config.mesh_shape), dtype=jnp.int32)
         L = laplacian(edges, jnp.ones(edges.shape[0]), S)
     else:
@@ -339,16 +387,17 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
             raise JaxLikelihoodError("mesh 'delaunay': needs the DelaunayTopology of the traced grid (delaunay_topology)")
         cols, wts = delaunay_mapping(source_grid, topology)
         L = laplacian(topology.edges, topology.edge_mask, S)
-    return cols, wts, regularization_matrix(L, coefficient, config.regularization), source_grid
+    return cols, wts, regularization_matrix(L, coefficient, config.regularization), None, source_grid
 
 
 def inversion(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0, topology=None) -> JaxInversion:
     """The whole evaluation for lens ``params`` (7,): trace, map, regularize, F, D, solve, score.
-    ``topology``: the Delaunay mesh's :class:`DelaunayTopology` (None for the rectangular mesh)."""
-    cols, wts, H, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
+    ``topology``: the Delaunay mesh's :class:`DelaunayTopology`; the rectangular mesh's
+    :class:`FixedRegularization` or None."""
+    cols, wts, H, log_det_h, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
     F = curvature_matrix(cols, wts, arrays, config)
     D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
-    return solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization)
+    return solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization, log_det_h)
 
 
 def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0, topology=None):
@@ -442,8 +491,11 @@ class JaxLikelihood:
         def f(params, arrays, coefficient, topology):
             return log_evidence(params, arrays, config, coefficient, topology)
 
+        # the rectangular mesh's H is the same for every lens: factored once here (FixedRegularization)
+        self._fixed = (fixed_regularization(rectangular_edges(config.mesh_shape), config.n_source_pixels,
+                                            config.regularization) if config.mesh == "rectangular" else None)
         self._log_evidence = jax.jit(f)
-        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None, 0)))
+        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None)))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(lambda params, arrays, coefficient, topology:
@@ -487,9 +539,10 @@ class JaxLikelihood:
         return p
 
     def topology(self, params):
-        """The Delaunay mesh's :class:`DelaunayTopology` at ``params`` (host: SciPy), None for rectangular."""
+        """The Delaunay mesh's :class:`DelaunayTopology` at ``params`` (host: SciPy); for the rectangular mesh
+        its :class:`FixedRegularization` (the same for every ``params``)."""
         if self.config.mesh != "delaunay":
-            return None
+            return self._fixed
         return delaunay_topology(params, self.arrays.grid_arcsec, self.config.n_pixels)
 
     def log_evidence(self, params, topology=None) -> jax.Array:
@@ -498,7 +551,7 @@ class JaxLikelihood:
 
     def log_evidence_batch(self, params) -> jax.Array:
         p = self._params(params, batch=True)
-        topo = None
+        topo = self._fixed
         if self.config.mesh == "delaunay":
             topo = jax.tree.map(lambda *a: jnp.stack(a), *(self.topology(q) for q in p))
         return self._batch(p, self.arrays, self.coefficient, topo)
