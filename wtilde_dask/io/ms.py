@@ -623,7 +623,8 @@ class MeasurementSetSource(VisibilitySource):
         from wtilde_dask.io.export import ChannelCube
 
         cells = self._read(chunk_id)
-        vis = cells.vis_sum / 2 if cells.halve else cells.vis_sum
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite cells are not kept
+            vis = cells.vis_sum / 2 if cells.halve else cells.vis_sum
         sig = np.broadcast_to(cells.sigma, cells.keep.shape)
         return ChannelCube(cells.uv_base, C_LIGHT, np.array(cells.freq), vis, sig + 1j * sig, cells.keep,
                            cells.n_flagged, cells.n_bad)
