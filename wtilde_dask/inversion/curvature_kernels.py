@@ -192,7 +192,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
     :func:`lattice_operator`. Source columns go in batches of ``batch_size``: scatter the batch's
     columns of T onto the box, apply W (:func:`lattice_apply`), gather the unmasked pixels, project
-    with T^T.
+    with T^T. Empty columns of T (source pixels no image pixel maps to) are skipped: their rows and
+    columns of F are zero.
     """
     T = sp.csr_matrix(T)
     M, S = T.shape
@@ -201,14 +202,15 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     flat = box[:, 0] * nx + box[:, 1]
     Tc = T.tocsc()
     TT = T.T.tocsr()
+    used = np.flatnonzero(np.diff(Tc.indptr) > 0)  # empty columns of T have zero rows / columns in F
     F = np.zeros((S, S))
-    for start in range(0, S, batch_size):
-        stop = min(S, start + batch_size)
-        sub = Tc[:, start:stop].tocoo()
-        imgs = np.zeros((stop - start, ny * nx))
+    for start in range(0, len(used), batch_size):
+        batch = used[start:start + batch_size]
+        sub = Tc[:, batch].tocoo()
+        imgs = np.zeros((len(batch), ny * nx))
         np.add.at(imgs, (sub.col, flat[sub.row]), sub.data)
         out = lattice_apply(imgs.reshape(-1, ny, nx), op, workers=workers).reshape(-1, ny * nx)
-        F[:, start:stop] = np.asarray(TT @ np.ascontiguousarray(out[:, flat].T))
+        F[:, batch] = np.asarray(TT @ np.ascontiguousarray(out[:, flat].T))
     return 0.5 * (F + F.T)
 
 
