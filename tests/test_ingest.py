@@ -468,4 +468,7 @@ def test_bench_ingest_runs_and_reports(tmp_path, capsys):
     assert float(values["ingest_vis_per_s"]) > 0 and float(values["peer_vis_per_s"]) > 0
     assert 0 < float(values["peak_rss_max_gib"]) < 2 and float(values["peer_k_max"]) > 0
     assert "plain getcol read" in out and "apply_sparse_operator_from_chunks" in out
+    # the NUFFT floor (the pass's NUFFTs alone) bounds the pass: ratio_bound = floor / plain read
+    assert float(values["nufft_floor_vis_per_s"]) > 0 and float(values["ratio_bound"]) > 0
+    assert "NUFFT floor" in out and "where the pass's task time goes" in out
     assert not (tmp_path / "store.zarr").exists()  # the bench's store is removed unless --keep

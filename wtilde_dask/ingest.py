@@ -114,30 +114,32 @@ def make_plan(source, *, dirty_image: bool, lattice: bool, max_groups: int = DEF
 def ingest_group_task(path: str, fingerprint: str, group: int, chunk_ids: list, source, dirty_image: bool,
                       lattice: bool):
     """Read the group's chunks one by one, sum their partials in chunk order, write them as leaf node
-    (0, group); return (scalar sums, checksum, seconds, seconds spent reading)."""
+    (0, group); return (scalar sums, checksum, seconds, {part: seconds}) with the parts ``reading`` (the source's
+    read_chunk), ``sums``, ``nufft_inputs`` and ``nufft`` (:func:`~wtilde_dask.kernels.visibility_sums.chunk_partial`)."""
     from wtilde_dask.kernels.visibility_sums import chunk_partial, partial_arrays, sum_partials
 
     hit = worker_inputs(path, fingerprint)
     store, grid = hit["store"], hit["grid"]
     t0 = time.perf_counter()
-    reading = [0.0]
+    parts = {"reading": 0.0}
 
     def partials():
         for chunk_id in chunk_ids:
             t = time.perf_counter()
             c = source.read_chunk(chunk_id)
-            reading[0] += time.perf_counter() - t
+            parts["reading"] += time.perf_counter() - t
             yield chunk_partial(c.uv_wavelengths, c.visibilities, c.noise_map, grid, dirty_image=dirty_image,
-                                lattice=lattice, n_flagged=c.n_flagged, n_bad_weight=c.n_bad_weight, nthreads=1)
+                                lattice=lattice, n_flagged=c.n_flagged, n_bad_weight=c.n_bad_weight, nthreads=1,
+                                timings=parts)
 
     total = sum_partials(partials())
     checksum = store.write_ingest_arrays(0, group, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0, reading[0]
+    return total.scalars(), checksum, time.perf_counter() - t0, parts
 
 
 def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, children: list):
     """Node (level, index) = left child + right child (``children``: [(level, index, checksum, scalars)], left
-    first); written to the store; returns (scalar sums, checksum, seconds, 0.0)."""
+    first); written to the store; returns (scalar sums, checksum, seconds, {})."""
     from wtilde_dask.kernels.visibility_sums import VisibilityPartial, add_partials, partial_arrays
 
     store = worker_inputs(path, fingerprint)["store"]
@@ -148,7 +150,7 @@ def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, chi
         parts.append(VisibilityPartial(**{k: scalars[k] for k in VisibilityPartial().scalars()}, **arrays))
     total = add_partials(parts[0], parts[1])
     checksum = store.write_ingest_arrays(level, index, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0, 0.0
+    return total.scalars(), checksum, time.perf_counter() - t0, {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,11 +160,13 @@ def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, chi
 
 def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: bool,
              max_groups: int = DEFAULT_MAX_GROUPS, max_in_flight: int | None = None, progress: bool = True,
-             log=print) -> dict:
+             log=print, stats: dict | None = None) -> dict:
     """Run (or resume, or skip when done) the pass over ``source`` into ``store``; return the visibility sums.
 
     ``dirty_image`` / ``lattice``: also sum the dirty image / the lattice kernels (those already stored are not
     recomputed). Raises :class:`IngestError` when no visibility is left (all flagged or zero weight).
+    ``stats``: a dict filled with the task seconds summed over the workers of this run: ``task`` (all tasks),
+    ``reading``, ``sums``, ``nufft_inputs``, ``nufft`` (see :func:`ingest_group_task`).
     """
     want_dirty = bool(dirty_image) and not store.has_array("dirty_image")
     want_lattice = bool(lattice) and not store.has_array("kernel")
@@ -174,7 +178,12 @@ def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: 
     plan = make_plan(source, dirty_image=want_dirty, lattice=want_lattice, max_groups=max_groups)
     if plan.n_groups == 0:
         raise IngestError(f"{source_label(source)}: no visibilities to read (the selection is empty)")
-    return _Pass(store, client, source, plan, max_in_flight=max_in_flight, progress=progress, log=log).run()
+    run = _Pass(store, client, source, plan, max_in_flight=max_in_flight, progress=progress, log=log)
+    try:
+        return run.run()
+    finally:
+        if stats is not None:
+            stats.update(task=run.seconds, **run.parts)
 
 
 def source_label(source) -> str:
@@ -199,7 +208,7 @@ class _Pass:
         self.nodes: dict = {}  # (level, index) -> attrs (checksum + scalars) of finished nodes
         self.running: dict = {}  # future -> ("group", g) | ("combine", level, index)
         self.seconds = 0.0
-        self.reading = 0.0
+        self.parts = {"reading": 0.0, "sums": 0.0, "nufft_inputs": 0.0, "nufft": 0.0}  # task seconds by part
 
     # ---- tree bookkeeping -----------------------------------------------------------------------------
     def _ancestor_done(self, level: int, index: int) -> bool:
@@ -296,10 +305,11 @@ class _Pass:
                     break
             for fut in ac:
                 kind = self.running.pop(fut)
-                scalars, checksum, seconds, reading = fut.result()
+                scalars, checksum, seconds, parts = fut.result()
                 fut.release()
                 self.seconds += seconds
-                self.reading += reading
+                for name, sec in parts.items():
+                    self.parts[name] = self.parts.get(name, 0.0) + sec
                 if kind[0] == "group":
                     self._stored(0, kind[1], scalars, checksum)
                     if bar is not None:
@@ -326,7 +336,9 @@ class _Pass:
                      + (" + Hankel kernel" if "kernel_hankel" in arrays else "") + " summed by the visibility pass")
         self.log(f"visibility pass: K = {scalars['n_visibilities']} visibilities used, {scalars['n_flagged']} flagged "
                  f"and {scalars['n_bad_weight']} zero/non-finite-weight dropped; {time.monotonic() - t0:.2f} s "
-                 f"(task time {self.seconds:.2f} s, of which reading the source {self.reading:.2f} s)")
+                 f"(task time {self.seconds:.2f} s, of which reading the source {self.parts['reading']:.2f} s, "
+                 f"sums {self.parts['sums']:.2f} s, NUFFT inputs {self.parts['nufft_inputs']:.2f} s, NUFFTs "
+                 f"{self.parts['nufft']:.2f} s)")
         return store.visibility_sums()
 
 

@@ -2,7 +2,7 @@
 
     python -m wtilde_dask.bench ingest [--visibilities 1e8] [--workers 2] [--chunk-size 1e6] [--dir DIR]
                                        [--shape 64 64] [--pixel-scale 0.05] [--mask-radius 1.5]
-                                       [--peer-visibilities 1e7 2e7] [--order rows|recipe] [--keep]
+                                       [--peer-visibilities 1e7 2e7] [--order rows|recipe] [--floor-chunks 4] [--keep]
 
 What it measures, all in one run on this machine:
 
@@ -18,7 +18,17 @@ What it measures, all in one run on this machine:
    the lattice offset + Hankel kernels summed and stored; visibilities per second, the ratio to the plain read, and
    the peak RSS of the client and of each worker (psutil, sampled every 0.1 s during the pass). It runs on 1/8 of
    the channels and on all of them, to show the peak RSS does not grow with K, and once more with the scalar sums
-   only (no NUFFT): the reading side alone (Stokes I, flags, noise, chi2_data) against the plain read.
+   only (no NUFFT): the reading side alone (Stokes I, flags, noise, chi2_data) against the plain read. Where the
+   pass's task time goes (summed over workers, :func:`wtilde_dask.ingest.run_pass`'s ``stats``): reading (the
+   source's ``read_chunk``: getcol, Stokes I, flags, noise, uv), sums (casts, weights, chi2_data, noise
+   normalisation), NUFFT inputs (points, strengths, phase folds) and the NUFFT call itself; the rest of the task
+   time is the store write and Dask.
+3b. **NUFFT floor**: the pass's batched ducc0 type-1 NUFFT alone
+   (:func:`wtilde_dask.kernels.lattice.lattice_nufft`: the same points, strengths, eps 2.5e-13, (2ny-1, 2nx-1)
+   grid and nthreads=1), in memory, on ``--floor-chunks`` of the pass's chunks per process (spread over the set,
+   inputs prepared before the clock starts), in as many processes as the pass has workers, started together:
+   visibilities read per second (the pass's unit: kept + flagged). No pass at this accuracy can be faster, so
+   ``floor / plain read`` (``ratio_bound``) is the best ratio to the plain read any pass could reach here.
 4. **Peer**: PyAutoArray's ``Interferometer.apply_sparse_operator_from_chunks`` (autoarray 2026.10) in a fresh
    process on the first ``--peer-visibilities`` visibilities of the same set (same mask), fed with the same chunks;
    its seconds, visibilities per second and peak RSS (ru_maxrss). The peer's method needs an ``Interferometer``
@@ -26,7 +36,8 @@ What it measures, all in one run on this machine:
    visibility and the **largest K** that fits in this machine's available memory. Ours is bounded by the disk
    holding the Measurement Set (free bytes / Measurement Set bytes per visibility): its RSS is flat in K.
 
-The last line is machine-readable: ``ingest_vis_per_s=... ratio_to_plain_read=... peak_rss_max_gib=...``.
+The last line is machine-readable: ``ingest_vis_per_s=... ratio_to_plain_read=... peak_rss_max_gib=...
+nufft_floor_vis_per_s=... ratio_bound=... ours_to_floor=...``.
 """
 
 from __future__ import annotations
@@ -169,11 +180,80 @@ def our_pass(ms: pathlib.Path, grid, client, out: pathlib.Path, *, chunk_size: i
     with RssSampler(pids) as rss:
         t0 = time.perf_counter()
         lines = []
-        sums = run_pass(store, client, source, dirty_image=images, lattice=images, progress=False, log=lines.append)
+        stats: dict = {}
+        sums = run_pass(store, client, source, dirty_image=images, lattice=images, progress=False, log=lines.append,
+                        stats=stats)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "K": int(sums["n_visibilities"]), "n_flagged": int(sums["n_flagged"]),
             "K_read": int(sums["n_visibilities"]) + int(sums["n_flagged"]) + int(sums["n_bad_weight"]),
-            "rss": dict(rss.peak), "store": store, "log": lines[-1] if lines else ""}
+            "rss": dict(rss.peak), "store": store, "log": lines[-1] if lines else "", "parts": stats}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The NUFFT floor: the pass's batched ducc0 type-1 NUFFTs alone, in memory, one process per worker
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _floor_process(ms, chunk_ids, chunk_size, order, grid_args, barrier, queue):
+    """Prepare the NUFFT inputs of ``chunk_ids`` as the pass does (not timed), wait for the other processes, then
+    time the NUFFT calls alone; put (visibilities read, visibilities transformed, seconds) on ``queue``."""
+    try:
+        from wtilde_dask.grid import ImageGrid
+        from wtilde_dask.ingest import open_source
+        from wtilde_dask.kernels.lattice import lattice_box, lattice_nufft, lattice_nufft_inputs
+
+        grid = ImageGrid.circular(*grid_args)
+        box = lattice_box(grid)
+        source = open_source(str(ms), chunk_size=chunk_size, order=order)
+        inputs, n_read = [], 0
+        for cid in chunk_ids:
+            c = source.read_chunk(cid)
+            n_read += c.n_visibilities + c.n_flagged + c.n_bad_weight
+            noise = c.noise_map
+            wr = 1.0 / noise.real**2  # chunk_partial's weights: wi is wr when the noise is equal
+            wi = wr if np.array_equal(noise.real, noise.imag) else 1.0 / noise.imag**2
+            inputs.append(lattice_nufft_inputs(c.uv_wavelengths, c.visibilities, wr, wi, grid, box=box))
+        lattice_nufft(inputs[0], nthreads=1)  # warm: ducc0's first call
+        barrier.wait()
+        t0 = time.perf_counter()
+        for inp in inputs:
+            lattice_nufft(inp, nthreads=1)
+        seconds = time.perf_counter() - t0
+        queue.put((n_read, sum(i.points.shape[1] for i in inputs), len(inputs[0].names), seconds))
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        barrier.abort()
+        queue.put(repr(exc))
+
+
+def nufft_floor(ms: pathlib.Path, processes: int, chunk_size: int, order: str, grid_args: tuple,
+                chunks_per_process: int) -> dict:
+    """The pass's NUFFTs alone (same points, eps, grids, nthreads=1), ``processes`` processes at once, each on
+    ``chunks_per_process`` of the pass's chunks (spread over the set) held in memory: visibilities read per second
+    (the pass's unit: kept + flagged), i.e. the fastest any pass doing these NUFFTs could go."""
+    import multiprocessing
+
+    from wtilde_dask.ingest import open_source
+
+    ids = open_source(str(ms), chunk_size=chunk_size, order=order).chunk_ids()
+    step = max(1, len(ids) // max(1, processes * chunks_per_process))
+    picked = ids[::step][: processes * chunks_per_process]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_floor_process, args=(str(ms), picked[i::processes], chunk_size, order, grid_args,
+                                                      barrier, queue)) for i in range(processes)]
+    for p in procs:
+        p.start()
+    got = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    errors = [g for g in got if isinstance(g, str)]
+    if errors:
+        return {"error": errors[0]}
+    n_read = sum(g[0] for g in got)
+    n_points = sum(g[1] for g in got)
+    seconds = max(g[3] for g in got)
+    return {"vis_per_s": n_read / seconds, "points_per_s": n_points / seconds, "n_read": n_read,
+            "n_transforms": got[0][2], "seconds": seconds, "ns_per_point_per_process": seconds / n_points * 1e9 * processes}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -241,6 +321,8 @@ def main(argv=None) -> int:
     p.add_argument("--order", choices=("rows", "recipe"), default="rows",
                    help="how the pass reads the Measurement Set: rows (default, as `wtilde compute`: each cell once) "
                         "or recipe (the PyAutoLens recipe's order, channel by channel)")
+    p.add_argument("--floor-chunks", type=int, default=4,
+                   help="chunks per process held in memory for the NUFFT floor (default 4)")
     p.add_argument("--keep", action="store_true", help="keep the Measurement Set and the stores")
     args = p.parse_args(argv)
 
@@ -277,6 +359,19 @@ def main(argv=None) -> int:
                   f"in {r['seconds']:.1f} s = {r['K_read'] / r['seconds']:,.0f} vis/s; peak RSS "
                   + ", ".join(f"{n} {v / GiB:.2f} GiB" for n, v in r["rss"].items()))
             print(f"  {r['log']}")
+            parts = r["parts"]
+            print("  task seconds by part (summed over workers): "
+                  + ", ".join(f"{k} {parts.get(k, 0.0):.2f}" for k in ("reading", "sums", "nufft_inputs", "nufft"))
+                  + f" of {parts.get('task', 0.0):.2f}")
+    floor = nufft_floor(ms, args.workers, chunk, args.order, ((args.shape, args.shape), (args.pixel_scale,) * 2,
+                                                               args.mask_radius), args.floor_chunks)
+    if "error" in floor:
+        print(f"NUFFT floor: failed: {floor['error']}")
+    else:
+        print(f"NUFFT floor ({floor['n_transforms']} batched ducc0 type-1 transforms per chunk, eps 2.5e-13, "
+              f"nthreads=1, {args.workers} process(es), {floor['n_read']:,} visibilities in memory): "
+              f"{floor['vis_per_s']:,.0f} vis/s ({floor['ns_per_point_per_process']:.0f} ns per transformed "
+              "visibility per process)")
     t_plain2 = plain_read(ms, args.workers, chunk, n_chan)
     print(f"plain read again: {t_plain2:.1f} s")
     full = runs["all channels"]
@@ -312,6 +407,17 @@ def main(argv=None) -> int:
           f"{rss_full / GiB:.2f} GiB max over processes at K = {full['K_read']:,} "
           f"({rss_small / GiB:.2f} GiB at K = {runs['1/8 of the channels']['K_read']:,}) | "
           f"{ours_k_max:.2e} (disk: {free_disk / GiB:.0f} GiB free / {ms_bytes / K:.1f} B per visibility) |")
+    parts = full["parts"]
+    task = parts.get("task", 0.0) or float("nan")
+    print(f"| ours, where the pass's task time goes | reading {parts.get('reading', 0.0):.1f} s "
+          f"({parts.get('reading', 0.0) / task:.0%}), sums {parts.get('sums', 0.0):.1f} s "
+          f"({parts.get('sums', 0.0) / task:.0%}), NUFFT inputs {parts.get('nufft_inputs', 0.0):.1f} s "
+          f"({parts.get('nufft_inputs', 0.0) / task:.0%}), NUFFTs {parts.get('nufft', 0.0):.1f} s "
+          f"({parts.get('nufft', 0.0) / task:.0%}) of {task:.1f} s | - | - |")
+    floor_rate = floor.get("vis_per_s", float("nan"))
+    ratio_bound = floor_rate / plain_rate
+    print(f"| NUFFT floor: the pass's ducc0 NUFFTs alone, in memory ({args.workers} proc) | {floor_rate:,.0f} "
+          f"(ratio to plain read {ratio_bound:.2f}: the best any pass at eps 2.5e-13 can reach here) | - | - |")
     if len(ok) == 2 and ok[1]["K"] != ok[0]["K"]:
         slope = (ok[1]["peak_rss"] - ok[0]["peak_rss"]) / (ok[1]["K"] - ok[0]["K"])
         base = ok[0]["peak_rss"] - slope * ok[0]["K"]
@@ -326,7 +432,8 @@ def main(argv=None) -> int:
     print(f"ingest_vis_per_s={ours_rate:.0f} ratio_to_plain_read={ratio:.3f} "
           f"sums_only_ratio_to_plain_read={sums_rate / plain_rate:.3f} peak_rss_max_gib={rss_full / GiB:.3f} "
           f"peak_rss_small_k_gib={rss_small / GiB:.3f} peer_vis_per_s={peer_rate:.0f} ours_to_peer={ours_rate / peer_rate:.2f} "
-          f"ours_k_max={ours_k_max:.3g} peer_k_max={peer_k_max:.3g}")
+          f"ours_k_max={ours_k_max:.3g} peer_k_max={peer_k_max:.3g} nufft_floor_vis_per_s={floor_rate:.0f} "
+          f"ratio_bound={ratio_bound:.3f} ours_to_floor={ours_rate / floor_rate:.3f}")
     if not args.keep:
         import shutil
 

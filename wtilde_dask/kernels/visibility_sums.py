@@ -74,7 +74,7 @@ def zero_partial(grid=None, *, dirty_image: bool = False, lattice: bool = False,
 
 def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_image: bool = False,
                   lattice: bool = False, n_flagged: int = 0, n_bad_weight: int = 0,
-                  nthreads: int = 1) -> VisibilityPartial:
+                  nthreads: int = 1, timings: dict | None = None) -> VisibilityPartial:
     """The :class:`VisibilityPartial` of one chunk.
 
     Parameters
@@ -85,7 +85,14 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
     lattice : also the lattice offset / Hankel kernels (the grid must be a masked lattice).
     n_flagged, n_bad_weight : counts of visibilities the reader dropped from this chunk (carried along).
     nthreads : NUFFT threads (1 keeps the sums deterministic bit for bit; the pass parallelises over chunks).
+    timings : a dict to which seconds are added: ``"nufft"`` (the lattice NUFFT call), ``"nufft_inputs"`` (its
+        points and strengths), ``"sums"`` (everything else: casts, weights, chi2_data, noise normalisation, and the
+        JAX dirty image of an irregular grid).
     """
+    import time
+
+    t_start = time.perf_counter()
+    inner: dict = {}
     uv = np.asarray(uv_wavelengths, dtype=np.float64).reshape(-1, 2)
     vis = np.asarray(visibilities, dtype=np.complex128).reshape(-1)  # no copy when already complex128
     noise = np.asarray(noise_map, dtype=np.complex128).reshape(-1)
@@ -112,7 +119,7 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
         from wtilde_dask.kernels.lattice import lattice_visibility_sums
 
         sums = lattice_visibility_sums(uv, vis, wr, wi, grid, dirty_image=dirty_image, kernels=lattice,
-                                       nthreads=nthreads)
+                                       nthreads=nthreads, timings=inner)
         dirty, kernel, hankel = sums.dirty_image, sums.kernel, sums.kernel_hankel
     elif dirty_image:
         from wtilde_dask.kernels.dirty import dirty_image as dirty_sum
@@ -123,6 +130,10 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
 
         lk = lattice_kernels(uv, wr, wi, grid, nthreads=nthreads)  # raises: not a lattice
         kernel, hankel = np.asarray(lk.kernel), (None if lk.kernel_hankel is None else np.asarray(lk.kernel_hankel))
+    if timings is not None:
+        for name, sec in inner.items():
+            timings[name] = timings.get(name, 0.0) + sec
+        timings["sums"] = timings.get("sums", 0.0) + (time.perf_counter() - t_start - sum(inner.values()))
     return VisibilityPartial(chi2, norm, k, int(n_flagged), int(n_bad_weight), dirty, kernel, hankel)
 
 
