@@ -258,17 +258,10 @@ class FixedRegularization(NamedTuple):
 
 def fixed_regularization(edges, n_pixels: int, scheme: str) -> FixedRegularization:
     """Host step: :class:`FixedRegularization` of the (E, 2) mesh ``edges`` for ``scheme``."""
-    S = int(n_pixels)
-    if scheme == "zeroth":
-        base, eps = np.eye(S), 0.0
-    else:
-        e = np.asarray(edges, dtype=np.int64)
-        L = np.zeros((S, S))
-        np.add.at(L, (e[:, 0], e[:, 0]), 1.0)
-        np.add.at(L, (e[:, 1], e[:, 1]), 1.0)
-        np.add.at(L, (e[:, 0], e[:, 1]), -1.0)
-        np.add.at(L, (e[:, 1], e[:, 0]), -1.0)
-        base, eps = (L if scheme in ("constant", "gradient") else L.T @ L), REGULARIZATION_EPS
+    from wtilde_dask.inversion.regularization import regularization_matrix as numpy_regularization_matrix
+
+    base = numpy_regularization_matrix(edges, int(n_pixels), 1.0, scheme, eps=0.0)  # c = 1, eps = 0: the base
+    eps = 0.0 if scheme == "zeroth" else REGULARIZATION_EPS
     mu = np.linalg.eigvalsh(base)
     mu[np.abs(mu) <= 1e-12 * max(float(np.max(np.abs(mu))), 1.0)] = 0.0  # L's null space (constants): exactly 0
     return FixedRegularization(jnp.asarray(base), jnp.asarray(np.maximum(mu, 0.0)), jnp.asarray(eps))
@@ -515,10 +508,6 @@ class JaxLikelihood:
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(lambda params, arrays, coefficient, topology:
                                   inversion(params, arrays, config, coefficient, topology))
-
-    @property
-    def n_pixels(self) -> int:
-        return int(self.arrays.grid_arcsec.shape[0])
 
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
