@@ -50,3 +50,20 @@ def test_bench_inversion_against_the_peer(capsys):
         assert row in out
     last = out.strip().splitlines()[-1]
     assert re.fullmatch(r"fft_speedup_vs_peer=\S+ out_of_core_read_fraction=nan evidence_speedup_vs_peer=\d+\.?\d*", last), last
+
+
+def test_bench_likelihood_against_the_peer(capsys):
+    pytest.importorskip("autolens", reason="autolens 2026.10.26.1 (the peer extra, Python >= 3.12)")
+    assert run_benchmark("likelihood", ["--visibilities", "3000", "--shape", "40", "40", "--pixel-scale", "0.1",
+                                        "--mask-radius", "1.5", "--mesh-shape", "8", "8", "--repeats", "1",
+                                        "--batch", "2", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    # the JAX evaluation equals the NumPy one on the same lens, mesh and regularization
+    rel = float(re.search(r"NumPy [0-9.e+-]+, relative difference ([0-9.e+-]+);", out).group(1))
+    assert rel < 1e-8, out
+    for row in ("ours JAX jit, single", "ours JAX vmap, per item of 2", "ours JAX value_and_grad (7 params)",
+                "ours NumPy (lens -> T, H -> evidence)", "peer FitInterferometer jit, linear solver"):
+        assert row in out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"jax_s=\S+ jax_vmap_s_per_item=\S+ grad_s=\S+ numpy_s=\S+ jax_vs_numpy=\S+ "
+                        r"peer_jit_s=\S+ speedup_vs_peer_jit=\S+", last), last

@@ -48,9 +48,10 @@ import platform
 import shutil
 import statistics
 import tempfile
-import time
 
 import numpy as np
+
+from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,12 +89,6 @@ def bench_inputs(n_pixels: int, n_visibilities: int, pixel_scale: float, seed: i
     return Interferometer.from_arrays(vis, sigma, uv, name="bench-inversion"), grid
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from wtilde_dask.cluster import cluster_client
@@ -125,12 +120,12 @@ def main(argv=None) -> int:
           f"source pixels, nnz(T) = {T.nnz}, K = {dataset.n_visibilities}, B = {args.block_size}")
     print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}, "
           f"{args.workers} Dask worker(s) x 1 thread")
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[float]] = {}  # filled by interleaved_rounds below
     results: dict[str, np.ndarray] = {}
     ctx = cluster_client("local", n_workers=args.workers, threads_per_worker=1, log=lambda *a: None)
     try:
         with ctx as client:
-            t_store, store = _timed(lambda: compute(dataset, grid, store_path, block_size=args.block_size,
+            t_store, store = timed(lambda: compute(dataset, grid, store_path, block_size=args.block_size,
                                                     method="lattice", client=client, progress=False,
                                                     log=lambda *a, **k: None))
             n_bytes_stored = sum(np.prod(store.plan.block_shape(bi, bj)) for bi, bj in store.plan.blocks()) * 8
@@ -138,11 +133,11 @@ def main(argv=None) -> int:
                   f"ready in {t_store:.1f} s")
             runners = {}
             if "fft" in paths:
-                t_setup, fft = _timed(lambda: store_lattice_curvature(store))
+                t_setup, fft = timed(lambda: store_lattice_curvature(store))
                 runners["fft"] = lambda: fft(T)
                 print(f"setup fft: {t_setup:.3f} s (kernel spectra)")
             if "memory" in paths:
-                t_setup, mem = _timed(lambda: PersistedCurvature(store, client))
+                t_setup, mem = timed(lambda: PersistedCurvature(store, client))
                 runners["memory"] = lambda: mem(T)
                 print(f"setup memory: {t_setup:.3f} s (blocks read into the workers once)")
             ooc = OutOfCoreCurvature(store, client)
@@ -152,16 +147,10 @@ def main(argv=None) -> int:
                 peer = _peer_runners(store, T, lattice_box, to_pyautoarray)
                 if peer:
                     runners.update(peer)
-            for name, fn in runners.items():  # warm-up (jit compile, worker imports)
-                t_warm, results[name] = _timed(fn)
-                results[name] = np.asarray(results[name])
-                print(f"warm-up {name}: {t_warm:.3f} s")
+            results.update({name: np.asarray(v) for name, v in warm_up(runners).items()})
             plain = []
-            for _ in range(args.repeats):
-                for name, fn in runners.items():
-                    times.setdefault(name, []).append(_timed(fn)[0])
-                if "out-of-core" in paths:
-                    plain.append(ooc.plain_read_seconds()[0])
+            times = interleaved_rounds(runners, args.repeats, after_round=(
+                (lambda: plain.append(ooc.plain_read_seconds()[0])) if "out-of-core" in paths else None))
             evidence = (_evidence_section(store, dataset, lens, (side, side), args.repeats, peer=not args.no_peer)
                         if "evidence" in paths else {})
     finally:
@@ -310,13 +299,8 @@ def _evidence_section(store, dataset, lens, mesh_shape, repeats, peer=True) -> d
         ours_on_peer_T = fitter.log_evidence(np.asarray(reference.inversion.mapping_matrix),
                                              np.asarray(reference.inversion.regularization_matrix))
         check = abs(ours_on_peer_T - float(reference.log_evidence)) / abs(float(reference.log_evidence))
-    values, times = {}, {}
-    for name, fn in runners.items():  # warm-up: jit compiles
-        t_warm, values[name] = _timed(fn)
-        print(f"warm-up {name}: {t_warm:.2f} s")
-    for _ in range(repeats):
-        for name, fn in runners.items():
-            times.setdefault(name, []).append(_timed(fn)[0])
+    values = warm_up(runners)
+    times = interleaved_rounds(runners, repeats)
     best = {k: min(v) for k, v in times.items()}
     ref_name = "peer FitInterferometer jit, linear solver"
     print(f"\n{'log evidence per evaluation':52s} {'s':>9s} {'median':>9s} {'vs peer jit linear':>19s} {'log evidence':>16s}")

@@ -37,7 +37,7 @@ import tempfile
 
 import numpy as np
 
-from wtilde_dask.bench.inversion import _timed
+from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,13 +78,13 @@ def main(argv=None) -> int:
             from wtilde_dask.simulate import simulate
 
             data_path = pathlib.Path(tmp) / "sim"
-            t_sim, _ = _timed(lambda: simulate(data_path, n_visibilities=int(args.visibilities), log=lambda *a, **k: None))
+            t_sim, _ = timed(lambda: simulate(data_path, n_visibilities=int(args.visibilities), log=lambda *a, **k: None))
             print(f"simulated {int(args.visibilities):,} visibilities (wtilde simulate defaults) in {t_sim:.1f} s")
         dataset = load_dataset(data_path)
         grid = ImageGrid.circular(tuple(args.shape), (args.pixel_scale, args.pixel_scale), args.mask_radius)
         store_path = pathlib.Path(args.store) if args.store else pathlib.Path(tmp) / "bench.zarr"
         with cluster_client("local", n_workers=args.workers, threads_per_worker=1, log=lambda *a: None) as client:
-            t_store, store = _timed(lambda: compute(dataset, grid, store_path, method="lattice", client=client,
+            t_store, store = timed(lambda: compute(dataset, grid, store_path, method="lattice", client=client,
                                                     progress=False, log=lambda *a, **k: None))
         mesh_shape = tuple(args.mesh_shape)
         print(f"likelihood benchmark: M = {grid.n_pixels:,} image pixels ({args.shape[0]}x{args.shape[1]} at "
@@ -133,13 +133,9 @@ def main(argv=None) -> int:
                 runners["peer FitInterferometer jit, default solver"] = (
                     lambda: float(jax.block_until_ready(peer_default(er))), 1)
                 runners["peer FitInterferometer NumPy, linear solver"] = (lambda: float(fit(er, np, linear).log_evidence), 1)
-        values, times = {}, {}
-        for name, (fn, _) in runners.items():
-            t_warm, values[name] = _timed(fn)
-            print(f"warm-up (compile) {name}: {t_warm:.2f} s")
-        for _ in range(args.repeats):
-            for name, (fn, per) in runners.items():
-                times.setdefault(name, []).append(_timed(fn)[0] / per)
+        calls = {name: fn for name, (fn, _) in runners.items()}
+        values = warm_up(calls, label="warm-up (compile)")
+        times = interleaved_rounds(calls, args.repeats, per={name: per for name, (_, per) in runners.items()})
         best = {k: min(v) for k, v in times.items()}
         peer_name = "peer FitInterferometer jit, linear solver"
         print(f"\n{'s per evaluation':46s} {'s':>9s} {'median':>9s} {'peer jit / this':>16s}")
