@@ -199,9 +199,10 @@ def _floor_process(ms, chunk_ids, chunk_size, order, grid_args, barrier, queue):
     time the NUFFT calls alone; put (visibilities read, visibilities transformed, seconds) on ``queue``."""
     try:
         from wtilde_dask.grid import ImageGrid
-        from wtilde_dask.ingest import open_source
+        from wtilde_dask.ingest import keep_freed_memory, open_source
         from wtilde_dask.kernels.lattice import lattice_box, lattice_nufft, lattice_nufft_inputs
 
+        keep_freed_memory()  # as the pass's workers
         grid = ImageGrid.circular(*grid_args)
         box = lattice_box(grid)
         source = open_source(str(ms), chunk_size=chunk_size, order=order)
