@@ -348,6 +348,17 @@ def _phasor(cycles: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rotate(values: np.ndarray, cycles: np.ndarray) -> None:
+    """``values *= exp(2 pi i cycles)`` in place: ducc0's vectorised ``misc.lensing_rotate`` (~8 ns per value
+    against ~40 ns for NumPy's cos, sin and product; the same accuracy, ~2e-16 relative), else NumPy."""
+    try:
+        import ducc0
+
+        ducc0.misc.lensing_rotate(values, TWO_PI * cycles, 1, 1)
+    except (ImportError, AttributeError):
+        values *= _phasor(cycles)
+
+
 class LatticeNufft(NamedTuple):
     """The inputs of the one batched type-1 NUFFT of :func:`lattice_visibility_sums` (see :func:`lattice_nufft`)."""
 
@@ -391,13 +402,15 @@ def lattice_nufft_inputs(uv_wavelengths, visibilities, weights_real, weights_ima
             yc, xc = y0 - 0.5 * (ny - 1) * sy, x0 + 0.5 * (nx - 1) * sx
             cycles = 2.0 * (xc * uv[:, 0] + yc * uv[:, 1])
             cycles -= np.rint(cycles)
-            np.multiply(0.5 * (wr - wi), _phasor(cycles), out=p)
+            p.real = 0.5 * (wr - wi)
+            p.imag = 0.0
+            _rotate(p, cycles)
         else:  # lattice_dirty_image: centred modes, phi = 2 pi ((x0 + nx//2 sx) u + (y0 - ny//2 sy) v) + modes
             cycles = (x0 + (nx // 2) * sx) * uv[:, 0] + (y0 - (ny // 2) * sy) * uv[:, 1]
             cycles -= np.rint(cycles)
             p.real = wr * vis.real
             p.imag = wi * vis.imag
-            p *= _phasor(cycles)
+            _rotate(p, cycles)
     coord = nufft_points(uv, (sy, sx))
     if not (np.isfinite(coord).all() and np.isfinite(points).all()):
         _check_uv_weights(uv, wr, "weights_real")  # raises, naming the first bad value
@@ -425,7 +438,8 @@ def lattice_visibility_sums(uv_wavelengths, visibilities, weights_real, weights_
     The same quantities as :func:`lattice_dirty_image` and :func:`lattice_kernels` (module docstring), computed
     together: the NUFFT points are computed and sorted once, and the 1 to 3 strength vectors (offset kernel
     ``(wr+wi)/2``; index-sum kernel ``(wr-wi)/2 exp(i theta)`` when wr != wi; dirty image
-    ``(wr Re V + i wi Im V) exp(i theta')``) are spread in one ``ducc0.nufft.nu2u`` call (``ntrans``) onto the
+    ``(wr Re V + i wi Im V) exp(i theta')``, the phases applied by ``ducc0.misc.lensing_rotate``) are spread in one
+    ``ducc0.nufft.nu2u`` call (``ntrans``) onto the
     kernel's (2ny-1, 2nx-1) modes. The dirty image's (ny, nx) modes (centred: box row r is mode r - ny//2) are the
     middle of that grid, rows / columns from ``ny-1-ny//2``. The offset kernel is bit for bit
     :func:`lattice_offset_kernel`'s (same points, same strengths, one call); the others agree to rounding.
