@@ -238,10 +238,11 @@ def nufft_floor(ms: pathlib.Path, processes: int, chunk_size: int, order: str, g
     ids = open_source(str(ms), chunk_size=chunk_size, order=order).chunk_ids()
     step = max(1, len(ids) // max(1, processes * chunks_per_process))
     picked = ids[::step][: processes * chunks_per_process]
+    shares = [picked[i::processes] for i in range(processes) if picked[i::processes]]  # fewer chunks than processes
     ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_floor_process, args=(str(ms), picked[i::processes], chunk_size, order, grid_args,
-                                                      barrier, queue)) for i in range(processes)]
+    barrier, queue = ctx.Barrier(len(shares)), ctx.Queue()
+    procs = [ctx.Process(target=_floor_process, args=(str(ms), share, chunk_size, order, grid_args, barrier, queue))
+             for share in shares]
     for p in procs:
         p.start()
     got = [queue.get() for _ in procs]
@@ -254,7 +255,8 @@ def nufft_floor(ms: pathlib.Path, processes: int, chunk_size: int, order: str, g
     n_points = sum(g[1] for g in got)
     seconds = max(g[3] for g in got)
     return {"vis_per_s": n_read / seconds, "points_per_s": n_points / seconds, "n_read": n_read,
-            "n_transforms": got[0][2], "seconds": seconds, "ns_per_point_per_process": seconds / n_points * 1e9 * processes}
+            "n_transforms": got[0][2], "seconds": seconds, "processes": len(got),
+            "ns_per_point_per_process": seconds / n_points * 1e9 * len(got)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
