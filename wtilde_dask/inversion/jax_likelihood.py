@@ -31,7 +31,7 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -85,8 +85,9 @@ class LikelihoodConfig:
     shape_box: tuple[int, int] = (1, 1)
     fft_shape: tuple[int, int] = (1, 1)
     has_hankel: bool = False
-    batch_size: int = 32  # source columns per FFT batch (32 ran fastest at the ALMA preset on 2 CPU cores)
+    batch_size: int = 8  # source columns per FFT batch (8 ran fastest at the ALMA preset on 2 CPU cores)
     real_kernel: bool = False  # K_hat real (even offset kernel; set by the builder): real x complex product
+    batch_axis: str | None = None  # the vmap axis name when evaluated under jax.vmap (log_evidence_batch)
 
     @property
     def n_source_pixels(self) -> int:
@@ -305,7 +306,7 @@ def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig)
     Source pixels that no image pixel maps to (empty columns of T: the corners of a rectangular mesh,
     ~16% at the ALMA preset) have zero rows and columns in F: the columns are renumbered with the used
     ones first and the batches holding only empty columns skip their FFTs (``lax.cond``; under ``vmap``
-    both branches run, so a batch of parameter vectors gains nothing from it).
+    with ``config.batch_axis`` the axis name, a batch is skipped when it is empty for every lens).
     """
     ny, nx = config.shape_box
     S = config.n_source_pixels
@@ -319,6 +320,8 @@ def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig)
     order = jnp.argsort(jnp.logical_not(used), stable=True)  # used columns first, each group in index order
     position = jnp.zeros(S, dtype=jnp.int32).at[order].set(jnp.arange(S, dtype=jnp.int32))
     n_used = jnp.sum(used.astype(jnp.int32))
+    if config.batch_axis is not None:  # under vmap: skip a batch when it is empty for every lens of the batch
+        n_used = jax.lax.pmax(n_used, config.batch_axis)
     cflat = position[cols.ravel()]
 
     # (no jax.checkpoint here: with it, repeated value_and_grad calls intermittently never returned on
@@ -503,7 +506,13 @@ class JaxLikelihood:
         self._fixed = (fixed_regularization(rectangular_edges(config.mesh_shape), config.n_source_pixels,
                                             config.regularization) if config.mesh == "rectangular" else None)
         self._log_evidence = jax.jit(f)
-        self._batch = jax.jit(jax.vmap(f, in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None)))
+        batch_config = replace(config, batch_axis="lens")
+
+        def f_batch(params, arrays, coefficient, topology):
+            return log_evidence(params, arrays, batch_config, coefficient, topology)
+
+        self._batch = jax.jit(jax.vmap(f_batch, in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None),
+                                       axis_name="lens"))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(lambda params, arrays, coefficient, topology:
@@ -511,7 +520,7 @@ class JaxLikelihood:
 
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
-                    regularization="constant", coefficient=1.0, batch_size=32, buffer=1e-3) -> "JaxLikelihood":
+                    regularization="constant", coefficient=1.0, batch_size=8, buffer=1e-3) -> "JaxLikelihood":
         """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec."""
         arrays, shape_box, fft_shape, has_hankel = lattice_arrays_from_fitter(fitter, grid_arcsec)
         config = LikelihoodConfig(mesh=mesh, mesh_shape=tuple(int(n) for n in mesh_shape), n_pixels=int(n_pixels),
