@@ -160,7 +160,7 @@ def finished_nodes(path) -> int:
         return 0
 
 
-def test_killed_pass_resumes_bit_identical(tmp_path, big_npz):
+def test_killed_pass_resumes_bit_identical(tmp_path, big_npz, capsys):
     full = tmp_path / "full.zarr"
     log_full = run_ok(kill_command(big_npz, full))
     assert "120 chunks in 120 group(s) of 1" in log_full and "resuming" not in log_full
@@ -186,6 +186,12 @@ def test_killed_pass_resumes_bit_identical(tmp_path, big_npz):
     assert nodes, "no finished node before the kill"
     done_groups = sum(len(range(i << lv, min((i + 1) << lv, 120))) for lv, i in nodes)
     assert 0 < done_groups < 120
+    # `wtilde status` reads the pass's progress off the dead store (groups of 1 chunk of 500 visibilities)
+    capsys.readouterr()
+    assert wtilde(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert (f"visibilities: pass interrupted (the next `wtilde compute` resumes it): {done_groups}/120 groups of chunks "
+            f"summed (120 chunks), {500 * done_groups:,} visibilities read") in status, status
 
     log = run_ok(kill_command(big_npz, out))
     assert "taking over a stale lock" in log
@@ -200,6 +206,9 @@ def test_killed_pass_resumes_bit_identical(tmp_path, big_npz):
         np.testing.assert_array_equal(b.read_array(name), a.read_array(name))
     assert b.visibility_sums() == a.visibility_sums()
     np.testing.assert_array_equal(b.to_dask().compute(), a.to_dask().compute())
+    assert wtilde(["status", str(out)]) == 0
+    assert "visibilities: pass complete: 120/120 groups of chunks summed (120 chunks), 60,000 visibilities read" in \
+        capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -598,8 +598,10 @@ def store_status(path) -> dict:
 
     Keys: store, method, n_pixels, block_size, n_blocks_side, n_blocks, done, remaining, fraction,
     mean_block_s (task time, compute + write), worker_threads (of the last run), eta_s (remaining x mean /
-    threads; None when nothing is done yet), running (a live lock), lock (record or None), lock_state, last_run.
+    threads; None when nothing is done yet), running (a live lock), lock (record or None), lock_state, last_run,
+    has_dirty_image, visibility_pass (:func:`wtilde_dask.ingest.pass_progress`: None before any pass).
     """
+    from wtilde_dask.ingest import pass_progress
     from wtilde_dask.store import lock_is_stale, read_lock
 
     store = WTildeStore.open(path)
@@ -624,6 +626,7 @@ def store_status(path) -> dict:
         "running": record is not None and not stale, "lock": record,
         "lock_state": "none" if record is None else ("live" if not stale else f"stale ({why})"),
         "last_run": last_run, "has_dirty_image": store.has_array("dirty_image"),
+        "visibility_pass": pass_progress(store),
     }
 
 

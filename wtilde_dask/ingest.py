@@ -43,7 +43,7 @@ from wtilde_dask.store import StoreError, WTildeStore
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
            "store_source", "in_store_order", "in_memory_partial", "tree_depth", "keep_freed_memory",
-           "DEFAULT_MAX_GROUPS"]
+           "pass_progress", "DEFAULT_MAX_GROUPS"]
 
 DEFAULT_MAX_GROUPS = 256
 
@@ -214,6 +214,31 @@ def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: 
     finally:
         if stats is not None:
             stats.update(task=run.seconds, **run.parts)
+
+
+def pass_progress(store: WTildeStore) -> dict | None:
+    """Progress of the visibility pass read from the store alone (a live run or a dead one), for ``wtilde status``.
+
+    None before any pass; else ``{"state": "running" | "complete", "n_groups", "n_chunks", "chunk_size",
+    "groups_done", "visibilities_read"}``: the groups covered by finished tree nodes (the pass's ledger) and the
+    visibilities they read (used + flagged + dropped). A "running" state with no live run is a killed pass: the
+    next ``wtilde compute`` resumes it from those nodes.
+    """
+    state = store.ingest_state()
+    if not state:
+        return None
+    plan = state.get("plan") or {}
+    n_groups = int(plan.get("n_groups", 0))
+    if state.get("state") == "complete":
+        sums = store.visibility_sums() or {}
+        groups_done, read = n_groups, sum(int(sums.get(k, 0)) for k in ("n_visibilities", "n_flagged", "n_bad_weight"))
+    else:
+        nodes = store.ingest_nodes()
+        covered = {g for lv, ix in nodes for g in _covered(lv, ix) if g < n_groups}
+        groups_done = len(covered)
+        read = sum(int(a.get(k, 0)) for a in nodes.values() for k in ("n_visibilities", "n_flagged", "n_bad_weight"))
+    return {"state": state.get("state"), "n_groups": n_groups, "n_chunks": int(plan.get("n_chunks", 0)),
+            "chunk_size": plan.get("chunk_size"), "groups_done": groups_done, "visibilities_read": read}
 
 
 def source_label(source) -> str:
