@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compute)
 
-    p = subparsers.add_parser("status", help="blocks done/total, mean block time and ETA of a store (live or dead run)")
+    p = subparsers.add_parser("status", help="visibility pass progress, blocks done/total, mean block time and ETA of a "
+                                          "store (live or dead run)")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the block map into PNG")
