@@ -224,7 +224,7 @@ def cmd_status(args) -> int:
             what = "complete" if vp["state"] == "complete" else (
                 "running" if st["running"] else "interrupted (the next `wtilde compute` resumes it)")
             print(f"visibilities: pass {what}: {vp['groups_done']}/{vp['n_groups']} groups of chunks summed "
-                  f"({vp['n_chunks']} chunks), {vp['visibilities_read']:,} visibilities read")
+                  f"({vp['n_chunks']} chunk{'' if vp['n_chunks'] == 1 else 's'}), {vp['visibilities_read']:,} visibilities read")
         print(f"blocks:     {st['done']}/{st['n_blocks']} done ({100 * st['fraction']:.1f}%), {st['remaining']} to go")
         print(f"block time: {_fmt_s(st['mean_block_s'])} mean (compute + write, per task)")
         print(f"ETA:        {_fmt_s(st['eta_s'])} at {st['worker_threads']} worker thread(s)"
