@@ -201,6 +201,7 @@ def _floor_process(ms, chunk_ids, chunk_size, order, grid_args, barrier, queue):
         from wtilde_dask.grid import ImageGrid
         from wtilde_dask.ingest import keep_freed_memory, open_source
         from wtilde_dask.kernels.lattice import lattice_box, lattice_nufft, lattice_nufft_inputs
+        from wtilde_dask.kernels.visibility_sums import noise_weights
 
         keep_freed_memory()  # as the pass's workers
         grid = ImageGrid.circular(*grid_args)
@@ -210,9 +211,7 @@ def _floor_process(ms, chunk_ids, chunk_size, order, grid_args, barrier, queue):
         for cid in chunk_ids:
             c = source.read_chunk(cid)
             n_read += c.n_visibilities + c.n_flagged + c.n_bad_weight
-            noise = c.noise_map
-            wr = 1.0 / noise.real**2  # chunk_partial's weights: wi is wr when the noise is equal
-            wi = wr if np.array_equal(noise.real, noise.imag) else 1.0 / noise.imag**2
+            _, wr, _, wi = noise_weights(np.asarray(c.noise_map, np.complex128))  # chunk_partial's weights
             inputs.append(lattice_nufft_inputs(c.uv_wavelengths, c.visibilities, wr, wi, grid, box=box))
         lattice_nufft(inputs[0], nthreads=1)  # warm: ducc0's first call
         barrier.wait()

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["VisibilityPartial", "chunk_partial", "zero_partial", "add_partials", "sum_partials", "partial_arrays"]
+__all__ = ["VisibilityPartial", "noise_weights", "chunk_partial", "zero_partial", "add_partials", "sum_partials",
+           "partial_arrays"]
 
 ARRAY_NAMES = ("dirty_image", "kernel", "kernel_hankel")
 
@@ -72,6 +73,18 @@ def zero_partial(grid=None, *, dirty_image: bool = False, lattice: bool = False,
     return VisibilityPartial(0.0, 0.0, 0, int(n_flagged), int(n_bad_weight), dirty, kernel, None)
 
 
+def noise_weights(noise_map):
+    """``(sigma_re**2, wr, sigma_im**2, wi)`` of a (k,) complex noise map, ``w = 1 / sigma**2``. With equal noise
+    (sigma_re == sigma_im: every Measurement Set / UVFITS chunk) the imaginary arrays ARE the real ones (the same
+    numbers, computed once; ``wi is wr`` tells callers there is no Hankel part)."""
+    sr2 = noise_map.real**2
+    wr = 1.0 / sr2
+    if np.array_equal(noise_map.real, noise_map.imag):
+        return sr2, wr, sr2, wr
+    si2 = noise_map.imag**2
+    return sr2, wr, si2, 1.0 / si2
+
+
 def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_image: bool = False,
                   lattice: bool = False, n_flagged: int = 0, n_bad_weight: int = 0,
                   nthreads: int = 1, timings: dict | None = None) -> VisibilityPartial:
@@ -103,14 +116,8 @@ def chunk_partial(uv_wavelengths, visibilities, noise_map, grid=None, *, dirty_i
     if k == 0:
         return zero_partial(grid, dirty_image=dirty_image, lattice=lattice, n_flagged=n_flagged,
                             n_bad_weight=n_bad_weight)
-    # equal noise (sigma_re == sigma_im: every Measurement Set / UVFITS chunk): the imaginary weights and logs are
-    # the real ones -- the same numbers, computed once (x + x == 2 x exactly)
-    equal = np.array_equal(noise.real, noise.imag)
-    sr2 = noise.real**2
-    wr = 1.0 / sr2
-    si2, wi = (sr2, wr) if equal else (noise.imag**2, None)
-    if wi is None:
-        wi = 1.0 / si2
+    sr2, wr, si2, wi = noise_weights(noise)
+    equal = wi is wr
     chi2 = float(np.sum(wr * vis.real**2) + np.sum(wi * vis.imag**2))
     log_r = np.sum(np.log(2 * np.pi * sr2))
     norm = float(log_r + (log_r if equal else np.sum(np.log(2 * np.pi * si2))))
