@@ -229,14 +229,14 @@ def pass_progress(store: WTildeStore) -> dict | None:
         return None
     plan = state.get("plan") or {}
     n_groups = int(plan.get("n_groups", 0))
+    counts = ("n_visibilities", "n_flagged", "n_bad_weight")  # used + flagged + dropped = read
     if state.get("state") == "complete":
         sums = store.visibility_sums() or {}
-        groups_done, read = n_groups, sum(int(sums.get(k, 0)) for k in ("n_visibilities", "n_flagged", "n_bad_weight"))
+        groups_done, read = n_groups, sum(int(sums.get(k, 0)) for k in counts)
     else:
         nodes = store.ingest_nodes()
-        covered = {g for lv, ix in nodes for g in _covered(lv, ix) if g < n_groups}
-        groups_done = len(covered)
-        read = sum(int(a.get(k, 0)) for a in nodes.values() for k in ("n_visibilities", "n_flagged", "n_bad_weight"))
+        groups_done = len({g for lv, ix in nodes for g in _covered(lv, ix) if g < n_groups})
+        read = sum(int(a.get(k, 0)) for a in nodes.values() for k in counts)
     return {"state": state.get("state"), "n_groups": n_groups, "n_chunks": int(plan.get("n_chunks", 0)),
             "chunk_size": plan.get("chunk_size"), "groups_done": groups_done, "visibilities_read": read}
 
@@ -437,6 +437,12 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str = DEFAULT_
     return open_visibilities(dataset, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, order=order, **selection)
 
 
+def _recorded_selection(record: dict) -> dict:
+    """The selection keywords (field, spw, channels, column) of a store's source record, as the readers take them."""
+    return {k: v for k, v in (record.get("selection") or {}).items()
+            if k in ("field", "spw", "channels", "column") and v is not None}
+
+
 def in_store_order(source, out):
     """``source`` as the existing store ``out`` reads it: when ``out`` was made from the same Measurement Set /
     UVFITS selection read in another order (say a store made before ``order="rows"`` became the default), the
@@ -455,8 +461,7 @@ def in_store_order(source, out):
         return source
     from wtilde_dask.io import open_visibilities
 
-    selection = {k: v for k, v in (record.get("selection") or {}).items()
-                 if k in ("field", "spw", "channels", "column") and v is not None}
+    selection = _recorded_selection(record)
     if record.get("format") == "measurement-set" and record.get("noise_column"):
         selection["noise_column"] = record["noise_column"]  # the column the store's reader used
     try:
@@ -495,8 +500,7 @@ def store_source(store: WTildeStore, chunk_size: int | None = None):
     except ImportError:
         raise StoreError(f"store {store.path}: visibilities not copied and no reader to open "
                          f"{record.get('path')}") from None
-    selection = {k: v for k, v in (record.get("selection") or {}).items()
-                 if k in ("field", "spw", "channels", "column") and v is not None}
+    selection = _recorded_selection(record)
     if record.get("order") is not None:  # a reader with orders (Measurement Set, UVFITS): the one recorded
         selection["order"] = record["order"]
     source = open_visibilities(record["path"], chunk_size=chunk_size, **selection)
