@@ -499,24 +499,21 @@ class JaxLikelihood:
         self.arrays = arrays
         self.config = config
         self.coefficient = float(coefficient)
-        def f(params, arrays, coefficient, topology):
-            return log_evidence(params, arrays, config, coefficient, topology)
+
+        def bound(fn, cfg):  # fn(params, arrays, cfg, coefficient, topology) with the static configuration bound
+            return lambda params, arrays, coefficient, topology: fn(params, arrays, cfg, coefficient, topology)
 
         # the rectangular mesh's H is the same for every lens: factored once here (FixedRegularization)
         self._fixed = (fixed_regularization(rectangular_edges(config.mesh_shape), config.n_source_pixels,
                                             config.regularization) if config.mesh == "rectangular" else None)
+        f = bound(log_evidence, config)
         self._log_evidence = jax.jit(f)
-        batch_config = replace(config, batch_axis="lens")
-
-        def f_batch(params, arrays, coefficient, topology):
-            return log_evidence(params, arrays, batch_config, coefficient, topology)
-
-        self._batch = jax.jit(jax.vmap(f_batch, in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None),
+        self._batch = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
+                                       in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None),
                                        axis_name="lens"))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
-        self._inversion = jax.jit(lambda params, arrays, coefficient, topology:
-                                  inversion(params, arrays, config, coefficient, topology))
+        self._inversion = jax.jit(bound(inversion, config))
 
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
