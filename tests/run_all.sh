@@ -3,7 +3,8 @@
 #   bash tests/run_all.sh [pytest args]
 # As root on Debian/Ubuntu it apt-installs what is missing (Chromium + ChromeDriver for the browser
 # tests, slurm-wlm + munge for the SLURM tests) and starts a single-node SLURM when none is running.
-# Anywhere else it uses what is there and says plainly which tests will skip.
+# Anywhere else it uses what is there and says plainly which tests will skip. With CI=true (CI sets it, .ci/run
+# exports it) a skipped or xfailed test fails the run, naming what was missing (tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,10 +51,10 @@ for name in ("autoarray", "autolens"):
     try:
         print(f"== peer {name} {md.version(name)}")
     except md.PackageNotFoundError:
-        print(f"== peer {name} not installed: its comparison tests skip")
+        print(f"== peer {name} not installed: its comparison tests fail (the `peer` extra is required)")
 if sys.version_info < (3, 12):
     print("== Python < 3.12: the `peer` extra installs the older autoarray 2026.7.29.1 (no autolens); peer tests "
-          "that need the current release skip and say so. Remove .venv and install Python 3.12 to run them all.")
+          "that need the current release fail and say so. Remove .venv and install Python 3.12 to run them all.")
 PY
 
 # ---- 3. SLURM (single node, for the tests marked `slurm`) ---------------------------------------
@@ -64,4 +65,4 @@ fi
 
 # ---- 4. the suite -------------------------------------------------------------------------------
 export MPLBACKEND=Agg
-python -m pytest -ra "$@"
+python -m pytest -ra --durations=25 "$@"

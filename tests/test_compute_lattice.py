@@ -77,7 +77,6 @@ def test_export_pyautoarray_cli(tmp_path, client, simulated, capsys):
 
 @pytest.mark.peer
 def test_exported_store_equals_pyautoarray(tmp_path, client, simulated):
-    pytest.importorskip("autoarray")
     import autoarray as aa
     from autoarray.inversion.inversion.interferometer import inversion_interferometer_util as util
 

@@ -155,7 +155,7 @@ def test_bad_points():
     ],
 )
 def test_circular_matches_pyautoarray(shape, scales, radius, centre):
-    aa = pytest.importorskip("autoarray")
+    import autoarray as aa
     mask = aa.Mask2D.circular(shape_native=shape, pixel_scales=scales, radius=radius, centre=centre)
     g = ImageGrid.circular(shape, scales, radius, centre)
     np.testing.assert_array_equal(np.asarray(mask), g.mask)
@@ -164,7 +164,7 @@ def test_circular_matches_pyautoarray(shape, scales, radius, centre):
 
 @pytest.mark.peer
 def test_annular_matches_pyautoarray():
-    aa = pytest.importorskip("autoarray")
+    import autoarray as aa
     mask = aa.Mask2D.circular_annular(shape_native=(30, 30), pixel_scales=0.1, inner_radius=0.5, outer_radius=1.2)
     g = ImageGrid.annular((30, 30), 0.1, 0.5, 1.2)
     np.testing.assert_array_equal(np.asarray(mask), g.mask)

@@ -231,7 +231,6 @@ def test_reconstruction_of_lensed_source_correlates(rng, artifacts_dir):
 @pytest.mark.peer
 def test_curvature_equals_pyautoarray_sparse_operator(stores):
     """F (FFT path and out-of-core) equals PyAutoArray's InterferometerSparseOperator for the same T and preload."""
-    pytest.importorskip("autoarray")
     from autoarray.inversion.inversion.interferometer.inversion_interferometer_util import (
         InterferometerSparseOperator,
         nufft_precision_operator_from,
@@ -273,7 +272,7 @@ def test_log_evidence_equals_pyautolens_fit(stores, client):
     """Our log evidence, on PyAutoLens's own mapping and regularization matrices, equals its FitInterferometer's
     (autolens 2026.10.26.1, its own NUFFT preload and dirty image; linear solver, as ours: no positivity
     constraint, no edge zeroing, no border relocation)."""
-    al = pytest.importorskip("autolens", reason="autolens 2026.10.26.1 (the peer extra, Python >= 3.12)")
+    import autolens as al
 
     store = stores["sma"]  # equal real/imag noise, square pixels: the peer's assumptions
     grid, ds = store.grid(), store.dataset()
@@ -301,7 +300,6 @@ def test_log_evidence_equals_pyautolens_fit(stores, client):
 
 @pytest.mark.peer
 def test_constant_regularization_equals_pyautoarray():
-    pytest.importorskip("autoarray")
     from autoarray.inversion.regularization.constant import constant_regularization_matrix_from
 
     src = LENS.ray_trace(ImageGrid.circular((16, 16), (0.1, 0.1), 0.7).grid_arcsec)

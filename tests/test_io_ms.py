@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 import pytest
 
-casacore_tables = pytest.importorskip("casacore.tables")
+import casacore.tables as casacore_tables  # a required dependency: an import error fails the module
 
 from wtilde_dask.dataset import DatasetError  # noqa: E402
 from wtilde_dask.io import concatenate_chunks, open_visibilities  # noqa: E402

@@ -26,8 +26,8 @@ def test_notebooks_are_committed_without_outputs():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes(name, tmp_path, artifacts_dir, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbformat
+    import nbclient
     path = NOTEBOOKS / name
     book = nbformat.read(path, as_version=4)
     monkeypatch.setenv("WTILDE_NOTEBOOK_WORKDIR", str(tmp_path / "work"))

@@ -13,7 +13,6 @@ pytestmark = pytest.mark.peer
 
 @pytest.fixture(scope="module")
 def peer():
-    pytest.importorskip("autoarray")
     import autoarray as aa
     from autoarray.inversion.inversion.interferometer import inversion_interferometer_util as util
 
