@@ -30,6 +30,7 @@ import types
 import numpy as np
 
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
+from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
 
 DEFAULT_CHUNK_SIZE = 1_000_000  # visibilities per chunk read by a task
 
@@ -39,9 +40,6 @@ METADATA_KEY = "wtilde"
 LEDGER_FLUSH_S = 0.5
 METADATA_EVERY_S = 1.0
 
-
-class ComputeError(RuntimeError):
-    """Blocks failed (after retries) or the run lost its lock; the store stays resumable."""
 
 
 def run_token(path, fingerprint: str) -> str:

@@ -19,15 +19,13 @@ import dataclasses
 import pathlib
 
 import numpy as np
+from wtilde_dask.errors import DatasetError  # noqa: F401 (re-exported)
 
 __all__ = ["DatasetError", "Interferometer", "load_dataset", "sma_dataset_path"]
 
 FITS_FILES = {"visibilities": "data.fits", "noise_map": "noise_map.fits", "uv_wavelengths": "uv_wavelengths.fits"}
 NPZ_NAMES = {"visibilities": ("visibilities", "data"), "noise_map": ("noise_map",), "uv_wavelengths": ("uv_wavelengths",)}
 
-
-class DatasetError(ValueError):
-    """Bad interferometer input; the message names the file, the field, the bad index and value."""
 
 
 def _fmt_index(index) -> str:

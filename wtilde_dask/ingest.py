@@ -40,6 +40,7 @@ import numpy as np
 
 from wtilde_dask.compute import worker_inputs
 from wtilde_dask.store import StoreError, WTildeStore
+from wtilde_dask.errors import IngestError  # noqa: F401 (re-exported)
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
            "store_source", "in_store_order", "in_memory_partial", "tree_depth", "keep_freed_memory",
@@ -53,9 +54,6 @@ DEFINITIONS = {
     "kernel_hankel": "index-sum kernel of (wr-wi)/2, see wtilde_dask.kernels.lattice",
 }
 
-
-class IngestError(ValueError):
-    """The visibilities cannot give a W-tilde (e.g. every visibility flagged); the message names the source."""
 
 
 # ---------------------------------------------------------------------------------------------------

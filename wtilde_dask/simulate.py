@@ -35,6 +35,7 @@ import numpy as np
 
 from wtilde_dask.grid import ARCSEC_TO_RADIANS
 from wtilde_dask.kernels.lattice import nufft_points
+from wtilde_dask.errors import SimulationError  # noqa: F401 (re-exported)
 
 __all__ = [
     "SimulationError",
@@ -55,9 +56,6 @@ ALMA_LATITUDE_DEG = -23.0229
 NUFFT_EPS = 2.5e-13
 SOURCES = ("gaussian", "sersic")
 
-
-class SimulationError(ValueError):
-    """Bad simulation parameter; the message names the parameter and the bad value."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,13 +42,11 @@ import re
 import socket
 import sys
 import threading
+from wtilde_dask.errors import ProfileError  # noqa: F401 (re-exported)
 
 DEFAULT_DASHBOARD = "127.0.0.1:8787"
 WTILDE_KEYS = ("lifetime", "lifetime-stagger", "tls-directory")
 
-
-class ProfileError(ValueError):
-    """A SLURM profile that cannot be found or holds a bad value."""
 
 
 # ---- profiles -------------------------------------------------------------------------------

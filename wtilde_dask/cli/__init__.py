@@ -10,6 +10,8 @@ import argparse
 import sys
 from importlib import import_module
 
+from wtilde_dask.errors import WTildeError
+
 COMMAND_MODULES = [
     "wtilde_dask.cli.compute",
     "wtilde_dask.cli.bench",
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ValueError as err:  # validation errors name the field and the value
+    except (WTildeError, ValueError) as err:  # the package's errors name the field and the value
         print(f"wtilde {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,12 +7,10 @@ import pathlib
 import warnings
 
 import numpy as np
+from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
 
 __all__ = ["register", "export_pyautoarray", "pyautoarray_sparse_terms", "load_sparse_terms", "ExportError"]
 
-
-class ExportError(ValueError):
-    """The store cannot be exported to PyAutoArray (the message names the store and what is missing)."""
 
 
 def _count(text: str) -> int:

@@ -18,13 +18,11 @@ from wtilde_dask.inversion import curvature as cv
 from wtilde_dask.inversion import curvature_kernels as ck
 from wtilde_dask.inversion.mapping import as_mapping_matrix
 from wtilde_dask.inversion.solve import InversionResult, VisibilitySums, solve_inversion, visibility_sums
+from wtilde_dask.errors import FitterError  # noqa: F401 (re-exported)
 
 PATHS = ("auto", "fft", "memory", "out-of-core", "dense")
 BACKENDS = ("numpy", "jax")  # jax: F, D, solve and evidence by wtilde_dask.inversion.jax_likelihood (lattice stores)
 
-
-class FitterError(ValueError):
-    """The fitter cannot be built as asked (message names the store/option and value)."""
 
 
 def store_dirty_image(store) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
 from wtilde_dask.kernels import enable_x64
+from wtilde_dask.errors import JaxLikelihoodError  # noqa: F401 (re-exported)
 
 enable_x64()
 
@@ -48,9 +49,6 @@ import jax.numpy as jnp  # noqa: E402
 PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "centre_x", "gamma_1", "gamma_2")
 MESHES = ("rectangular", "delaunay")
 
-
-class JaxLikelihoodError(ValueError):
-    """The JAX likelihood cannot be built as asked (the message names the option and the value)."""
 
 
 # ----------------------------------------------------------------------------------------------

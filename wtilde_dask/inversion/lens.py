@@ -25,10 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from wtilde_dask.errors import LensError  # noqa: F401 (re-exported)
 
-
-class LensError(ValueError):
-    """Bad lens parameters (the message names the parameter and value)."""
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from wtilde_dask.errors import MappingError  # noqa: F401 (re-exported)
 
-
-class MappingError(ValueError):
-    """A mapping matrix or its triplets are malformed (message names the field and the value)."""
 
 
 @dataclass(frozen=True)

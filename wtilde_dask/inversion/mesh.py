@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import ConvexHull, Delaunay, cKDTree
+from wtilde_dask.errors import MeshError  # noqa: F401 (re-exported)
 
-
-class MeshError(ValueError):
-    """Bad mesh parameters (the message names the parameter and value)."""
 
 
 def _as_points(points, name):

@@ -20,13 +20,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from wtilde_dask.errors import RegularizationError  # noqa: F401 (re-exported)
 
 REGULARIZATION_EPS = 1e-8
 SCHEMES = ("constant", "gradient", "curvature", "zeroth")
 
-
-class RegularizationError(ValueError):
-    """Bad regularization input (the message names the parameter and value)."""
 
 
 def difference_matrix(edges, n_pixels: int) -> sp.csr_matrix:

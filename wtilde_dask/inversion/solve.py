@@ -17,10 +17,8 @@ import numpy as np
 import scipy.linalg
 
 from wtilde_dask.inversion.regularization import log_det_cholesky
+from wtilde_dask.errors import InversionError  # noqa: F401 (re-exported)
 
-
-class InversionError(ValueError):
-    """The inversion failed (e.g. F + H not positive definite); the message names the matrix."""
 
 
 @dataclass(frozen=True)

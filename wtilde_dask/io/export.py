@@ -34,6 +34,7 @@ import numpy as np
 
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk
+from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
 
 __all__ = ["ChannelCube", "average_channel_cube", "aligned_chunk_ids", "flatten_cube", "export_fits", "ExportError",
            "FitsRowWriter"]
@@ -45,9 +46,6 @@ COMMENTS = {
     "uv_wavelengths": "uv_wavelengths (K, 2): u, v in wavelengths",
 }
 
-
-class ExportError(DatasetError):
-    """The export cannot be done (the message names the source / output and the value)."""
 
 
 class ChannelCube(NamedTuple):

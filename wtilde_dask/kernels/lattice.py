@@ -53,6 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wtilde_dask.kernels import enable_x64
+from wtilde_dask.errors import LatticeError  # noqa: F401 (re-exported)
 
 enable_x64()
 
@@ -85,9 +86,6 @@ DEFAULT_EPS = 2.5e-13  # ducc0's tightest float64 tolerance
 TWO_PI = 2.0 * np.pi
 BACKENDS = ("ducc0", "finufft")
 
-
-class LatticeError(ValueError):
-    """Bad lattice-kernel input; the message names the parameter and the bad value."""
 
 
 # ---------------------------------------------------------------------------------------------- NUFFT

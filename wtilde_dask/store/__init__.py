@@ -64,6 +64,7 @@ import zarr
 
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.tiling import BlockPlan
+from wtilde_dask.errors import StoreError, StoreLockedError  # noqa: F401 (re-exported)
 
 FORMAT_NAME = "wtilde_dask.store"
 FORMAT_VERSION = 1
@@ -75,13 +76,6 @@ INGEST_GROUP = "ingest"
 _LEDGER_CHUNK = 64
 ARCSEC_PER_RADIAN = 648000.0 / np.pi
 
-
-class StoreError(ValueError):
-    """A store that cannot be used as asked (missing, foreign, different inputs, locked, incomplete)."""
-
-
-class StoreLockedError(StoreError):
-    """Another live run holds the store's lock."""
 
 
 def _now() -> str:
