@@ -41,7 +41,6 @@ LEDGER_FLUSH_S = 0.5
 METADATA_EVERY_S = 1.0
 
 
-
 def run_token(path, fingerprint: str) -> str:
     """8 hex digits naming one store's run on a scheduler (store path + fingerprint)."""
     return hashlib.sha256(f"{path}|{fingerprint}".encode()).hexdigest()[:8]

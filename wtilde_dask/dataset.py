@@ -27,7 +27,6 @@ FITS_FILES = {"visibilities": "data.fits", "noise_map": "noise_map.fits", "uv_wa
 NPZ_NAMES = {"visibilities": ("visibilities", "data"), "noise_map": ("noise_map",), "uv_wavelengths": ("uv_wavelengths",)}
 
 
-
 def _fmt_index(index) -> str:
     return ", ".join(str(int(i)) for i in np.atleast_1d(index))
 

@@ -29,7 +29,6 @@ __all__ = ["GridError", "ImageGrid", "ARCSEC_TO_RADIANS"]
 ARCSEC_TO_RADIANS = math.pi / 648000.0
 
 
-
 def _pixel_scales(pixel_scales) -> tuple[float, float]:
     if np.isscalar(pixel_scales):
         pixel_scales = (pixel_scales, pixel_scales)

@@ -57,7 +57,6 @@ NUFFT_EPS = 2.5e-13
 SOURCES = ("gaussian", "sersic")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """All parameters of a simulated observation (defaults: ALMA band 6, 43 antennas, ~3 km baselines)."""

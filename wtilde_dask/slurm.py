@@ -48,7 +48,6 @@ DEFAULT_DASHBOARD = "127.0.0.1:8787"
 WTILDE_KEYS = ("lifetime", "lifetime-stagger", "tls-directory")
 
 
-
 # ---- profiles -------------------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
 __all__ = ["register", "export_pyautoarray", "pyautoarray_sparse_terms", "load_sparse_terms", "ExportError"]
 
 
-
 def _count(text: str) -> int:
     """An integer that may be written 1e6 / 1_000_000."""
     try:

@@ -24,7 +24,6 @@ PATHS = ("auto", "fft", "memory", "out-of-core", "dense")
 BACKENDS = ("numpy", "jax")  # jax: F, D, solve and evidence by wtilde_dask.inversion.jax_likelihood (lattice stores)
 
 
-
 def store_dirty_image(store) -> np.ndarray:
     """(M,) dirty image: the store's ``dirty_image`` array, else computed from its inputs."""
     if store.has_array("dirty_image"):

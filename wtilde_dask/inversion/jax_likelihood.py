@@ -50,7 +50,6 @@ PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "c
 MESHES = ("rectangular", "delaunay")
 
 
-
 # ----------------------------------------------------------------------------------------------
 # The arrays one likelihood needs (a pytree) and the static configuration
 # ----------------------------------------------------------------------------------------------

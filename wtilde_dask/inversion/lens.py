@@ -28,7 +28,6 @@ import numpy as np
 from wtilde_dask.errors import LensError  # noqa: F401 (re-exported)
 
 
-
 @dataclass(frozen=True)
 class LensModel:
     """SIE + external shear. Angles in degrees, lengths in arcsec."""

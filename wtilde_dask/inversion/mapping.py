@@ -21,7 +21,6 @@ import scipy.sparse as sp
 from wtilde_dask.errors import MappingError  # noqa: F401 (re-exported)
 
 
-
 @dataclass(frozen=True)
 class MappingTriplets:
     """PyAutoArray's padded mapper arrays (one row per image pixel, no sub-gridding)."""

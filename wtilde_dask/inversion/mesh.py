@@ -21,7 +21,6 @@ from scipy.spatial import ConvexHull, Delaunay, cKDTree
 from wtilde_dask.errors import MeshError  # noqa: F401 (re-exported)
 
 
-
 def _as_points(points, name):
     arr = np.asarray(points, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2 or not np.all(np.isfinite(arr)):

@@ -26,7 +26,6 @@ REGULARIZATION_EPS = 1e-8
 SCHEMES = ("constant", "gradient", "curvature", "zeroth")
 
 
-
 def difference_matrix(edges, n_pixels: int) -> sp.csr_matrix:
     """(E, S) neighbour-difference matrix B: row e = +1 at edges[e, 0], -1 at edges[e, 1]."""
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)

@@ -20,7 +20,6 @@ from wtilde_dask.inversion.regularization import log_det_cholesky
 from wtilde_dask.errors import InversionError  # noqa: F401 (re-exported)
 
 
-
 @dataclass(frozen=True)
 class VisibilitySums:
     """The two visibility sums the evidence needs besides F, D and H."""

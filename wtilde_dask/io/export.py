@@ -47,7 +47,6 @@ COMMENTS = {
 }
 
 
-
 class ChannelCube(NamedTuple):
     """One chunk of one spectral window before flattening: selected channels x rows, Stokes I, channel-major.
 

@@ -87,7 +87,6 @@ TWO_PI = 2.0 * np.pi
 BACKENDS = ("ducc0", "finufft")
 
 
-
 # ---------------------------------------------------------------------------------------------- NUFFT
 def _check_uv_weights(uv_wavelengths, weights, name="weights", complex_ok=False):
     uv = np.asarray(uv_wavelengths, dtype=np.float64)

@@ -77,7 +77,6 @@ _LEDGER_CHUNK = 64
 ARCSEC_PER_RADIAN = 648000.0 / np.pi
 
 
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
