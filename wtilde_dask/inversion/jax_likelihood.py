@@ -508,6 +508,10 @@ class JaxLikelihood:
         self._batch = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
                                        in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None),
                                        axis_name="lens"))
+        # the same with one regularization coefficient per lens (a free coefficient in a search)
+        self._batch_coefficients = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
+                                                    in_axes=(0, None, 0, 0 if config.mesh == "delaunay" else None),
+                                                    axis_name="lens"))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(bound(inversion, config))
@@ -556,12 +560,19 @@ class JaxLikelihood:
         p = self._params(params)
         return self._log_evidence(p, self.arrays, self.coefficient, topology or self.topology(p))
 
-    def log_evidence_batch(self, params) -> jax.Array:
+    def log_evidence_batch(self, params, coefficients=None) -> jax.Array:
+        """(N,) log evidences of the (N, 7) ``params`` by vmap; ``coefficients`` (N,): one regularization
+        coefficient per lens (default: the likelihood's ``coefficient`` for all)."""
         p = self._params(params, batch=True)
         topo = self._fixed
         if self.config.mesh == "delaunay":
             topo = jax.tree.map(lambda *a: jnp.stack(a), *(self.topology(q) for q in p))
-        return self._batch(p, self.arrays, self.coefficient, topo)
+        if coefficients is None:
+            return self._batch(p, self.arrays, self.coefficient, topo)
+        c = jnp.asarray(coefficients, dtype=jnp.float64)
+        if c.shape != (p.shape[0],):
+            raise JaxLikelihoodError(f"coefficients: expected shape ({p.shape[0]},) (one per lens), got {tuple(c.shape)}")
+        return self._batch_coefficients(p, self.arrays, c, topo)
 
     def grad(self, params, topology=None) -> jax.Array:
         """d log_evidence / d params (7,); Delaunay: the topology at ``params`` held fixed."""
