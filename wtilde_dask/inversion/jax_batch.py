@@ -23,9 +23,10 @@ def worker_likelihood(store_path: str, options: tuple):
     return JaxLikelihood.from_store(store_path, **dict(options))
 
 
-def evaluate_chunk(store_path: str, options: tuple, params: np.ndarray) -> np.ndarray:
-    """(n,) log evidences of the (n, 7) ``params`` by the worker's cached, vmapped likelihood."""
-    return np.asarray(worker_likelihood(store_path, options).log_evidence_batch(params))
+def evaluate_chunk(store_path: str, options: tuple, params: np.ndarray, coefficients=None) -> np.ndarray:
+    """(n,) log evidences of the (n, 7) ``params`` by the worker's cached, vmapped likelihood;
+    ``coefficients`` (n,): one regularization coefficient per lens (default: the options' coefficient)."""
+    return np.asarray(worker_likelihood(store_path, options).log_evidence_batch(params, coefficients))
 
 
 def _options_key(options: dict) -> tuple:
