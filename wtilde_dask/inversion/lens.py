@@ -12,8 +12,17 @@ rotated by ``position_angle`` degrees counter-clockwise from +x, origin at ``cen
     alpha_y' = b q / sqrt(1-q**2) * arctanh(sqrt(1-q**2) y' / psi)
 
 with ``b = einstein_radius`` (arcsec); for q -> 1 this is the singular isothermal sphere
-``alpha = b theta/|theta|``. (PyAutoLens's ``Isothermal`` uses a different normalisation of ``b``
-for q < 1; the shapes of the deflection fields are the same.)
+``alpha = b theta/|theta|`` (taken for ``1 - q < 1e-8``). The convergence is
+``kappa = b / (2 sqrt(q**2 x'**2 + y'**2))``.
+
+PyAutoLens parameterisation (``Isothermal`` + ``ExternalShear``, :func:`params_from_autolens`)::
+
+    f = min(sqrt(ell_comps_0**2 + ell_comps_1**2), 0.999)     axis_ratio q = (1 - f) / (1 + f)
+    position_angle = 1/2 arctan2(ell_comps_0, ell_comps_1)  (degrees, counter-clockwise from +x, in [-45, 135))
+    b = 2 einstein_radius / (1 + q)      centre (y, x) = (centre_0, centre_1)      shear unchanged
+
+i.e. PyAutoLens's ``einstein_radius`` is the radius of the circle of mean convergence one in its intermediate-axis
+normalisation, ``kappa = theta_E / (2 sqrt(q x'**2 + y'**2 / q))`` multiplied by ``2 sqrt(q) / (1 + q)``.
 
 External shear (gamma_1, gamma_2), potential ``psi = 1/2 gamma_1 (x**2 - y**2) + gamma_2 x y``::
 
@@ -22,9 +31,13 @@ External shear (gamma_1, gamma_2), potential ``psi = 1/2 gamma_1 (x**2 - y**2) +
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+
+# PyAutoLens clamps the ellipticity magnitude here (autogalaxy.convert.ELL_COMPS_MAGNITUDE_CLAMP): q >= 1/1999
+ELL_COMPS_MAGNITUDE_CLAMP = 0.999
 from wtilde_dask.errors import LensError  # noqa: F401 (re-exported)
 
 
@@ -43,6 +56,15 @@ class LensModel:
             raise LensError(f"einstein_radius: must be finite and >= 0, got {self.einstein_radius!r}")
         if not (0.0 < self.axis_ratio <= 1.0):
             raise LensError(f"axis_ratio: must lie in (0, 1], got {self.axis_ratio!r}")
+
+    @classmethod
+    def from_autolens(cls, centre=(0.0, 0.0), ell_comps=(0.0, 0.0), einstein_radius=1.0, gamma_1=0.0,
+                      gamma_2=0.0) -> "LensModel":
+        """The lens of PyAutoLens's ``Isothermal(centre, ell_comps, einstein_radius)`` +
+        ``ExternalShear(gamma_1, gamma_2)`` (:func:`params_from_autolens`)."""
+        p = [float(v) for v in params_from_autolens(centre[0], centre[1], ell_comps[0], ell_comps[1],
+                                                    einstein_radius, gamma_1, gamma_2)]
+        return cls(p[0], p[1], p[2], (p[3], p[4]), (p[5], p[6]))
 
     def deflections(self, grid_arcsec: np.ndarray) -> np.ndarray:
         """(N, 2) (alpha_y, alpha_x) arcsec at the (N, 2) (y, x) arcsec positions."""
@@ -87,3 +109,48 @@ def shear_deflections(grid_arcsec, gamma_1=0.0, gamma_2=0.0):
     grid = np.asarray(grid_arcsec, dtype=np.float64)
     y, x = grid[:, 0], grid[:, 1]
     return np.stack([gamma_2 * x - gamma_1 * y, gamma_1 * x + gamma_2 * y], axis=1)
+
+
+def array_module(*arrays):
+    """``jax.numpy`` when any argument is a JAX array (or tracer), else ``numpy``."""
+    jax = sys.modules.get("jax")
+    if jax is not None and any(isinstance(a, jax.Array) for a in arrays):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+def params_from_autolens(centre_0, centre_1, ell_comps_0, ell_comps_1, einstein_radius, gamma_1, gamma_2):
+    """(..., 7) lens parameters in ``PARAM_NAMES`` order (einstein_radius b, axis_ratio, position_angle, centre_y,
+    centre_x, gamma_1, gamma_2) of PyAutoLens's ``Isothermal`` + ``ExternalShear`` (formulas in the module doc).
+
+    Arguments are scalars or broadcastable arrays (arcsec; ``einstein_radius`` in PyAutoLens's normalisation);
+    NumPy in, NumPy out; JAX in, JAX out (jit / grad traceable: the square root and the angle are guarded at
+    ``ell_comps = (0, 0)`` so their derivatives stay finite there).
+    """
+    xp = array_module(centre_0, centre_1, ell_comps_0, ell_comps_1, einstein_radius, gamma_1, gamma_2)
+    e0, e1 = xp.asarray(ell_comps_0, dtype=float), xp.asarray(ell_comps_1, dtype=float)
+    s = e0 * e0 + e1 * e1
+    round_ = s == 0
+    fac = xp.where(round_, 0.0, xp.sqrt(xp.where(round_, 1.0, s)))
+    fac = xp.minimum(fac, ELL_COMPS_MAGNITUDE_CLAMP)
+    q = (1.0 - fac) / (1.0 + fac)
+    angle = xp.rad2deg(0.5 * xp.arctan2(e0, xp.where(round_, 1.0, e1)))
+    angle = xp.where(angle < -45.0, angle + 180.0, angle)
+    b = 2.0 * xp.asarray(einstein_radius, dtype=float) / (1.0 + q)
+    values = xp.broadcast_arrays(b, q, angle, *(xp.asarray(v, dtype=float)
+                                                for v in (centre_0, centre_1, gamma_1, gamma_2)))
+    return xp.stack(values, axis=-1)
+
+
+def autolens_from_params(params) -> dict:
+    """PyAutoLens's ``Isothermal`` + ``ExternalShear`` parameters (dict of arrays: centre_0, centre_1, ell_comps_0,
+    ell_comps_1, einstein_radius, gamma_1, gamma_2) of (..., 7) lens parameters; inverse of
+    :func:`params_from_autolens` (``ell_comps = (1 - q)/(1 + q) (sin 2 phi, cos 2 phi)``, ``theta_E = b (1 + q)/2``)."""
+    p = np.asarray(params, dtype=np.float64)
+    b, q, pa, cy, cx, g1, g2 = (p[..., i] for i in range(7))
+    fac = (1.0 - q) / (1.0 + q)
+    phi = np.deg2rad(pa)
+    return {"centre_0": cy, "centre_1": cx, "ell_comps_0": fac * np.sin(2 * phi), "ell_comps_1": fac * np.cos(2 * phi),
+            "einstein_radius": b * (1.0 + q) / 2.0, "gamma_1": g1, "gamma_2": g2}
