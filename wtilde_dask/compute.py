@@ -29,10 +29,10 @@ import types
 
 import numpy as np
 
+from wtilde_dask import config
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
 from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
 
-DEFAULT_CHUNK_SIZE = 1_000_000  # visibilities per chunk read by a task
 
 METHODS = ("auto", "direct", "lattice")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # write errors that stop a run (no retry) with "free space" advice
@@ -218,7 +218,7 @@ def _check_out_path(out: pathlib.Path) -> None:
         raise StoreError(f"--out {out}: exists, is not empty and is not a W-tilde store; choose another path")
 
 
-def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024, dtype: str = "float64",
+def precheck(out, dataset, grid, *, method: str = "auto", block_size: int | None = None, dtype: str = "float64",
              overwrite: bool = False) -> str:
     """Refuse early (before any cluster starts) what :func:`compute` would refuse under the lock.
 
@@ -229,6 +229,7 @@ def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024
     from wtilde_dask.store import lock_is_stale, read_lock
 
     method = resolve_method(method, grid)
+    block_size = config.get("block-size") if block_size is None else block_size
     if int(block_size) < 1:
         raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
     out = pathlib.Path(out)
@@ -248,7 +249,7 @@ def precheck(out, dataset, grid, *, method: str = "auto", block_size: int = 1024
     return "resume"
 
 
-def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto", dtype: str = "float64",
+def compute(dataset, grid, out, *, block_size: int | None = None, method: str = "auto", dtype: str = "float64",
             client=None, overwrite: bool = False, progress: bool = True, max_in_flight: int | None = None,
             dirty_image: bool = True, n_workers: int | None = None, threads_per_worker: int | None = None,
             check_existing: bool = False, copy_visibilities: bool | None = None, chunk_size: int | None = None,
@@ -261,7 +262,8 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
         (Measurement Set, UVFITS, FITS folder, .npz) or "sma" (bundled data) for :func:`wtilde_dask.ingest.open_source`.
     grid : ImageGrid (masked lattice or irregular points).
     out : path of the store (created, or resumed when it holds the same inputs).
-    block_size : B, blocks are (B, B) pixels; nb = ceil(M / B) blocks per side, nb (nb+1)/2 computed.
+    block_size : B, blocks are (B, B) pixels (default: dask.config ``wtilde.block-size``, 1024);
+        nb = ceil(M / B) blocks per side, nb (nb+1)/2 computed.
     method : "auto" | "direct" | "lattice".
     dtype : stored dtype, "float64" (default) or "float32" (always computed in float64).
     client : a ``distributed.Client``; None starts a LocalCluster sized to the machine
@@ -288,6 +290,7 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
     if copy_visibilities is None:
         copy_visibilities = default_copy_visibilities(dataset)
     method = resolve_method(method, grid)
+    block_size = config.get("block-size") if block_size is None else block_size
     if int(block_size) < 1:
         raise ValueError(f"block_size: must be >= 1, got {block_size!r}")
     if client is None:
@@ -323,7 +326,7 @@ def compute(dataset, grid, out, *, block_size: int = 1024, method: str = "auto",
         try:
             clear_damaged(store, read=check_existing, log=log)
             # workers read the copy in inputs/ when there is one, else the source itself (a small picklable reader)
-            chunk = chunk_size or getattr(dataset, "chunk_size", None) or DEFAULT_CHUNK_SIZE
+            chunk = chunk_size or getattr(dataset, "chunk_size", None) or config.get("chunk-size")
             source = store.inputs_source(chunk) if store.copied_visibilities else dataset
             _Run(store, client, lock, progress=progress, max_in_flight=max_in_flight,
                  dirty_image=dirty_image, log=log, source=source).run()

@@ -22,11 +22,12 @@ import math
 import pathlib
 
 import numpy as np
+
+from wtilde_dask.constants import ARCSEC_TO_RADIANS
 from wtilde_dask.errors import GridError  # noqa: F401 (re-exported)
 
 __all__ = ["GridError", "ImageGrid", "ARCSEC_TO_RADIANS"]
 
-ARCSEC_TO_RADIANS = math.pi / 648000.0
 
 
 def _pixel_scales(pixel_scales) -> tuple[float, float]:

@@ -38,7 +38,9 @@ import time
 
 import numpy as np
 
+from wtilde_dask import config
 from wtilde_dask.compute import worker_inputs
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_GROUPS
 from wtilde_dask.store import StoreError, WTildeStore
 from wtilde_dask.errors import IngestError  # noqa: F401 (re-exported)
 
@@ -46,7 +48,6 @@ __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", 
            "store_source", "in_store_order", "in_memory_partial", "tree_depth", "keep_freed_memory",
            "pass_progress", "DEFAULT_MAX_GROUPS"]
 
-DEFAULT_MAX_GROUPS = 256
 
 DEFINITIONS = {
     "dirty_image": "d_i = sum_k [wr_k Re(V_k) cos(phi_ik) - wi_k Im(V_k) sin(phi_ik)]",
@@ -186,7 +187,7 @@ def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, chi
 
 
 def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: bool,
-             max_groups: int = DEFAULT_MAX_GROUPS, max_in_flight: int | None = None, progress: bool = True,
+             max_groups: int | None = None, max_in_flight: int | None = None, progress: bool = True,
              log=print, stats: dict | None = None) -> dict:
     """Run (or resume, or skip when done) the pass over ``source`` into ``store``; return the visibility sums.
 
@@ -202,7 +203,8 @@ def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: 
         if state.get("state") == "complete":
             log("visibility pass: already done (sums and arrays stored)")
         return store.visibility_sums()
-    plan = make_plan(source, dirty_image=want_dirty, lattice=want_lattice, max_groups=max_groups)
+    plan = make_plan(source, dirty_image=want_dirty, lattice=want_lattice,
+                     max_groups=config.get("max-groups") if max_groups is None else max_groups)
     if plan.n_groups == 0:
         raise IngestError(f"{source_label(source)}: no visibilities to read (the selection is empty)")
     run = _Pass(store, client, source, plan, max_in_flight=max_in_flight, progress=progress, log=log)
@@ -400,16 +402,16 @@ class _Pass:
 
 
 COPIED_FORMATS = ("arrays", "fits-folder", "npz")
-DEFAULT_CHUNK_SIZE = 1_000_000
-DEFAULT_ORDER = "rows"  # Measurement Sets / UVFITS: each cell read once (the sums do not care about the order)
 
 
-def open_source(dataset, *, chunk_size: int | None = None, order: str = DEFAULT_ORDER, **selection):
+def open_source(dataset, *, chunk_size: int | None = None, order: str | None = None, **selection):
     """A :class:`~wtilde_dask.io.VisibilitySource` from what :func:`wtilde_dask.compute` accepts: a source (as is),
     an Interferometer (served from memory), or a path / "sma" (:func:`wtilde_dask.io.open_visibilities`:
     Measurement Set, UVFITS, PyAutoLens FITS folder, .npz) with the selection (field, spw, channels, column).
 
-    ``order``: how a Measurement Set / UVFITS file is read (ignored for the other formats). Default ``"rows"``:
+    ``chunk_size`` (default: ``dask.config`` ``wtilde.chunk-size``, 1e6) visibilities per chunk.
+    ``order``: how a Measurement Set / UVFITS file is read (ignored for the other formats). Default
+    (``wtilde.read-order``) ``"rows"``:
     chunks of rows with all their selected channels, every cell read once -- the same visibilities as the PyAutoLens
     recipe's order, in another order, which the pass's sums and the direct blocks do not care about (10x faster
     to read on large windows; io/ms.py). ``"recipe"`` reads in the recipe's order (what ``wtilde export-fits`` and
@@ -420,9 +422,11 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str = DEFAULT_
 
     if isinstance(dataset, VisibilitySource):
         return dataset
+    chunk_size = chunk_size or config.get("chunk-size")
     if isinstance(dataset, Interferometer):
-        return ArraySource(dataset, chunk_size or DEFAULT_CHUNK_SIZE)
+        return ArraySource(dataset, chunk_size)
     selection = {k: v for k, v in selection.items() if v is not None}
+    order = order or config.get("read-order")
     try:
         from wtilde_dask.io import open_visibilities
     except ImportError:  # no dispatching reader yet: the FITS folder / .npz readers
@@ -430,8 +434,8 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str = DEFAULT_
             raise ValueError(f"{dataset}: selection {selection} needs a Measurement Set reader") from None
         from wtilde_dask.io.folder import open_folder_or_npz
 
-        return open_folder_or_npz(dataset, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE)
-    return open_visibilities(dataset, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, order=order, **selection)
+        return open_folder_or_npz(dataset, chunk_size=chunk_size)
+    return open_visibilities(dataset, chunk_size=chunk_size, order=order, **selection)
 
 
 def _recorded_selection(record: dict) -> dict:

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from wtilde_dask.grid import ARCSEC_TO_RADIANS
+from wtilde_dask.constants import ARCSEC_TO_RADIANS, SPEED_OF_LIGHT
 from wtilde_dask.kernels.lattice import nufft_points
 from wtilde_dask.errors import SimulationError  # noqa: F401 (re-exported)
 
@@ -51,7 +51,6 @@ __all__ = [
     "simulate_ms",
 ]
 
-SPEED_OF_LIGHT = 299_792_458.0
 ALMA_LATITUDE_DEG = -23.0229
 NUFFT_EPS = 2.5e-13
 SOURCES = ("gaussian", "sersic")

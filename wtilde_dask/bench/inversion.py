@@ -51,6 +51,7 @@ import tempfile
 
 import numpy as np
 
+from wtilde_dask.constants import ARCSEC_TO_RADIANS
 from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 
@@ -80,7 +81,7 @@ def bench_inputs(n_pixels: int, n_visibilities: int, pixel_scale: float, seed: i
     grid = ImageGrid.circular((n, n), (pixel_scale, pixel_scale), radius)
     rng = np.random.default_rng(seed)
     # baselines up to ~1/(2 pixel): the dirty beam is resolved on the lattice
-    r_max = 0.5 / (pixel_scale * np.pi / 648000.0)
+    r_max = 0.5 / (pixel_scale * ARCSEC_TO_RADIANS)
     r = r_max * np.sqrt(rng.uniform(0, 1, n_visibilities))
     t = rng.uniform(0, 2 * np.pi, n_visibilities)
     uv = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)

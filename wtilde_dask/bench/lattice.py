@@ -28,10 +28,11 @@ import contextlib
 import io
 import json
 import logging
-import math
 import time
 
 import numpy as np
+
+from wtilde_dask.constants import ARCSEC_TO_RADIANS
 
 DEFAULT_CASES = "64x64:2e5,160x160:1e6"
 
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         import importlib.metadata as md
 
         log(f"peer: autoarray {md.version('autoarray')}, builders: {', '.join(PEER_LABELS[v] for v in peers)}")
-    s = args.pixel_scale * math.pi / 648000
+    s = args.pixel_scale * ARCSEC_TO_RADIANS
     rows = []
     for ny, nx, k in args.cases:
         log(f"case box {ny}x{nx}, K = {k:,}")

@@ -14,6 +14,8 @@ import importlib.util
 import json
 import sys
 
+from wtilde_dask import config
+
 #: Defaults for the bundled SMA data (PyAutoGalaxy's pixelization walkthrough).
 SMA_DEFAULTS = {"shape": (80, 80), "pixel_scale": (0.05,), "mask_radius": 4.0}
 
@@ -32,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--channels", metavar="RANGE", help="Measurement Set: channels of each window, e.g. 0~63 (default all)")
     p.add_argument("--column", metavar="COL", help="Measurement Set: DATA (default), CORRECTED_DATA or MODEL_DATA")
     p.add_argument("--chunk-size", type=int, metavar="N",
-                   help="visibilities (Measurement Set: rows) read per chunk by a task (default 1e6 visibilities); "
+                   help="visibilities (Measurement Set: rows) read per chunk by a task (default: dask config wtilde.chunk-size, 1e6); "
                         "memory per worker is bounded by it")
     p.add_argument("--copy-visibilities", action=argparse.BooleanOptionalAction, default=None,
                    help="copy the visibilities into the store's inputs/ (default: yes for FITS folders, .npz and "
@@ -48,7 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--mask-centre", type=float, nargs=2, metavar=("Y", "X"), default=(0.0, 0.0),
                    help="mask centre in arcsec (default 0 0)")
     p.add_argument("--mask-file", metavar="F", help="mask from a .npy or FITS file (True/1 = masked) instead of a circle")
-    p.add_argument("--block-size", type=int, default=1024, metavar="B", help="block edge in pixels (default 1024)")
+    p.add_argument("--block-size", type=int, default=config.get("block-size"), metavar="B",
+                   help="block edge in pixels (default %(default)s: dask config wtilde.block-size)")
     p.add_argument("--method", choices=("auto", "direct", "lattice"), default="auto",
                    help="direct matrix products or lattice NUFFT kernel + gathers (auto: lattice for a masked grid)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="stored dtype (default float64)")

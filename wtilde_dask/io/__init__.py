@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
+
 __all__ = ["VisibilityChunk", "VisibilitySource", "ArraySource", "concatenate_chunks", "open_visibilities"]
 
 
@@ -76,7 +78,7 @@ class VisibilitySource:
 class ArraySource(VisibilitySource):
     """A validated in-memory :class:`~wtilde_dask.dataset.Interferometer` served in chunks of ``chunk_size``."""
 
-    def __init__(self, dataset, chunk_size: int = 1_000_000):
+    def __init__(self, dataset, chunk_size: int = DEFAULT_CHUNK_SIZE):
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size = {chunk_size!r} must be >= 1")
         self.dataset = dataset

@@ -21,12 +21,12 @@ import zipfile
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
 from wtilde_dask.dataset import FITS_FILES, NPZ_NAMES, DatasetError, _common_k, _validate, sma_dataset_path
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 
 __all__ = ["FitsFolderSource", "NpzSource", "open_folder_or_npz"]
 
-DEFAULT_CHUNK_SIZE = 1_000_000
 
 
 def _file_record(path: pathlib.Path) -> dict:

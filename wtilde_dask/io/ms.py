@@ -62,6 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, SPEED_OF_LIGHT
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES as CORR_NAMES
@@ -75,12 +76,11 @@ __all__ = [
     "is_measurement_set",
 ]
 
-C_LIGHT = 299_792_458.0  # m / s
+C_LIGHT = SPEED_OF_LIGHT  # m / s
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
 NOISE_COLUMNS = ("SIGMA_SPECTRUM", "SIGMA", "WEIGHT_SPECTRUM", "WEIGHT")
 PARALLEL_PAIRS = ((9, 12), (5, 8))
 PARALLEL_SINGLE = (9, 12, 5, 8)
-DEFAULT_CHUNK_SIZE = 1_000_000
 ORDERS = ("recipe", "rows")
 SCAN_ROWS = 1_000_000  # rows of DATA_DESC_ID / FIELD_ID / FLAG_ROW read at a time when planning
 

@@ -38,6 +38,7 @@ import pathlib
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
 from wtilde_dask.dataset import DatasetError
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.io.selection import parse_channels
@@ -49,7 +50,6 @@ STOKES_CODES = {1: "I", 2: "Q", 3: "U", 4: "V", -1: "RR", -2: "LL", -3: "RL", -4
 PARALLEL_PAIRS = ((-5, -6), (-1, -2))
 PARALLEL_SINGLE = (-5, -6, -1, -2)
 
-DEFAULT_CHUNK_SIZE = 1_000_000
 
 
 def parse_spw(spw, n_available: int, source: str) -> list[int]:

@@ -64,6 +64,7 @@ import zarr
 
 from wtilde_dask.io import VisibilityChunk, VisibilitySource
 from wtilde_dask.tiling import BlockPlan
+from wtilde_dask.constants import RADIANS_TO_ARCSEC
 from wtilde_dask.errors import StoreError, StoreLockedError  # noqa: F401 (re-exported)
 
 FORMAT_NAME = "wtilde_dask.store"
@@ -74,7 +75,7 @@ LOCK_GROUP = "lock"
 RESERVE_FILE = ".wtilde-reserve"  # space a run holds back to record its ledger when the disk fills
 INGEST_GROUP = "ingest"
 _LEDGER_CHUNK = 64
-ARCSEC_PER_RADIAN = 648000.0 / np.pi
+ARCSEC_PER_RADIAN = RADIANS_TO_ARCSEC
 
 
 def _now() -> str:
