@@ -1,0 +1,289 @@
+"""Sibson natural-neighbour interpolation on the Voronoi cells of a source mesh's vertices.
+
+Coordinates are (y, x) arcsec in the source plane. For a point p inside the convex hull of the vertices,
+the Sibson weight of vertex j is the area the Voronoi cell of p would steal from the cell of j if p were
+inserted, divided by the area of p's new cell: ``lambda_j = |V+(p) n V(j)| / |V+(p)|``. Properties: the
+weights are >= 0, sum to 1, reproduce linear functions exactly, and are continuous in p and in the vertex
+positions, also where the Delaunay triangulation of the vertices flips (four cocircular vertices).
+
+The computation has two parts:
+
+* **topology** (host, NumPy / SciPy, integers): :func:`sibson_topology`. For each point, its Bowyer-Watson
+  cavity = the Delaunay triangles whose circumcircle contains p (found with a k-d tree on the points,
+  queried at every circumcentre with the circumradius), which edges of the cavity triangles lie on the
+  cavity's boundary, and its natural neighbours = the vertices of the cavity triangles. Padded with -1 to
+  the largest count found (rounded up to a multiple of :data:`PAD_MULTIPLE` so that a jitted function sees
+  few distinct shapes); no fixed cap.
+* **weights** (:func:`sibson_weights`, any array module ``xp``: NumPy or ``jax.numpy``): pure functions of
+  the vertex and point positions. With all coordinates relative to p, the triangles counter-clockwise in
+  the (y, x) plane, ``c_T`` the circumcentre of cavity triangle T, for vertex j of T = (j, x, y):
+
+      A_j += 1/2 [ m_jx x c_T + c_T x m_jy ]
+           + 1/2 q_j x m_jx   if edge (j, x) is on the cavity boundary
+           + 1/2 m_jy x q_j   if edge (j, y) is on the cavity boundary
+
+  where ``u x v = u_0 v_1 - u_1 v_0``, ``q_j = j / 2`` (the midpoint of p and j), and ``m_jx`` is the
+  circumcentre of the new triangle (p, j, x) when (j, x) is a boundary edge, else the edge midpoint
+  ``(j + x) / 2`` (a point on the same Voronoi edge, the bisector of j and x, so the shoelace sum is
+  unchanged). Summed over the fan of cavity triangles around j, this is the shoelace area of the polygon
+  ``m_ja, c_T1, ..., c_Tk, m_jb, q_j``: the part of j's old cell inside p's new cell. ``lambda_j = A_j /
+  sum_i A_i``. Only the circumcentres of non-degenerate triangles enter (the new triangles (p, boundary
+  edge) are non-degenerate for p strictly inside the cavity), so points on interior mesh edges need no
+  special case. At a cavity change (p crosses a circumcircle) the entering triangle contributes zero,
+  so the weights are continuous there.
+
+Special points (``kind``): a point on a vertex (distance <= ``1e-12`` x the mesh size) gets weight 1 on
+that vertex; a point outside the convex hull of the vertices gets weight 1 on its nearest vertex, as
+PyAutoArray's ``DelaunayNN`` does (its ``outside_fallback_index``: the k-d tree nearest vertex); a point on
+a hull edge (a barycentric coordinate of its triangle <= ``1e-10`` on a hull edge) gets the barycentric
+weights of its triangle (the limit of the Sibson weights there: linear along the edge).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import Delaunay, cKDTree
+
+from wtilde_dask.inversion.mesh import DelaunayMesh, MeshError, _as_points
+
+PAD_MULTIPLE = 4  # cavity / neighbour counts are padded up to a multiple of this
+SIBSON, NEAREST, BARYCENTRIC = 0, 1, 2  # ``kind`` of a point
+
+
+class SibsonTopology(NamedTuple):
+    """Integer tables of the Sibson interpolation of M points on S vertices (from :func:`sibson_topology`).
+
+    kind (M,) int32: :data:`SIBSON`, :data:`NEAREST` (on a vertex or outside the hull) or :data:`BARYCENTRIC`
+    (on a hull edge); simplex (M, 3) int32: the point's triangle (counter-clockwise; NEAREST: the vertex
+    three times); cavity (M, C, 3) int32 the vertices of each cavity triangle (counter-clockwise, -1 pad);
+    boundary (M, C, 3) bool: the edge opposite vertex k of the cavity triangle is on the cavity boundary;
+    slot (M, C, 3) int32: the column of vertex k of the cavity triangle in ``neighbours``; neighbours
+    (M, K) int32: the natural neighbours (NEAREST: the vertex; BARYCENTRIC: the triangle), -1 pad.
+    """
+
+    kind: np.ndarray
+    simplex: np.ndarray
+    cavity: np.ndarray
+    boundary: np.ndarray
+    slot: np.ndarray
+    neighbours: np.ndarray
+
+
+def _padded(n: int) -> int:
+    return max(PAD_MULTIPLE, -(-int(n) // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def _cross(u, v):
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+
+def oriented_triangulation(vertices):
+    """``(simplices (T, 3), neighbours (T, 3))`` of the SciPy Delaunay triangulation of (S, 2) vertices,
+    every triangle counter-clockwise in the (y, x) plane (``(b - a) x (c - a) > 0``); neighbours[t, k] is
+    the triangle across the edge opposite vertex k (-1 on the hull)."""
+    tri = Delaunay(vertices)
+    simp, nbr = tri.simplices.copy(), tri.neighbors.copy()
+    a, b, c = (vertices[simp[:, k]] for k in range(3))
+    flip = _cross(b - a, c - a) < 0
+    simp[flip] = simp[flip][:, [0, 2, 1]]
+    nbr[flip] = nbr[flip][:, [0, 2, 1]]
+    return tri, simp, nbr
+
+
+def circumcentres(a, b, c, xp=np):
+    """(..., 2) circumcentres of the triangles (a, b, c) (each (..., 2))."""
+    ba, ca = b - a, c - a
+    d = 2.0 * _cross(ba, ca)
+    ba2 = xp.sum(ba * ba, axis=-1)
+    ca2 = xp.sum(ca * ca, axis=-1)
+    off = xp.stack([(ca[..., 1] * ba2 - ba[..., 1] * ca2), (ba[..., 0] * ca2 - ca[..., 0] * ba2)], axis=-1)
+    return a + off / d[..., None]
+
+
+def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
+    """Host step: the integer tables of the Sibson weights of (M, 2) ``points`` on (S, 2) ``vertices``.
+
+    ``on_vertex`` (M,) int, optional: the vertex each point coincides with (-1: none); default: found by
+    a k-d tree (distance <= 1e-12 x the mesh size).
+    """
+    V = _as_points(vertices, "vertices")
+    P = _as_points(points, "points")
+    M = len(P)
+    tri, simp, nbr = oriented_triangulation(V)
+    scale = float(np.max(np.ptp(V, axis=0)))
+    tree_v = cKDTree(V)
+    dist, nearest = tree_v.query(P)
+    if on_vertex is None:
+        on_vertex = np.where(dist <= 1e-12 * scale, nearest, -1)
+    on_vertex = np.asarray(on_vertex, dtype=np.int64)
+    located = tri.find_simplex(P)
+    # the SciPy simplex index is the same triangle in ``simp`` (only the vertex order may differ)
+    kind = np.full(M, SIBSON, dtype=np.int32)
+    kind[(located < 0) | (on_vertex >= 0)] = NEAREST
+    simplex = np.repeat(np.where(on_vertex >= 0, on_vertex, nearest)[:, None], 3, axis=1)
+    inside = kind == SIBSON
+    simplex[inside] = simp[located[inside]]
+    # on a hull edge: a barycentric coordinate ~ 0 opposite a hull edge
+    if inside.any():
+        a, b, c = (V[simplex[inside, k]] for k in range(3))
+        p = P[inside]
+        area = _cross(b - a, c - a)
+        bary = np.stack([_cross(b - p, c - p), _cross(c - p, a - p), _cross(a - p, b - p)], axis=1) / area[:, None]
+        on_hull = ((np.abs(bary) <= 1e-10) & (nbr[located[inside]] < 0)).any(axis=1)
+        kind[np.flatnonzero(inside)[on_hull]] = BARYCENTRIC
+    sib = np.flatnonzero(kind == SIBSON)
+
+    # cavity pairs (point, triangle): |p - c_T| < R_T, plus each point's own triangle
+    cc = circumcentres(V[simp[:, 0]], V[simp[:, 1]], V[simp[:, 2]])
+    r2 = np.sum((V[simp[:, 0]] - cc) ** 2, axis=1)
+    hits = cKDTree(P[sib]).query_ball_point(cc, np.sqrt(r2) * (1 + 1e-9), return_sorted=False)
+    lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+    pt = sib[np.concatenate([np.asarray(h, dtype=np.int64) for h in hits])] if lens.sum() else np.zeros(0, np.int64)
+    tr = np.repeat(np.arange(len(simp)), lens)
+    keep = np.sum((P[pt] - cc[tr]) ** 2, axis=1) < r2[tr]
+    pt = np.concatenate([pt[keep], sib])
+    tr = np.concatenate([tr[keep], located[sib]])
+    n_tri = len(simp)
+    key = np.unique(pt * n_tri + tr)
+    pt, tr = key // n_tri, key % n_tri
+    counts = np.bincount(pt, minlength=M)
+    C = _padded(counts.max(initial=1))
+    pos = np.arange(len(pt)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[pt]
+
+    cavity = -np.ones((M, C, 3), dtype=np.int32)
+    cavity[pt, pos] = simp[tr]
+    across = nbr[tr]  # (n, 3)
+    across_key = pt[:, None] * n_tri + np.maximum(across, 0)
+    found = np.searchsorted(key, across_key)
+    in_cavity = (across >= 0) & (key[np.minimum(found, len(key) - 1)] == across_key)
+    boundary = np.zeros((M, C, 3), dtype=bool)
+    boundary[pt, pos] = ~in_cavity
+
+    # natural neighbours (unique vertices of the cavity) and the column of each cavity corner
+    corner_pt = np.repeat(pt, 3)
+    corner_v = simp[tr].ravel()
+    S = len(V)
+    nkey, inverse = np.unique(corner_pt * S + corner_v, return_inverse=True)
+    npt, nv = nkey // S, nkey % S
+    ncount = np.bincount(npt, minlength=M)
+    nstart = np.concatenate([[0], np.cumsum(ncount)[:-1]])
+    K = _padded(max(int(ncount.max(initial=1)), 3))
+    neighbours = -np.ones((M, K), dtype=np.int32)
+    neighbours[npt, np.arange(len(nkey)) - nstart[npt]] = nv
+    slot = np.zeros((M, C, 3), dtype=np.int32)
+    slot[pt, pos] = (np.arange(len(nkey)) - nstart[npt])[inverse].reshape(-1, 3)
+    near = kind == NEAREST
+    neighbours[near, 0] = simplex[near, 0]
+    bar = kind == BARYCENTRIC
+    neighbours[bar, :3] = simplex[bar]
+    return SibsonTopology(kind, simplex.astype(np.int32), cavity, boundary, slot, neighbours)
+
+
+def sibson_weights(vertices, points, topology: SibsonTopology, xp=np):
+    """(M, K) weights on the columns ``topology.neighbours`` (0 on padding) of the (M, 2) points on the
+    (S, 2) vertices: the formula of the module doc, in the array module ``xp`` (NumPy or ``jax.numpy``;
+    differentiable in ``vertices`` and ``points`` with the topology held fixed)."""
+    M, C, _ = topology.cavity.shape
+    K = topology.neighbours.shape[1]
+    kind = topology.kind
+    valid = topology.cavity[..., 0] >= 0  # (M, C)
+    rel = vertices[xp.maximum(topology.cavity, 0)] - points[:, None, None, :]  # (M, C, 3, 2), relative to p
+    # padding rows: a fixed non-degenerate triangle (their area is masked out; keeps derivatives finite)
+    dummy = xp.asarray([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    rel = xp.where(valid[..., None, None], rel, dummy)
+    c = circumcentres(rel[:, :, 0], rel[:, :, 1], rel[:, :, 2], xp)  # (M, C, 2)
+    zero = xp.zeros_like(rel[:, :, 0])
+    bnd = topology.boundary
+    area = []
+    for k in range(3):
+        j, x, y = rel[:, :, k], rel[:, :, (k + 1) % 3], rel[:, :, (k + 2) % 3]
+        b_jx, b_jy = bnd[:, :, (k + 2) % 3], bnd[:, :, (k + 1) % 3]  # edge (j, x) is opposite vertex y
+
+        def m(other, on_boundary):  # circumcentre of (p, j, other) on a boundary edge, else the edge midpoint
+            safe_j = xp.where(on_boundary[..., None], j, dummy[0])
+            safe_o = xp.where(on_boundary[..., None], other, dummy[1])
+            g = circumcentres(zero, safe_j, safe_o, xp)
+            return xp.where(on_boundary[..., None], g, 0.5 * (j + other))
+
+        m_jx, m_jy, q = m(x, b_jx), m(y, b_jy), 0.5 * j
+        a = 0.5 * (_cross(m_jx, c) + _cross(c, m_jy))
+        a = a + xp.where(b_jx, 0.5 * _cross(q, m_jx), 0.0) + xp.where(b_jy, 0.5 * _cross(m_jy, q), 0.0)
+        area.append(xp.where(valid, a, 0.0))
+    area = xp.stack(area, axis=-1)  # (M, C, 3)
+    rows = xp.broadcast_to(xp.arange(M)[:, None, None], area.shape)
+    if xp is np:
+        acc = np.zeros((M, K))
+        np.add.at(acc, (rows.ravel(), np.asarray(topology.slot).ravel()), area.ravel())
+    else:
+        acc = xp.zeros((M, K)).at[rows.ravel(), topology.slot.ravel()].add(area.ravel())
+    sibson = kind == SIBSON
+    total = xp.sum(acc, axis=1)
+    acc = acc / xp.where(sibson, total, 1.0)[:, None]
+
+    # fallbacks: weight 1 on a vertex (NEAREST), barycentric on a hull edge (BARYCENTRIC)
+    s = topology.simplex
+    a, b, cc = vertices[s[:, 0]], vertices[s[:, 1]], vertices[s[:, 2]]
+    tri_area = _cross(b - a, cc - a)
+    tri_area = xp.where(kind == BARYCENTRIC, tri_area, 1.0)
+    wa = _cross(b - points, cc - points) / tri_area
+    wb = _cross(cc - points, a - points) / tri_area
+    pad = xp.zeros((M, K - 3))
+    bary = xp.concatenate([xp.stack([wa, wb, 1.0 - wa - wb], axis=1), pad], axis=1)
+    one = xp.concatenate([xp.ones((M, 1)), xp.zeros((M, K - 1))], axis=1)
+    out = xp.where((kind == BARYCENTRIC)[:, None], bary, acc)
+    return xp.where((kind == NEAREST)[:, None], one, out)
+
+
+def slim_vertex_index(n_points: int, n_pixels: int) -> np.ndarray:
+    """(S,) rows of the (M, 2) traced grid that are vertices: ``n_pixels`` evenly spaced in the image grid's
+    (slim) order, the same rows for every lens model (so the vertices move continuously with the lens)."""
+    n, M = int(n_pixels), int(n_points)
+    if not 3 <= n <= M:
+        raise MeshError(f"n_pixels: must lie in [3, {M}] (3 .. traced points), got {n_pixels!r}")
+    return np.linspace(0, M - 1, n).round().astype(np.int64)
+
+
+class VoronoiMesh(DelaunayMesh):
+    """Vertices anywhere, Sibson natural-neighbour interpolation on their Voronoi cells (module doc).
+
+    Neighbours (regularization): the Delaunay edges, as :class:`DelaunayMesh`. Vertex order: as given
+    (:meth:`from_source_grid`: the image grid's order).
+    """
+
+    def __init__(self, vertices):
+        pts = _as_points(vertices, "vertices")
+        if len(pts) < 3:
+            raise MeshError(f"vertices: need at least 3 distinct points, got {len(pts)}")
+        if len(np.unique(pts, axis=0)) != len(pts):
+            raise MeshError(f"vertices: {len(pts) - len(np.unique(pts, axis=0))} repeated position(s); need distinct points")
+        self.centres = pts
+        self.triangulation, simp, _ = oriented_triangulation(pts)
+        e = np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]])
+        self.edges = np.unique(np.sort(e, axis=1), axis=0)
+        self._tree = cKDTree(pts)
+
+    @classmethod
+    def from_source_grid(cls, source_grid, n_pixels: int) -> "VoronoiMesh":
+        """Vertices = ``n_pixels`` traced points evenly spaced in the grid's order (:func:`slim_vertex_index`):
+        the same image pixels for every lens (PyAutoArray's "Overlay"-style image-plane mesh), so the mesh
+        moves continuously with the lens parameters. Traced points outside their hull: nearest vertex."""
+        pts = _as_points(source_grid, "source_grid")
+        return cls(pts[slim_vertex_index(len(pts), n_pixels)])
+
+    def topology(self, source_grid) -> SibsonTopology:
+        """:func:`sibson_topology` of the (N, 2) points on this mesh."""
+        return sibson_topology(self.centres, source_grid)
+
+    def mapping_matrix(self, source_grid) -> sp.csr_matrix:
+        pts = _as_points(source_grid, "source_grid")
+        topo = self.topology(pts)
+        w = sibson_weights(self.centres, pts, topo)
+        cols = topo.neighbours
+        ok = cols >= 0
+        rows = np.broadcast_to(np.arange(len(pts))[:, None], cols.shape)
+        T = sp.coo_matrix((w[ok], (rows[ok], cols[ok])), shape=(len(pts), self.n_pixels)).tocsr()
+        T.eliminate_zeros()
+        return T
