@@ -13,7 +13,8 @@ rotated by ``position_angle`` degrees counter-clockwise from +x, origin at ``cen
 
 with ``b = einstein_radius`` (arcsec); for q -> 1 this is the singular isothermal sphere
 ``alpha = b theta/|theta|`` (taken for ``1 - q < 1e-8``). The convergence is
-``kappa = b / (2 sqrt(q**2 x'**2 + y'**2))``.
+``kappa = b q / (2 sqrt(q**2 x'**2 + y'**2)) = b / (2 sqrt(x'**2 + y'**2 / q**2))``: b is the semi-major axis of
+the ``kappa = 1/2`` contour.
 
 PyAutoLens parameterisation (``Isothermal`` + ``ExternalShear``, :func:`params_from_autolens`)::
 
