@@ -16,20 +16,28 @@ PACKAGE = pathlib.Path(wtilde_dask.__file__).parent
 
 
 def _error_classes_in_source():
-    """(module, class name) of every ``class ...Error`` statement in the package's source files."""
+    """(module, class name, base names) of every ``class ...Error`` statement in the package's source files."""
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
                 module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-                found.append((module.removesuffix(".__init__"), node.name))
+                bases = [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases]
+                found.append((module.removesuffix(".__init__"), node.name, bases))
     return found
 
 
-def test_error_classes_are_defined_only_in_errors_py():
-    outside = [(m, n) for m, n in _error_classes_in_source() if m != "wtilde_dask.errors"]
-    assert outside == []
+def test_every_error_class_in_the_source_derives_from_the_root():
+    """A class defined elsewhere must name WTildeError or one of the errors of errors.py among its bases."""
+    rooted = set(errors.__all__)
+    stray = [(m, n, b) for m, n, b in _error_classes_in_source() if m != "wtilde_dask.errors" and not rooted & set(b)]
+    assert stray == []
+
+
+def test_the_errors_of_errors_py_are_not_defined_twice():
+    names = [n for m, n, _ in _error_classes_in_source() if m != "wtilde_dask.errors"]
+    assert sorted(set(names) & set(errors.__all__)) == []
 
 
 @pytest.mark.parametrize("name", [n for n in errors.__all__ if n != "WTildeError"])

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Interferometer": "wtilde_dask.dataset",
-    "load_dataset": "wtilde_dask.dataset",
+    "load_dataset": "wtilde_dask.io",
     "ImageGrid": "wtilde_dask.grid",
     "compute": "wtilde_dask.compute",
     "WTildeStore": "wtilde_dask.store",

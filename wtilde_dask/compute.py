@@ -17,13 +17,11 @@ visibilities sums chi2_data, the noise normalisation, K, the dirty image and (la
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import pathlib
 import socket
 import sys
-import threading
 import time
 import types
 
@@ -31,11 +29,11 @@ import numpy as np
 
 from wtilde_dask import config
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
+from wtilde_dask.worker import DISK_FULL, block_task, worker_inputs  # noqa: F401 (worker_inputs re-exported)
 from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
 
 
 METHODS = ("auto", "direct", "lattice")
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # write errors that stop a run (no retry) with "free space" advice
 METADATA_KEY = "wtilde"
 LEDGER_FLUSH_S = 0.5
 METADATA_EVERY_S = 1.0
@@ -64,128 +62,6 @@ def resolve_method(method: str, grid) -> str:
     if method == "lattice" and not grid.is_lattice:
         raise ValueError("method: 'lattice' needs a masked regular lattice grid; this grid is an irregular point set")
     return method
-
-
-# ---------------------------------------------------------------------------------------------------
-# Worker side: inputs cached per process, keyed by (store path, fingerprint)
-# ---------------------------------------------------------------------------------------------------
-
-_CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def worker_inputs(path: str, fingerprint: str) -> dict:
-    """The store of the run that owns ``fingerprint``, opened once per worker process (a small cache shared by the
-    block tasks here and the visibility-pass tasks of :mod:`wtilde_dask.ingest`): {"store", "plan", "grid",
-    "grid_radians"}, plus the lattice kernels once :func:`_lattice_inputs` has read them."""
-    key = (str(path), fingerprint)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is None:
-            store = WTildeStore.open_for_run(path, fingerprint)
-            grid = store.grid()
-            hit = {
-                "store": store,
-                "plan": store.plan,
-                "grid_radians": grid.grid_radians,
-                "grid": grid,
-            }
-            if len(_CACHE) >= 4:
-                _CACHE.clear()
-            _CACHE[key] = hit
-    return hit
-
-
-def _lattice_inputs(hit: dict) -> dict:
-    with _CACHE_LOCK:
-        if "kernel" not in hit:
-            from wtilde_dask.kernels.lattice import lattice_box
-
-            store = hit["store"]
-            hit["box_indices"] = lattice_box(hit["grid"]).box_indices
-            hit["kernel_hankel"] = store.read_array("kernel_hankel") if store.has_array("kernel_hankel") else None
-            hit["kernel"] = store.read_array("kernel")
-    return hit
-
-
-_CHUNKS: dict = {}  # (fingerprint, chunk id) -> (uv, wr, wi), least recently used first
-_CHUNKS_BYTES = [0]
-
-
-def _chunk_cache_limit() -> int:
-    return int(float(os.environ.get("WTILDE_CHUNK_CACHE_BYTES", 2**30)))
-
-
-def _weighted_chunks(source, fingerprint: str):
-    """Yield (uv, wr, wi) of every chunk of ``source`` in order, through a per-process LRU cache."""
-    # the chunk plan depends on the reader and its chunk size, not only on the data (the fingerprint)
-    fingerprint = f"{fingerprint}|{type(source).__name__}|{getattr(source, 'chunk_size', '')}"
-    key_ids = (fingerprint, "chunk_ids")
-    with _CACHE_LOCK:
-        ids = _CHUNKS.get(key_ids)
-    if ids is None:
-        ids = list(source.chunk_ids())
-        with _CACHE_LOCK:
-            _CHUNKS[key_ids] = ids
-    limit = _chunk_cache_limit()
-    for chunk_id in ids:
-        key = (fingerprint, repr(chunk_id))
-        with _CACHE_LOCK:
-            hit = _CHUNKS.pop(key, None)
-            if hit is not None:
-                _CHUNKS[key] = hit  # most recently used
-        if hit is None:
-            c = source.read_chunk(chunk_id)
-            hit = (np.ascontiguousarray(c.uv_wavelengths, np.float64), 1.0 / c.noise_map.real**2,
-                   1.0 / c.noise_map.imag**2)
-            size = sum(a.nbytes for a in hit)
-            with _CACHE_LOCK:
-                if size <= limit:
-                    _CHUNKS[key] = hit
-                    _CHUNKS_BYTES[0] += size
-                    for old in [k for k in _CHUNKS if k[1] != "chunk_ids"]:
-                        if _CHUNKS_BYTES[0] <= limit:
-                            break
-                        _CHUNKS_BYTES[0] -= sum(a.nbytes for a in _CHUNKS.pop(old))
-        yield hit
-
-
-def block_task(path: str, fingerprint: str, bi: int, bj: int, method: str, source=None) -> tuple[int, float, float]:
-    """Compute block (bi, bj) on a worker, write it to the store; return (checksum, compute_s, write_s).
-
-    ``source`` (direct method): the chunked visibility source; the block is summed over its chunks in order."""
-    hit = worker_inputs(path, fingerprint)
-    plan = hit["plan"]
-    size = min(plan.block_size, plan.n_pixels)  # fixed padded shape: one compile per worker
-    rows, cols = plan.pixel_range(bi), plan.pixel_range(bj)
-    t0 = time.perf_counter()
-    if method == "direct":
-        from wtilde_dask.kernels.direct import w_tilde_block
-
-        g = hit["grid_radians"]
-        diagonal = bi == bj
-        block = np.zeros((rows.stop - rows.start, cols.stop - cols.start))
-        for uv, wr, wi in _weighted_chunks(source, fingerprint):
-            if uv.shape[0]:
-                block += w_tilde_block(g[rows], None if diagonal else g[cols], uv, wr, wi, block_size=size,
-                                       symmetric=diagonal)
-    elif method == "lattice":
-        from wtilde_dask.kernels.lattice import w_tilde_block_lattice
-
-        hit = _lattice_inputs(hit)
-        idx = hit["box_indices"]
-        block = w_tilde_block_lattice(hit["kernel"], hit["kernel_hankel"], idx[rows], idx[cols], block_size=size)
-    else:
-        raise ValueError(f"method: {method!r} is not a block method")
-    t1 = time.perf_counter()
-    try:
-        checksum = hit["store"].write_block(bi, bj, block)
-    except OSError as err:
-        if err.errno in DISK_FULL:  # no retry can help: returned to the orchestrator, which stops the run
-            return err
-        raise
-    t2 = time.perf_counter()
-    return checksum, t1 - t0, t2 - t1
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from importlib import import_module
 
 import numpy as np
+
 from wtilde_dask.errors import DatasetError  # noqa: F401 (re-exported)
 
-__all__ = ["DatasetError", "Interferometer", "load_dataset", "sma_dataset_path"]
+__all__ = ["DatasetError", "Interferometer", "sma_dataset_path"]
 
 FITS_FILES = {"visibilities": "data.fits", "noise_map": "noise_map.fits", "uv_wavelengths": "uv_wavelengths.fits"}
 NPZ_NAMES = {"visibilities": ("visibilities", "data"), "noise_map": ("noise_map",), "uv_wavelengths": ("uv_wavelengths",)}
@@ -223,25 +225,13 @@ class Interferometer:
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
 
-def load_dataset(path, hdu: int | str = 0, **selection) -> Interferometer:
-    """Load a dataset: a folder -> the PyAutoLens FITS triplet, a ``*.npz`` file -> :meth:`Interferometer.from_npz`,
-    a Measurement Set / UVFITS file -> read whole through :func:`wtilde_dask.io.open_visibilities` with
-    ``selection`` (field, spw, channels, column; small data only: everything is held in memory)."""
-    path = pathlib.Path(path)
-    if (path / "table.dat").is_file() or path.suffix.lower() in (".uvfits", ".uvf"):
-        from wtilde_dask.io import concatenate_chunks, open_visibilities
-
-        chunk = concatenate_chunks(open_visibilities(path, **selection))
-        return Interferometer(chunk.visibilities, chunk.noise_map, chunk.uv_wavelengths, name=str(path))
-    if path.is_dir():
-        return Interferometer.from_fits_folder(path, hdu=hdu)
-    if path.suffix.lower() == ".npz":
-        return Interferometer.from_npz(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: dataset path does not exist (expected a FITS folder or an .npz file)")
-    raise DatasetError(f"{path}: unknown dataset format (expected a folder with data.fits/noise_map.fits/uv_wavelengths.fits or an .npz)")
-
-
 def sma_dataset_path() -> pathlib.Path:
     """The bundled SMA example (190 visibilities, PyAutoGalaxy workspace ``interferometer/simple``)."""
     return pathlib.Path(__file__).parent / "data" / "sma"
+
+
+def __getattr__(name):
+    # ``load_dataset`` opens files, so it lives in :mod:`wtilde_dask.io`; it stays importable from here
+    if name == "load_dataset":
+        return import_module("wtilde_dask.io.open").load_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

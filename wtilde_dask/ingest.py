@@ -36,12 +36,13 @@ import json
 import sys
 import time
 
-import numpy as np
 
 from wtilde_dask import config
-from wtilde_dask.compute import worker_inputs
 from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_GROUPS
+from wtilde_dask.io import ArraySource, VisibilitySource, open_visibilities
+from wtilde_dask.io.open import recorded_selection, reopen_source
 from wtilde_dask.store import StoreError, WTildeStore
+from wtilde_dask.worker import ingest_combine_task, ingest_group_task, keep_freed_memory  # noqa: F401 (re-exported)
 from wtilde_dask.errors import IngestError  # noqa: F401 (re-exported)
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
@@ -106,79 +107,6 @@ def make_plan(source, *, dirty_image: bool, lattice: bool, max_groups: int = DEF
     group_chunks = max(1, -(-len(chunk_ids) // int(max_groups)))
     return IngestPlan(chunk_ids, group_chunks, dirty_image=dirty_image, lattice=lattice,
                       chunk_size=getattr(source, "chunk_size", None))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Worker side
-# ---------------------------------------------------------------------------------------------------
-
-_MALLOC_KEEPS_FREED = False
-
-
-def keep_freed_memory() -> bool:
-    """Let this process's C heap keep the memory a chunk frees for the next chunk (glibc only; once per process).
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``),
-    which also freezes glibc's mmap threshold at 128 KiB: every array of a chunk (tens of MB) is then a fresh
-    ``mmap`` whose pages fault in again, ~3e5 page faults per 1e7 visibilities, +30-40 % task time on the pass
-    (measured on one core: 6.0-7.1 s against 4.4-5.1 s per 1e7 visibilities). Raising both thresholds to 1 GiB
-    makes freed arrays reusable: the worker's RSS stays at one chunk's working set (bounded by the chunk size,
-    flat in K; the ingest benchmark reports it) instead of going down between chunks. Returns whether it was set."""
-    global _MALLOC_KEEPS_FREED
-    if _MALLOC_KEEPS_FREED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc malloc.h
-        _MALLOC_KEEPS_FREED = bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
-    except (OSError, AttributeError):  # not glibc
-        _MALLOC_KEEPS_FREED = False
-    return _MALLOC_KEEPS_FREED
-
-
-def ingest_group_task(path: str, fingerprint: str, group: int, chunk_ids: list, source, dirty_image: bool,
-                      lattice: bool):
-    """Read the group's chunks one by one, sum their partials in chunk order, write them as leaf node
-    (0, group); return (scalar sums, checksum, seconds, {part: seconds}) with the parts ``reading`` (the source's
-    read_chunk), ``sums``, ``nufft_inputs`` and ``nufft`` (:func:`~wtilde_dask.kernels.visibility_sums.chunk_partial`)."""
-    from wtilde_dask.kernels.visibility_sums import chunk_partial, partial_arrays, sum_partials
-
-    keep_freed_memory()
-    hit = worker_inputs(path, fingerprint)
-    store, grid = hit["store"], hit["grid"]
-    t0 = time.perf_counter()
-    parts = {"reading": 0.0}
-
-    def partials():
-        for chunk_id in chunk_ids:
-            t = time.perf_counter()
-            c = source.read_chunk(chunk_id)
-            parts["reading"] += time.perf_counter() - t
-            yield chunk_partial(c.uv_wavelengths, c.visibilities, c.noise_map, grid, dirty_image=dirty_image,
-                                lattice=lattice, n_flagged=c.n_flagged, n_bad_weight=c.n_bad_weight, nthreads=1,
-                                timings=parts)
-
-    total = sum_partials(partials())
-    checksum = store.write_ingest_arrays(0, group, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0, parts
-
-
-def ingest_combine_task(path: str, fingerprint: str, level: int, index: int, children: list):
-    """Node (level, index) = left child + right child (``children``: [(level, index, checksum, scalars)], left
-    first); written to the store; returns (scalar sums, checksum, seconds, {})."""
-    from wtilde_dask.kernels.visibility_sums import VisibilityPartial, add_partials, partial_arrays
-
-    store = worker_inputs(path, fingerprint)["store"]
-    t0 = time.perf_counter()
-    parts = []
-    for c_level, c_index, checksum, scalars in children:
-        arrays = store.read_ingest_node(c_level, c_index, checksum)
-        parts.append(VisibilityPartial(**{k: scalars[k] for k in VisibilityPartial().scalars()}, **arrays))
-    total = add_partials(parts[0], parts[1])
-    checksum = store.write_ingest_arrays(level, index, partial_arrays(total))
-    return total.scalars(), checksum, time.perf_counter() - t0, {}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -418,7 +346,6 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str | None = N
     :func:`~wtilde_dask.dataset.load_dataset` give). The store records it (``describe()["order"]``) and
     :func:`store_source` opens the source again with it."""
     from wtilde_dask.dataset import Interferometer
-    from wtilde_dask.io import ArraySource, VisibilitySource
 
     if isinstance(dataset, VisibilitySource):
         return dataset
@@ -427,21 +354,7 @@ def open_source(dataset, *, chunk_size: int | None = None, order: str | None = N
         return ArraySource(dataset, chunk_size)
     selection = {k: v for k, v in selection.items() if v is not None}
     order = order or config.get("read-order")
-    try:
-        from wtilde_dask.io import open_visibilities
-    except ImportError:  # no dispatching reader yet: the FITS folder / .npz readers
-        if selection:
-            raise ValueError(f"{dataset}: selection {selection} needs a Measurement Set reader") from None
-        from wtilde_dask.io.folder import open_folder_or_npz
-
-        return open_folder_or_npz(dataset, chunk_size=chunk_size)
     return open_visibilities(dataset, chunk_size=chunk_size, order=order, **selection)
-
-
-def _recorded_selection(record: dict) -> dict:
-    """The selection keywords (field, spw, channels, column) of a store's source record, as the readers take them."""
-    return {k: v for k, v in (record.get("selection") or {}).items()
-            if k in ("field", "spw", "channels", "column") and v is not None}
 
 
 def in_store_order(source, out):
@@ -460,9 +373,7 @@ def in_store_order(source, out):
         return source
     if record.get("order") in (None, order) or record.get("path") != source.describe().get("path"):
         return source
-    from wtilde_dask.io import open_visibilities
-
-    selection = _recorded_selection(record)
+    selection = recorded_selection(record)
     if record.get("format") == "measurement-set" and record.get("noise_column"):
         selection["noise_column"] = record["noise_column"]  # the column the store's reader used
     try:
@@ -495,22 +406,7 @@ def store_source(store: WTildeStore, chunk_size: int | None = None):
         chunk_size = (store.ingest_state().get("plan") or {}).get("chunk_size") or DEFAULT_CHUNK_SIZE
     if store.copied_visibilities:
         return store.inputs_source(chunk_size)
-    record = store.source_record()
-    try:
-        from wtilde_dask.io import open_visibilities
-    except ImportError:
-        raise StoreError(f"store {store.path}: visibilities not copied and no reader to open "
-                         f"{record.get('path')}") from None
-    selection = _recorded_selection(record)
-    if record.get("order") is not None:  # a reader with orders (Measurement Set, UVFITS): the one recorded
-        selection["order"] = record["order"]
-    source = open_visibilities(record["path"], chunk_size=chunk_size, **selection)
-    now = source.describe()
-    if json.dumps(now, sort_keys=True, default=str) != json.dumps(record, sort_keys=True, default=str):
-        changed = sorted(k for k in set(now) | set(record) if now.get(k) != record.get(k))
-        raise StoreError(f"store {store.path}: its source {record.get('path')} changed since the store was made "
-                         f"(differs: {', '.join(changed)}); the stored W-tilde no longer describes it")
-    return source
+    return reopen_source(store.source_record(), chunk_size, owner=f"store {store.path}")
 
 
 def in_memory_partial(source, grid, *, dirty_image: bool = True, lattice: bool = False):

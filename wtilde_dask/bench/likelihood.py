@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
     from wtilde_dask.cluster import cluster_client
     from wtilde_dask.compute import compute
-    from wtilde_dask.dataset import load_dataset
+    from wtilde_dask.io import load_dataset
     from wtilde_dask.grid import ImageGrid
     from wtilde_dask.inversion import LensModel, RectangularMesh, regularization_from_mesh
     from wtilde_dask.inversion.fitter import WTildeFitter

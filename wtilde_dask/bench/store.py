@@ -95,7 +95,8 @@ def run_one(n_pixels, *, block_size, method, client, directory: pathlib.Path, da
 
 def main(argv=None) -> int:
     from wtilde_dask.cluster import cluster_client
-    from wtilde_dask.dataset import load_dataset, sma_dataset_path
+    from wtilde_dask.dataset import sma_dataset_path
+    from wtilde_dask.io import load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m wtilde_dask.bench store", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pixels", type=int, nargs="+", default=[7500, 30000], help="approximate M values")

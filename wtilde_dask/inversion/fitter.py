@@ -17,50 +17,16 @@ import numpy as np
 from wtilde_dask.inversion import curvature as cv
 from wtilde_dask.inversion import curvature_kernels as ck
 from wtilde_dask.inversion.mapping import as_mapping_matrix
-from wtilde_dask.inversion.solve import InversionResult, VisibilitySums, solve_inversion, visibility_sums
+from wtilde_dask.inversion.solve import InversionResult, VisibilitySums, solve_inversion
 from wtilde_dask.errors import FitterError  # noqa: F401 (re-exported)
+from wtilde_dask.inversion.store_inputs import (  # noqa: F401 (re-exported)
+    store_dirty_image,
+    store_lattice_curvature,
+    store_visibility_sums,
+)
 
 PATHS = ("auto", "fft", "memory", "out-of-core", "dense")
 BACKENDS = ("numpy", "jax")  # jax: F, D, solve and evidence by wtilde_dask.inversion.jax_likelihood (lattice stores)
-
-
-def store_dirty_image(store) -> np.ndarray:
-    """(M,) dirty image: the store's ``dirty_image`` array, else computed from its inputs."""
-    if store.has_array("dirty_image"):
-        return store.read_array("dirty_image").astype(np.float64)
-    from wtilde_dask.kernels.dirty import dirty_image
-
-    ds, grid = store.dataset(), store.grid()
-    return np.asarray(dirty_image(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.weights_real, ds.weights_imag))
-
-
-def store_visibility_sums(store) -> VisibilitySums:
-    """chi2_data, noise normalisation and K of the store's visibilities: the sums its visibility pass stored
-    (attrs ``visibility_sums``), else (stores made before the pass existed) computed from its inputs."""
-    sums = store.visibility_sums()
-    if sums is not None:
-        return VisibilitySums(float(sums["chi_squared_data"]), float(sums["noise_normalization"]),
-                              int(sums["n_visibilities"]))
-    ds = store.dataset()
-    return visibility_sums(ds.visibilities, ds.noise_map)
-
-
-def store_lattice_curvature(store, **kwargs) -> cv.LatticeCurvature:
-    """:class:`LatticeCurvature` from a lattice store's ``kernel`` (and ``kernel_hankel``) arrays;
-    computes the kernels from the store's inputs when they are not stored."""
-    from wtilde_dask.kernels.lattice import lattice_box, lattice_kernels
-
-    grid = store.grid()
-    if not grid.is_lattice:
-        raise FitterError(f"store {store.path}: path 'fft' needs a lattice grid (this store's grid is a point set)")
-    if store.has_array("kernel"):
-        kernel = store.read_array("kernel")
-        hankel = store.read_array("kernel_hankel") if store.has_array("kernel_hankel") else None
-        box = lattice_box(grid).box_indices
-    else:
-        ds = store.dataset()
-        kernel, hankel, box = lattice_kernels(ds.uv_wavelengths, ds.weights_real, ds.weights_imag, grid)
-    return cv.LatticeCurvature(kernel, box, hankel, **kwargs)
 
 
 def resolve_path(store, path: str = "auto", memory_limit_bytes: float = 4e9) -> str:

@@ -531,15 +531,14 @@ class JaxLikelihood:
     def from_store(cls, store, **kwargs) -> "JaxLikelihood":
         """From a lattice W-tilde store (path or :class:`~wtilde_dask.store.WTildeStore`); kwargs as
         :meth:`from_fitter` (mesh, mesh_shape, n_pixels, regularization, coefficient, batch_size)."""
-        from wtilde_dask.inversion.fitter import WTildeFitter
+        from wtilde_dask.inversion.store_inputs import lattice_inputs
         from wtilde_dask.store import WTildeStore
 
         st = store if isinstance(store, WTildeStore) else WTildeStore.open(store)
         if st.method != "lattice" or not st.grid().is_lattice:
             raise JaxLikelihoodError(
                 f"store {st.path}: the JAX likelihood needs a lattice store (method 'lattice'), got method {st.method!r}")
-        fitter = WTildeFitter.from_store(st, path="fft")
-        return cls.from_fitter(fitter, st.grid().grid_arcsec, **kwargs)
+        return cls.from_fitter(lattice_inputs(st), st.grid().grid_arcsec, **kwargs)
 
     def _params(self, params, batch=False):
         p = jnp.asarray(params, dtype=jnp.float64)

@@ -32,8 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wtilde_dask.dataset import DatasetError
-from wtilde_dask.io import VisibilityChunk
+from wtilde_dask.io.base import VisibilityChunk
 from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
 
 __all__ = ["ChannelCube", "average_channel_cube", "aligned_chunk_ids", "flatten_cube", "export_fits", "ExportError",

@@ -23,7 +23,7 @@ import numpy as np
 
 from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
 from wtilde_dask.dataset import FITS_FILES, NPZ_NAMES, DatasetError, _common_k, _validate, sma_dataset_path
-from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
 
 __all__ = ["FitsFolderSource", "NpzSource", "open_folder_or_npz"]
 

@@ -63,8 +63,8 @@ from typing import NamedTuple
 import numpy as np
 
 from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, SPEED_OF_LIGHT
-from wtilde_dask.dataset import DatasetError
-from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.errors import DatasetError
+from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
 from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES as CORR_NAMES
 from wtilde_dask.io.selection import parse_channels
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wtilde_dask.dataset import DatasetError
+from wtilde_dask.errors import DatasetError
 
 __all__ = ["parse_channels"]
 

@@ -39,8 +39,8 @@ import pathlib
 import numpy as np
 
 from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
-from wtilde_dask.dataset import DatasetError
-from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.errors import DatasetError
+from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
 from wtilde_dask.io.selection import parse_channels
 
 __all__ = ["UvfitsSource", "STOKES_CODES", "parse_spw"]

@@ -62,7 +62,7 @@ from importlib import metadata
 import numpy as np
 import zarr
 
-from wtilde_dask.io import VisibilityChunk, VisibilitySource
+from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
 from wtilde_dask.tiling import BlockPlan
 from wtilde_dask.constants import RADIANS_TO_ARCSEC
 from wtilde_dask.errors import StoreError, StoreLockedError  # noqa: F401 (re-exported)
@@ -604,15 +604,14 @@ class WTildeStore:
 
     def dataset(self):
         """The Interferometer the store was built from: read back from inputs/, or -- when the visibilities were not
-        copied -- read through the recorded source (:func:`wtilde_dask.ingest.store_source`; this materialises all
-        visibilities in memory: small data only; stream ``store_source(store)`` instead)."""
+        copied -- read through the recorded source (:func:`wtilde_dask.io.reopen_source`; this materialises all
+        visibilities in memory: small data only; stream :func:`wtilde_dask.ingest.store_source` instead)."""
         from wtilde_dask.dataset import Interferometer
 
         if not self.copied_visibilities:
-            from wtilde_dask.ingest import store_source
-            from wtilde_dask.io import concatenate_chunks
+            from wtilde_dask.io import concatenate_chunks, reopen_source
 
-            c = concatenate_chunks(store_source(self))
+            c = concatenate_chunks(reopen_source(self.source_record(), owner=f"store {self.path}"))
             return Interferometer.from_arrays(c.visibilities, c.noise_map, c.uv_wavelengths,
                                               name=str(self.source_record().get("path", "")))
         inputs = self.group["inputs"]
