@@ -93,6 +93,7 @@ SAMPLERS: dict[str, dict] = {
 # The fewest free parameters each sampler runs with (nautilus.Sampler raises "Cannot run Nautilus with less than 2
 # parameters" for n_dim <= 1).
 MIN_FREE = {"nautilus": 2, "nuts": 1}
+MIN_SHAPE = {"rectangular_adapt_density": 3}  # nodes per axis (JaxLikelihood's floor; 2 for the others)
 
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # YAML 1.1 reads "1e-3" as a string
 
@@ -103,7 +104,9 @@ def _fail(key: str, message: str):
 
 def _number(key: str, value, allow_inf: bool = False) -> float:
     """A finite float (or +-inf where allowed) from a YAML value; strings such as "1e-3" are read as numbers."""
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        _fail(key, "expected a number, got null")
+    if isinstance(value, bool):
         _fail(key, f"expected a number, got {value!r}")
     if isinstance(value, str):
         text = value.strip()
@@ -210,7 +213,8 @@ def _source(spec) -> tuple[dict, object]:
         shape = spec["shape"]
         if not isinstance(shape, (list, tuple)) or len(shape) != 2:
             _fail("source.shape", f"expected [ny, nx], got {shape!r}")
-        out["shape"] = tuple(_integer(f"source.shape[{i}]", v, 2) for i, v in enumerate(shape))
+        least = MIN_SHAPE.get(mesh, 2)
+        out["shape"] = tuple(_integer(f"source.shape[{i}]", v, least) for i, v in enumerate(shape))
     else:
         out["n_pixels"] = _integer("source.n_pixels", spec["n_pixels"], 3)
     out["regularization"] = _choice("source.regularization", spec.get("regularization", "constant"),
@@ -221,8 +225,11 @@ def _source(spec) -> tuple[dict, object]:
 
 
 def mesh_takes_shape(mesh: str) -> bool:
-    """True for the rectangular meshes (sized by ``shape: [ny, nx]``), False for the others (``n_pixels``)."""
-    return "rectangular" in mesh
+    """True for the rectangular meshes (``jax_likelihood.LATTICE_MESHES``: sized by ``shape: [ny, nx]``), False for
+    the others (``n_pixels``)."""
+    from wtilde_dask.inversion import jax_likelihood
+
+    return mesh in getattr(jax_likelihood, "LATTICE_MESHES", ()) or "rectangular" in mesh
 
 
 def _check_setting(key: str, name: str, value):
@@ -267,6 +274,8 @@ def _sampler(spec, free_names: tuple[str, ...]) -> dict:
     for k, default in defaults.items():
         out[k] = _check_setting(f"sampler.{k}", k, spec[k]) if k in spec else default
     n_free = len(free_names)
+    if n_free == 0:
+        _fail("sampler.name", f"{name} has nothing to sample: every parameter is fixed; give at least one a prior")
     if n_free < MIN_FREE[name]:
         _fail("sampler.name", f"{name} needs at least {MIN_FREE[name]} free parameters"
               + (" (nautilus.Sampler refuses fewer: 'Cannot run Nautilus with less than 2 parameters')"
