@@ -146,6 +146,17 @@ def test_nautilus_defaults_are_pyautofit_constructor_defaults():
     assert (m.sampler["n_live"], m.sampler["n_batch"]) == (150, 50)
 
 
+def test_nuts_defaults_are_blackjax_defaults():
+    import blackjax
+    import blackjax.mcmc.nuts
+
+    m = FitModel.from_dict({**example(), "sampler": {"name": "nuts"}})
+    adapt = inspect.signature(blackjax.window_adaptation).parameters
+    nuts = inspect.signature(blackjax.mcmc.nuts.as_top_level_api).parameters
+    assert m.sampler["target_acceptance_rate"] == adapt["target_acceptance_rate"].default
+    assert m.sampler["max_num_doublings"] == nuts["max_num_doublings"].default
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # priors against scipy.stats
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,6 +342,9 @@ BAD = {  # name: (edit, key the message names, value the message names)
     "einstein_radius fixed negative": (edit(ER, -1.0), ER, "-1.0"),
     "coefficient fixed negative": (edit("source.coefficient", -2.0), "source.coefficient", "-2.0"),
     "ell_comps fixed out of range": (edit("lens.ell_comps_1", 1.5), "lens.ell_comps_1", "1.5"),
+    "fixed ellipticity outside the unit circle": (lambda d: {**d, "lens": {**d["lens"], "ell_comps_0": 0.8,
+                                                                           "ell_comps_1": 0.7}},
+                                                  "lens.ell_comps_0, lens.ell_comps_1", "(0.8, 0.7)"),
     "nautilus with one free parameter": (lambda d: {**d, "lens": {**d["lens"], "einstein_radius": 1.0,
                                                                   "ell_comps_0": 0.0, "gamma_1": 0.0}},
                                          "sampler.name", "nautilus"),

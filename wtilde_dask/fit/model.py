@@ -398,6 +398,11 @@ class FitModel:
             else:
                 values[name] = DEFAULT_PRIORS[name]
                 log.info("lens.%s: not given, PyAutoLens's default prior %s", name, values[name].to_record())
+        e0, e1 = values["ell_comps_0"], values["ell_comps_1"]
+        if not isinstance(e0, Prior) and not isinstance(e1, Prior) and math.hypot(e0, e1) >= 1:
+            _fail("lens.ell_comps_0, lens.ell_comps_1", f"({e0}, {e1}) has magnitude {math.hypot(e0, e1):.6g}; "
+                                                        "the ellipticity (ell_comps_0, ell_comps_1) must lie inside "
+                                                        "the unit circle (axis ratio q > 0)")
         source, values["coefficient"] = _source(data["source"])
         free_names = tuple(n for n in PARAMETERS if isinstance(values[n], Prior))
         sampler = _sampler(data["sampler"], free_names)
