@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "wtilde_dask.cli.lattice",
     "wtilde_dask.cli.io",
     "wtilde_dask.cli.invert",
+    "wtilde_dask.cli.fit",
 ]
 
 

@@ -75,8 +75,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_compute)
 
-    p = subparsers.add_parser("status", help="visibility pass progress, blocks done/total, mean block time and ETA of a "
-                                          "store (live or dead run)")
+    p = subparsers.add_parser("status", help="visibility pass progress, blocks done/total, mean block time and ETA, "
+                                          "and the lens-model fits of a store (live or dead run)")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--plot", metavar="PNG", help="also draw the block map into PNG")
@@ -210,9 +210,11 @@ def _fmt_s(seconds) -> str:
 def cmd_status(args) -> int:
     from wtilde_dask.compute import store_status
 
+    from wtilde_dask.cli.fit import fit_status, fit_status_lines
+
     st = store_status(args.store)
     if args.json:
-        print(json.dumps(st, indent=2, default=str))
+        print(json.dumps({**st, "fits": fit_status(args.store)}, indent=2, default=str))
     else:
         lock = st["lock"] or {}
         run = ("running" if st["running"] else "not running") + (
@@ -236,6 +238,8 @@ def cmd_status(args) -> int:
         if last:
             print(f"last run:   {last.get('state')} (started {last.get('started')}, host {last.get('host')}, "
                   f"pid {last.get('pid')}, skipped {last.get('skipped')}, computed {last.get('computed', '?')})")
+        for line in fit_status_lines(args.store):  # the lens-model fits recorded in the store
+            print(line)
     if args.plot:
         if importlib.util.find_spec("wtilde_dask.plot") is None:
             print("--plot: wtilde_dask.plot is not available", file=sys.stderr)
