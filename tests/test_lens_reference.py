@@ -91,6 +91,16 @@ def test_deflections_equal_autolens(name, backend):
 
 
 @pytest.mark.peer
+@pytest.mark.parametrize("magnitude", [5e-10, 4e-9, 2e-8, 3e-5])
+def test_lens_model_equals_autolens_near_round(magnitude):
+    """1 - q from 1e-9 to 6e-5, where the arctan / arctanh ratios are 0/0-prone: LensModel stays within 1e-10."""
+    lens = dict(centre=(0.1, -0.1), ell_comps=(0.6 * magnitude, -0.8 * magnitude), einstein_radius=1.3,
+                gamma_1=0.01, gamma_2=0.02)
+    g = grid(seed=11)
+    assert np.max(np.abs(numpy_deflections(our_params(lens), g) - autolens_deflections(g, **lens))) <= TOL
+
+
+@pytest.mark.peer
 @pytest.mark.parametrize("name", sorted(LENSES))
 def test_axis_ratio_and_angle_are_autolens(name):
     """Our axis ratio / position angle are PyAutoLens's ``axis_ratio()`` / ``angle()`` of the same ell_comps, and

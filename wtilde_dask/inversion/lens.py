@@ -12,7 +12,8 @@ rotated by ``position_angle`` degrees counter-clockwise from +x, origin at ``cen
     alpha_y' = b q / sqrt(1-q**2) * arctanh(sqrt(1-q**2) y' / psi)
 
 with ``b = einstein_radius`` (arcsec); for q -> 1 this is the singular isothermal sphere
-``alpha = b theta/|theta|`` (taken for ``1 - q < 1e-8``). The convergence is
+``alpha = b theta/|theta|``; for ``1 - q**2 < 1e-4`` the arctan / arctanh ratios are evaluated by their series in
+``1 - q**2`` (exact to round-off, as PyAutoLens does). The convergence is
 ``kappa = b q / (2 sqrt(q**2 x'**2 + y'**2)) = b / (2 sqrt(x'**2 + y'**2 / q**2))``: b is the semi-major axis of
 the ``kappa = 1/2`` contour.
 
@@ -91,12 +92,17 @@ def sie_deflections(grid_arcsec, einstein_radius, axis_ratio, position_angle=0.0
     xp = cos * dx + sin * dy
     yp = -sin * dx + cos * dy
     tiny = 1e-12
-    if q > 1.0 - 1e-8:
-        r = np.maximum(np.hypot(xp, yp), tiny)
-        ax, ay = b * xp / r, b * yp / r
+    s2 = 1.0 - q * q
+    psi = np.maximum(np.sqrt(q * q * xp * xp + yp * yp), tiny)
+    if s2 < 1e-4:
+        # near round: arctan(e t)/e and arctanh(e t)/e as their series in e**2 = s2 (|t| <= 1/q; the next term,
+        # below s2**4/9, is under round-off); q = 1 gives the singular isothermal sphere b theta/|theta|
+        tx, ty = xp / psi, yp / psi
+        ux, uy = -s2 * tx * tx, s2 * ty * ty
+        ax = b * q * tx * (1.0 + ux * (1.0 / 3.0 + ux * (1.0 / 5.0 + ux / 7.0)))
+        ay = b * q * ty * (1.0 + uy * (1.0 / 3.0 + uy * (1.0 / 5.0 + uy / 7.0)))
     else:
-        e = np.sqrt(1.0 - q * q)
-        psi = np.maximum(np.sqrt(q * q * xp * xp + yp * yp), tiny)
+        e = np.sqrt(s2)
         ax = b * q / e * np.arctan(e * xp / psi)
         ay = b * q / e * np.arctanh(np.clip(e * yp / psi, -1 + 1e-15, 1 - 1e-15))
     out = np.empty_like(grid)
