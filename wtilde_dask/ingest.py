@@ -403,7 +403,7 @@ def store_source(store: WTildeStore, chunk_size: int | None = None):
     ``chunk_size``: default the one of the store's visibility pass (so that direct blocks repaired later sum the
     same chunks, bit for bit), else 1e6."""
     if chunk_size is None:
-        chunk_size = (store.ingest_state().get("plan") or {}).get("chunk_size") or DEFAULT_CHUNK_SIZE
+        chunk_size = store.pass_chunk_size()
     if store.copied_visibilities:
         return store.inputs_source(chunk_size)
     return reopen_source(store.source_record(), chunk_size, owner=f"store {store.path}")

@@ -64,7 +64,7 @@ import zarr
 
 from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
 from wtilde_dask.tiling import BlockPlan
-from wtilde_dask.constants import RADIANS_TO_ARCSEC
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, RADIANS_TO_ARCSEC
 from wtilde_dask.errors import StoreError, StoreLockedError  # noqa: F401 (re-exported)
 
 FORMAT_NAME = "wtilde_dask.store"
@@ -595,7 +595,7 @@ class WTildeStore:
         sums = self._attrs.get("visibility_sums")
         return dict(sums) if sums else None
 
-    def inputs_source(self, chunk_size: int = 1_000_000) -> StoreInputsSource:
+    def inputs_source(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoreInputsSource:
         """The copied visibilities in ``inputs/`` as a chunked :class:`~wtilde_dask.io.VisibilitySource`."""
         if not self.copied_visibilities:
             raise StoreError(f"store {self.path}: the visibilities are not copied into inputs/ "
@@ -611,7 +611,7 @@ class WTildeStore:
         if not self.copied_visibilities:
             from wtilde_dask.io import concatenate_chunks, reopen_source
 
-            c = concatenate_chunks(reopen_source(self.source_record(), owner=f"store {self.path}"))
+            c = concatenate_chunks(reopen_source(self.source_record(), self.pass_chunk_size(), owner=f"store {self.path}"))
             return Interferometer.from_arrays(c.visibilities, c.noise_map, c.uv_wavelengths,
                                               name=str(self.source_record().get("path", "")))
         inputs = self.group["inputs"]
@@ -815,6 +815,11 @@ class WTildeStore:
             return {}
         with open(meta) as fh:
             return dict(json.load(fh).get("attributes", {}))
+
+    def pass_chunk_size(self) -> int:
+        """Visibilities per chunk of the store's visibility pass (its plan), else the default 1e6: reading the source
+        again in these chunks gives the pass's chunks (and, in row order, its order) exactly."""
+        return int((self.ingest_state().get("plan") or {}).get("chunk_size") or DEFAULT_CHUNK_SIZE)
 
     def begin_ingest(self, plan: dict) -> bool:
         """Start (or resume) the pass with ``plan``: True when ``ingest/`` already holds a pass of the same plan
@@ -1082,7 +1087,7 @@ class StoreInputsSource(VisibilitySource):
     """The visibilities copied into a store's ``inputs/``, read in chunks of ``chunk_size`` rows (picklable:
     only the path travels; each process opens the arrays itself)."""
 
-    def __init__(self, path, chunk_size: int = 1_000_000):
+    def __init__(self, path, chunk_size: int = DEFAULT_CHUNK_SIZE):
         if int(chunk_size) < 1:
             raise StoreError(f"chunk_size = {chunk_size!r} must be >= 1")
         self.path = str(pathlib.Path(path).resolve())
