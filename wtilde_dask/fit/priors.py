@@ -71,7 +71,7 @@ class Prior:
             out[f.name] = v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
         return out
 
-    def _inside(self, xp, x):
+    def _inside(self, x):
         return (x >= self.lower_limit) & (x <= self.upper_limit)
 
 
@@ -96,7 +96,7 @@ class Uniform(Prior):
     def log_prob(self, x):
         xp = array_module(x)
         x = xp.asarray(x, dtype=float)
-        return xp.where(self._inside(xp, x), -math.log(self.upper - self.lower), -xp.inf)
+        return xp.where(self._inside(x), -math.log(self.upper - self.lower), -xp.inf)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class TruncatedGaussian(Prior):
         x = xp.asarray(x, dtype=float)
         z = (x - self.mean) / self.sigma
         val = -0.5 * z * z - math.log(self.sigma) - LOG_SQRT_2PI - math.log(self.mass)
-        return xp.where(self._inside(xp, x), val, -xp.inf)
+        return xp.where(self._inside(x), val, -xp.inf)
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class LogUniform(Prior):
     def log_prob(self, x):
         xp = array_module(x)
         x = xp.asarray(x, dtype=float)
-        inside = self._inside(xp, x)
+        inside = self._inside(x)
         safe = xp.where(inside, x, self.lower)  # no log of a non-positive value, even in the unused branch
         return xp.where(inside, -xp.log(safe) - math.log(math.log(self.upper / self.lower)), -xp.inf)
 
