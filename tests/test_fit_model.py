@@ -118,6 +118,7 @@ def test_meshes_are_read_at_run_time(monkeypatch):
     assert FitModel.from_dict(d).likelihood_options()["mesh_shape"] == (12, 14)
 
 
+@pytest.mark.peer
 def test_left_out_parameters_get_pyautolens_default_priors():
     d = {"lens": {"einstein_radius": 1.0}, "source": {"mesh": "rectangular", "shape": [8, 8]},
          "sampler": {"name": "nautilus"}}
@@ -135,6 +136,7 @@ def test_left_out_parameters_get_pyautolens_default_priors():
     assert m.fixed == {"einstein_radius": 1.0}
 
 
+@pytest.mark.peer
 def test_nautilus_defaults_are_pyautofit_constructor_defaults():
     """Every default but n_live / n_batch (PyAutoLens workspace values) is af.Nautilus's own."""
     m = FitModel.from_dict({**example(), "sampler": {"name": "nautilus"}})
@@ -222,6 +224,7 @@ def test_model_prior_transform_and_log_prior_are_scipy():
 # ---------------------------------------------------------------------------------------------------------------
 # likelihood inputs against PyAutoLens
 # ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.peer
 def test_likelihood_inputs_are_autolens():
     m = FitModel.from_dict(FULL)
     x = m.prior_transform(np.random.default_rng(9).uniform(0.05, 0.95, size=(6, m.n_free)))
@@ -243,6 +246,7 @@ def test_likelihood_inputs_are_autolens():
         assert np.max(np.abs(ours - ref)) <= 1e-10
 
 
+@pytest.mark.peer
 def test_likelihood_inputs_fixed_values_and_single_point(tmp_path):
     m = FitModel.from_dict(example())
     x = np.array([[0.1, 1.05, 0.02, 3.0], [-0.2, 0.9, -0.05, 0.5]])  # ell_comps_0, einstein_radius, gamma_1, coeff
