@@ -185,8 +185,8 @@ def test_errors_name_the_field(stores, tmp_path):
     lk = likelihood(stores, "equal", "rectangular")
     with pytest.raises(jl.JaxLikelihoodError, match=r"params: expected shape \(7,\).*got \(6,\)"):
         lk.log_evidence(np.ones(6))
-    with pytest.raises(jl.JaxLikelihoodError, match="mesh: unknown 'voronoi'"):
-        jl.JaxLikelihood.from_store(stores["equal"], mesh="voronoi")
+    with pytest.raises(jl.JaxLikelihoodError, match="mesh: unknown 'hexagonal'"):
+        jl.JaxLikelihood.from_store(stores["equal"], mesh="hexagonal")
     with pytest.raises(jl.JaxLikelihoodError, match="n_pixels: must lie in"):
         jl.JaxLikelihood.from_store(stores["equal"], mesh="delaunay", n_pixels=10_000).log_evidence(jl.params_from_lens(LENS))
     with pytest.raises(FitterError, match="backend: unknown 'torch'"):

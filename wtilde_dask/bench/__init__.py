@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-BENCHMARKS = ("direct", "lattice", "inversion", "store", "ingest", "likelihood")
+BENCHMARKS = ("direct", "lattice", "inversion", "store", "ingest", "likelihood", "continuity")
 
 
 def run_benchmark(name: str, argv: list[str]) -> int:

@@ -1,7 +1,7 @@
 """``wtilde invert STORE``: one regularized source inversion reusing the stored W-tilde.
 
-Ray-traces the store's image grid through an SIE + external shear, builds a rectangular or Delaunay
-source mesh and its regularization, computes F = T^T W T by the chosen path, solves, scores, and writes
+Ray-traces the store's image grid through an SIE + external shear, builds the source mesh (rectangular,
+density-adapted rectangular, Delaunay or natural-neighbour Voronoi) and its regularization, computes F = T^T W T by the chosen path, solves, scores, and writes
 the reconstruction, chi-squared and log evidence into the store's ``inversion/`` group and a PNG
 (dirty image, reconstruction on the mesh, residual dirty image).
 """
@@ -30,10 +30,13 @@ def register(subparsers) -> None:
     lens.add_argument("--lens-centre", type=float, nargs=2, default=(0.0, 0.0), metavar=("Y", "X"))
     lens.add_argument("--shear", type=float, nargs=2, default=(0.0, 0.0), metavar=("G1", "G2"))
     mesh = p.add_argument_group("source mesh and regularization")
-    mesh.add_argument("--mesh", choices=("rectangular", "delaunay"), default="rectangular")
+    mesh.add_argument("--mesh", choices=("rectangular", "rectangular_adapt_density", "delaunay", "voronoi"),
+                      default="rectangular",
+                      help="rectangular (bilinear on a uniform lattice), rectangular_adapt_density (lattice following "
+                           "the traced points' density), delaunay (barycentric), voronoi (Sibson natural neighbours)")
     mesh.add_argument("--mesh-shape", type=int, nargs=2, default=(20, 20), metavar=("NY", "NX"),
-                      help="rectangular mesh nodes (default 20 20)")
-    mesh.add_argument("--mesh-pixels", type=int, default=400, help="Delaunay vertices (default 400)")
+                      help="rectangular / rectangular_adapt_density mesh nodes (default 20 20)")
+    mesh.add_argument("--mesh-pixels", type=int, default=400, help="delaunay / voronoi vertices (default 400)")
     mesh.add_argument("--regularization", choices=("constant", "gradient", "curvature", "zeroth"), default="constant")
     mesh.add_argument("--coefficient", type=float, default=1.0, help="regularization coefficient (default 1.0)")
     run = p.add_argument_group("curvature path and cluster")
@@ -69,6 +72,14 @@ def run_invert(args) -> int:
     source_grid = lens.ray_trace(grid.grid_arcsec)
     if args.mesh == "rectangular":
         mesh = RectangularMesh.from_source_grid(source_grid, tuple(args.mesh_shape))
+    elif args.mesh == "rectangular_adapt_density":
+        from wtilde_dask.inversion.adaptive_mesh import RectangularAdaptDensityMesh
+
+        mesh = RectangularAdaptDensityMesh.from_source_grid(source_grid, tuple(args.mesh_shape))
+    elif args.mesh == "voronoi":
+        from wtilde_dask.inversion.natural_neighbour import VoronoiMesh
+
+        mesh = VoronoiMesh.from_source_grid(source_grid, min(args.mesh_pixels, grid.n_pixels))
     else:
         mesh = DelaunayMesh.from_source_grid(source_grid, min(args.mesh_pixels, grid.n_pixels))
     T = mesh.mapping_matrix(source_grid)
@@ -99,7 +110,7 @@ def run_invert(args) -> int:
         "backend": args.backend,
         "n_source_pixels": int(mesh.n_pixels),
         "mesh": args.mesh,
-        "mesh_shape": list(args.mesh_shape) if args.mesh == "rectangular" else None,
+        "mesh_shape": list(args.mesh_shape) if args.mesh.startswith("rectangular") else None,
         "regularization": args.regularization,
         "coefficient": args.coefficient,
         "lens": {"einstein_radius": lens.einstein_radius, "axis_ratio": lens.axis_ratio,

@@ -16,6 +16,8 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
   the barycentric weights are JAX functions of the lens parameters: gradients flow through the Delaunay
   mesh. (Not ``jax.pure_callback``: its callback receives JAX arrays, and reading them on JAX's CPU
   client intermittently deadlocked here, as in jax-ml/jax#24255.)
+* natural-neighbour mesh ``voronoi`` (Sibson weights, host topology as for Delaunay) and the density-adapted
+  lattice ``rectangular_adapt_density``: :mod:`~wtilde_dask.inversion.jax_meshes`.
 * ``H = c^2 L + eps I`` (constant / gradient), ``c^2 L^T L + eps I`` (curvature), ``c^2 I`` (zeroth), L the
   graph Laplacian of the mesh edges (:mod:`regularization`).
 * ``F = T^T W T`` with ``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]`` applied by FFT on the
@@ -36,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.inversion import jax_meshes
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
 from wtilde_dask.kernels import enable_x64
@@ -47,7 +50,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "centre_x", "gamma_1", "gamma_2")
-MESHES = ("rectangular", "delaunay")
+MESHES = ("rectangular", "delaunay", "voronoi", "rectangular_adapt_density")
+LATTICE_MESHES = ("rectangular", "rectangular_adapt_density")  # (ny, nx) nodes, 4-connected: a fixed H
+TOPOLOGY_MESHES = ("delaunay", "voronoi")  # integer tables from the host per lens
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,7 +93,7 @@ class LikelihoodConfig:
 
     @property
     def n_source_pixels(self) -> int:
-        return int(self.mesh_shape[0] * self.mesh_shape[1]) if self.mesh == "rectangular" else int(self.n_pixels)
+        return int(self.mesh_shape[0] * self.mesh_shape[1]) if self.mesh in LATTICE_MESHES else int(self.n_pixels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,8 +388,11 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
     """
     source_grid = ray_trace(params, arrays.grid_arcsec)
     S = config.n_source_pixels
-    if config.mesh == "rectangular":
-        cols, wts = rectangular_mapping(source_grid, config.mesh_shape, config.buffer)
+    if config.mesh in LATTICE_MESHES:
+        if config.mesh == "rectangular":
+            cols, wts = rectangular_mapping(source_grid, config.mesh_shape, config.buffer)
+        else:
+            cols, wts = jax_meshes.adapt_density_jax_mapping(source_grid, config.mesh_shape)
         if isinstance(topology, FixedRegularization):
             H, log_det_h = fixed_regularization_matrix(topology, coefficient)
             return cols, wts, H, log_det_h, source_grid
@@ -392,8 +400,11 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
         L = laplacian(edges, jnp.ones(edges.shape[0]), S)
     else:
         if topology is None:
-            raise JaxLikelihoodError("mesh 'delaunay': needs the DelaunayTopology of the traced grid (delaunay_topology)")
-        cols, wts = delaunay_mapping(source_grid, topology)
+            raise JaxLikelihoodError(f"mesh {config.mesh!r}: needs the topology of the traced grid (JaxLikelihood.topology)")
+        if config.mesh == "voronoi":
+            cols, wts = jax_meshes.voronoi_mapping(source_grid, topology)
+        else:
+            cols, wts = delaunay_mapping(source_grid, topology)
         L = laplacian(topology.edges, topology.edge_mask, S)
     return cols, wts, regularization_matrix(L, coefficient, config.regularization), None, source_grid
 
@@ -491,6 +502,8 @@ class JaxLikelihood:
                 f"regularization: unknown {config.regularization!r}, expected one of {', '.join(SCHEMES)}")
         if config.mesh == "rectangular" and min(config.mesh_shape) < 2:
             raise JaxLikelihoodError(f"mesh_shape: need at least (2, 2) nodes, got {config.mesh_shape}")
+        if config.mesh == "rectangular_adapt_density" and min(config.mesh_shape) < 3:
+            raise JaxLikelihoodError(f"mesh_shape: need at least (3, 3) nodes for {config.mesh!r}, got {config.mesh_shape}")
         if not np.isfinite(coefficient) or coefficient < 0:
             raise JaxLikelihoodError(f"coefficient: must be finite and >= 0, got {coefficient!r}")
         self.arrays = arrays
@@ -502,15 +515,15 @@ class JaxLikelihood:
 
         # the rectangular mesh's H is the same for every lens: factored once here (FixedRegularization)
         self._fixed = (fixed_regularization(rectangular_edges(config.mesh_shape), config.n_source_pixels,
-                                            config.regularization) if config.mesh == "rectangular" else None)
+                                            config.regularization) if config.mesh in LATTICE_MESHES else None)
         f = bound(log_evidence, config)
         self._log_evidence = jax.jit(f)
         self._batch = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
-                                       in_axes=(0, None, None, 0 if config.mesh == "delaunay" else None),
+                                       in_axes=(0, None, None, 0 if config.mesh in TOPOLOGY_MESHES else None),
                                        axis_name="lens"))
         # the same with one regularization coefficient per lens (a free coefficient in a search)
         self._batch_coefficients = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
-                                                    in_axes=(0, None, 0, 0 if config.mesh == "delaunay" else None),
+                                                    in_axes=(0, None, 0, 0 if config.mesh in TOPOLOGY_MESHES else None),
                                                     axis_name="lens"))
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
@@ -551,6 +564,8 @@ class JaxLikelihood:
     def topology(self, params):
         """The Delaunay mesh's :class:`DelaunayTopology` at ``params`` (host: SciPy); for the rectangular mesh
         its :class:`FixedRegularization` (the same for every ``params``)."""
+        if self.config.mesh == "voronoi":
+            return jax_meshes.voronoi_topology(params, self.arrays.grid_arcsec, self.config.n_pixels)
         if self.config.mesh != "delaunay":
             return self._fixed
         return delaunay_topology(params, self.arrays.grid_arcsec, self.config.n_pixels)
@@ -564,8 +579,11 @@ class JaxLikelihood:
         coefficient per lens (default: the likelihood's ``coefficient`` for all)."""
         p = self._params(params, batch=True)
         topo = self._fixed
-        if self.config.mesh == "delaunay":
-            topo = jax.tree.map(lambda *a: jnp.stack(a), *(self.topology(q) for q in p))
+        if self.config.mesh in TOPOLOGY_MESHES:
+            topos = [self.topology(q) for q in p]
+            if self.config.mesh == "voronoi":  # a common cavity size and neighbour count
+                topos = jax_meshes.pad_topologies(topos)
+            topo = jax.tree.map(lambda *a: jnp.stack(a), *topos)
         if coefficients is None:
             return self._batch(p, self.arrays, self.coefficient, topo)
         c = jnp.asarray(coefficients, dtype=jnp.float64)

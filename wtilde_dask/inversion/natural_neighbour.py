@@ -287,3 +287,4 @@ class VoronoiMesh(DelaunayMesh):
         T = sp.coo_matrix((w[ok], (rows[ok], cols[ok])), shape=(len(pts), self.n_pixels)).tocsr()
         T.eliminate_zeros()
         return T
+

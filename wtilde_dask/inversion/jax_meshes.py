@@ -1,0 +1,107 @@
+"""The natural-neighbour (``voronoi``) and density-adapted rectangular (``rectangular_adapt_density``) source
+meshes of the JAX likelihood (:mod:`~wtilde_dask.inversion.jax_likelihood`).
+
+* ``voronoi``: Sibson weights (:mod:`~wtilde_dask.inversion.natural_neighbour`). The vertices are the traced
+  image pixels of :func:`~wtilde_dask.inversion.natural_neighbour.slim_vertex_index` (the same rows for every
+  lens); the integer tables (each point's cavity triangles, boundary edges, natural neighbours, padded with
+  -1 to the largest count found) and the Delaunay edges come from the host (SciPy) as a
+  :class:`VoronoiTopology` and enter the jitted function as integers, held fixed inside a derivative; the
+  weights are JAX functions of the traced points (vertices included), so gradients flow, and they are
+  continuous where the triangulation or a cavity changes.
+* ``rectangular_adapt_density``: the kernel-CDF node placement and bilinear weights of
+  :mod:`~wtilde_dask.inversion.adaptive_mesh`, all in JAX (no host step); neighbours: the 4-connected
+  lattice (its H is fixed, as for the rectangular mesh).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from wtilde_dask.inversion.adaptive_mesh import DEFAULT_BANDWIDTH, adapt_density_mapping
+from wtilde_dask.inversion.natural_neighbour import SibsonTopology, sibson_topology, sibson_weights, slim_vertex_index
+from wtilde_dask.kernels import enable_x64
+
+enable_x64()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+
+class VoronoiTopology(NamedTuple):
+    """The discrete part of the natural-neighbour mesh (from :func:`voronoi_topology_host`).
+
+    vertex_index (S,) rows of the traced grid that are vertices; the :class:`SibsonTopology` fields kind (M,),
+    simplex (M, 3), cavity (M, C, 3), boundary (M, C, 3), slot (M, C, 3), neighbours (M, K); edges (3S, 2)
+    Delaunay edges padded with (0, 0) and edge_mask (3S,) 1.0 for real edges.
+    """
+
+    vertex_index: jax.Array
+    kind: jax.Array
+    simplex: jax.Array
+    cavity: jax.Array
+    boundary: jax.Array
+    slot: jax.Array
+    neighbours: jax.Array
+    edges: jax.Array
+    edge_mask: jax.Array
+
+
+def voronoi_topology_host(source_grid, n_pixels: int) -> VoronoiTopology:
+    """Host step (NumPy / SciPy): the :class:`VoronoiTopology` (NumPy arrays) of the (M, 2) traced points."""
+    pts = np.asarray(source_grid, dtype=np.float64)
+    vertex_index = slim_vertex_index(len(pts), n_pixels)
+    vertices = pts[vertex_index]
+    on_vertex = -np.ones(len(pts), dtype=np.int64)
+    on_vertex[vertex_index] = np.arange(len(vertex_index))
+    topo = sibson_topology(vertices, pts, on_vertex=on_vertex)
+    from wtilde_dask.inversion.natural_neighbour import oriented_triangulation
+
+    _, simp, _ = oriented_triangulation(vertices)
+    e = np.unique(np.sort(np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]]), axis=1), axis=0)
+    n = len(vertex_index)
+    edges = np.zeros((3 * n, 2), dtype=np.int32)
+    edges[: len(e)] = e
+    edge_mask = np.zeros(3 * n)
+    edge_mask[: len(e)] = 1.0
+    return VoronoiTopology(vertex_index.astype(np.int32), *topo, edges, edge_mask)
+
+
+def pad_topologies(topologies) -> list[VoronoiTopology]:
+    """The topologies padded to a common cavity size C and neighbour count K (to stack them for vmap)."""
+    C = max(t.cavity.shape[1] for t in topologies)
+    K = max(t.neighbours.shape[1] for t in topologies)
+
+    def pad(t):
+        dc, dk = C - t.cavity.shape[1], K - t.neighbours.shape[1]
+        return t._replace(
+            cavity=np.pad(np.asarray(t.cavity), ((0, 0), (0, dc), (0, 0)), constant_values=-1),
+            boundary=np.pad(np.asarray(t.boundary), ((0, 0), (0, dc), (0, 0))),
+            slot=np.pad(np.asarray(t.slot), ((0, 0), (0, dc), (0, 0))),
+            neighbours=np.pad(np.asarray(t.neighbours), ((0, 0), (0, dk)), constant_values=-1))
+
+    return [pad(t) for t in topologies]
+
+
+def voronoi_mapping(source_grid, topology: VoronoiTopology):
+    """(M, K) columns (padding: column 0 with weight 0) and Sibson weights of the traced points."""
+    vertices = source_grid[topology.vertex_index]
+    sib = SibsonTopology(topology.kind, topology.simplex, topology.cavity, topology.boundary, topology.slot,
+                         topology.neighbours)
+    wts = sibson_weights(vertices, source_grid, sib, xp=jnp)
+    ok = topology.neighbours >= 0
+    return jnp.where(ok, topology.neighbours, 0), jnp.where(ok, wts, 0.0)
+
+
+def adapt_density_jax_mapping(source_grid, mesh_shape, bandwidth=DEFAULT_BANDWIDTH):
+    """(M, 4) columns and bilinear weights of the traced points on the mesh adapted to them."""
+    return adapt_density_mapping(source_grid, source_grid, mesh_shape, bandwidth, xp=jnp)
+
+
+def voronoi_topology(params, grid_arcsec, n_pixels: int) -> VoronoiTopology:
+    """Host step: trace the grid for lens ``params`` (7,) and build :func:`voronoi_topology_host` (JAX arrays)."""
+    from wtilde_dask.inversion.jax_likelihood import _ray_trace_jit
+
+    source_grid = np.asarray(_ray_trace_jit(jnp.asarray(params, jnp.float64), grid_arcsec))
+    return VoronoiTopology(*(jnp.asarray(a) for a in voronoi_topology_host(source_grid, n_pixels)))
