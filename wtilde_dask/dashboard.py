@@ -35,7 +35,7 @@ import numpy as np
 
 from distributed.http.utils import RequestHandler
 
-from wtilde_dask.plot import (
+from wtilde_dask.blockstate import (
     BLOCK_COLOURS,
     BLOCK_KEY_RE,
     DONE,
