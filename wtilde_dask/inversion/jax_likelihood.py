@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wtilde_dask.inversion import jax_meshes
+from wtilde_dask.inversion.jax_lens import _ray_trace_jit, ray_trace  # noqa: F401 (re-exported)
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
 from wtilde_dask.kernels import enable_x64
@@ -94,36 +95,6 @@ class LikelihoodConfig:
     @property
     def n_source_pixels(self) -> int:
         return int(self.mesh_shape[0] * self.mesh_shape[1]) if self.mesh in LATTICE_MESHES else int(self.n_pixels)
-
-
-# ----------------------------------------------------------------------------------------------
-# Lens: SIE + external shear (lens.py in JAX)
-# ----------------------------------------------------------------------------------------------
-def ray_trace(params, grid_arcsec):
-    """(M, 2) source-plane (y, x) arcsec ``theta - alpha(theta)`` for lens ``params`` (7,) (module doc)."""
-    b, q, pa, cy, cx, g1, g2 = (params[i] for i in range(7))
-    phi = jnp.deg2rad(pa)
-    cos, sin = jnp.cos(phi), jnp.sin(phi)
-    y, x = grid_arcsec[:, 0], grid_arcsec[:, 1]
-    dy, dx = y - cy, x - cx
-    xp = cos * dx + sin * dy
-    yp = -sin * dx + cos * dy
-    tiny = 1e-12
-    sis = q > 1.0 - 1e-8
-    # SIS branch (q -> 1)
-    r = jnp.maximum(jnp.sqrt(xp * xp + yp * yp), tiny)
-    ax_sis, ay_sis = b * xp / r, b * yp / r
-    # SIE branch, with a safe q where the SIS branch is taken (no NaN in either branch's derivative)
-    qs = jnp.where(sis, 0.5, q)
-    e = jnp.sqrt(1.0 - qs * qs)
-    psi = jnp.maximum(jnp.sqrt(qs * qs * xp * xp + yp * yp), tiny)
-    ax_sie = b * qs / e * jnp.arctan(e * xp / psi)
-    ay_sie = b * qs / e * jnp.arctanh(jnp.clip(e * yp / psi, -1 + 1e-15, 1 - 1e-15))
-    ax = jnp.where(sis, ax_sis, ax_sie)
-    ay = jnp.where(sis, ay_sis, ay_sie)
-    alpha_x = cos * ax - sin * ay + (g1 * x + g2 * y)
-    alpha_y = sin * ax + cos * ay + (g2 * x - g1 * y)
-    return jnp.stack([y - alpha_y, x - alpha_x], axis=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,8 +400,6 @@ def delaunay_topology(params, grid_arcsec, n_pixels: int) -> DelaunayTopology:
     source_grid = np.asarray(_ray_trace_jit(jnp.asarray(params, jnp.float64), grid_arcsec))
     return DelaunayTopology(*(jnp.asarray(a) for a in delaunay_topology_host(source_grid, n_pixels)))
 
-
-_ray_trace_jit = jax.jit(ray_trace)
 
 
 def inversion_from_mapping(cols, wts, H, arrays: LatticeArrays, config: LikelihoodConfig) -> JaxInversion:

@@ -101,7 +101,7 @@ def adapt_density_jax_mapping(source_grid, mesh_shape, bandwidth=DEFAULT_BANDWID
 
 def voronoi_topology(params, grid_arcsec, n_pixels: int) -> VoronoiTopology:
     """Host step: trace the grid for lens ``params`` (7,) and build :func:`voronoi_topology_host` (JAX arrays)."""
-    from wtilde_dask.inversion.jax_likelihood import _ray_trace_jit
+    from wtilde_dask.inversion.jax_lens import _ray_trace_jit
 
     source_grid = np.asarray(_ray_trace_jit(jnp.asarray(params, jnp.float64), grid_arcsec))
     return VoronoiTopology(*(jnp.asarray(a) for a in voronoi_topology_host(source_grid, n_pixels)))
