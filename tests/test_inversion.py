@@ -25,7 +25,12 @@ from wtilde_dask.inversion.reference import inversion_reference
 from wtilde_dask.inversion.regularization import RegularizationError, log_det_cholesky
 from wtilde_dask.inversion.solve import solve_inversion, visibility_sums
 
-RTOL = 1e-8
+# Measured worst relative differences against the brute force (both data sets, both meshes, three paths): F 4e-15,
+# D 7e-15, s 1.2e-12, chi2 / log det(F + H) / log evidence <= 3e-13, residual dirty image 9e-13. RTOL is 100x that.
+RTOL = 1e-10
+# log det(H) alone: H = c^2 L + 1e-8 I has a condition number ~1e9 (the Laplacian's null space lifted by 1e-8),
+# and the brute force's LU slogdet and our Cholesky differ by ~cond * eps on the smallest eigenvalues: 7e-11 measured.
+LOG_DET_H_RTOL = 1e-8
 LENS = LensModel(einstein_radius=0.8, axis_ratio=0.75, position_angle=35.0, centre=(0.05, -0.03), shear=(0.03, -0.02))
 
 
@@ -83,14 +88,15 @@ def test_three_paths_equal_brute_force(stores, client, data, mesh_kind):
         assert rel(result.reconstruction, ref["reconstruction"]) <= RTOL, path
         for key in ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
                     "noise_normalization", "log_evidence"):
-            assert rel(getattr(result, key), ref[key]) <= RTOL, (path, key)
+            tol = LOG_DET_H_RTOL if key == "log_det_regularization" else RTOL
+            assert rel(getattr(result, key), ref[key]) <= tol, (path, key)
         assert fitter.log_evidence(T, H) == pytest.approx(ref["log_evidence"], rel=RTOL)
         # residual dirty image = dirty image of the residual visibilities V - f s
         f_res = ds.visibilities - ref["model_visibilities"]
         from wtilde_dask.kernels.reference import dirty_image_reference
 
         d_res = dirty_image_reference(grid.grid_radians, ds.uv_wavelengths, f_res, ds.weights_real, ds.weights_imag)
-        assert rel(fitter.residual_dirty_image(T, result.reconstruction), d_res) <= 1e-7, path
+        assert rel(fitter.residual_dirty_image(T, result.reconstruction), d_res) <= RTOL, path
 
 
 def test_block_paths_without_client_and_triplets(stores):
@@ -151,7 +157,8 @@ def test_lens_deflections():
     sis = LensModel(einstein_radius=1.2)
     a = sis.deflections(g)
     np.testing.assert_allclose(np.hypot(a[:, 0], a[:, 1]), 1.2, rtol=1e-12)  # SIS: |alpha| = b
-    np.testing.assert_allclose(a / np.hypot(g[:, :1], g[:, 1:]) * np.hypot(g[:, :1], g[:, 1:]), a)
+    # SIS: alpha = b x / |x| (radial, pointing away from the centre), each component
+    np.testing.assert_allclose(a, 1.2 * g / np.hypot(g[:, :1], g[:, 1:]), rtol=1e-12, atol=0)
     # nearly round SIE -> SIS; shear alone is linear
     np.testing.assert_allclose(LensModel(1.2, 0.999999).deflections(g), a, atol=1e-5)
     sh = LensModel(0.0, shear=(0.1, 0.05)).deflections(g)

@@ -19,7 +19,12 @@ from wtilde_dask.inversion import jax_likelihood as jl
 from wtilde_dask.inversion.fitter import FitterError, WTildeFitter
 from wtilde_dask.inversion.reference import inversion_reference
 
-RTOL = 1e-8
+# Measured worst relative differences (JAX against the brute force and the NumPy fitter): s 3e-12, log evidence and
+# the other terms <= 1e-11, the CLI's JAX backend against NumPy 6e-13. RTOL is ~100x that.
+RTOL = 1e-10
+# log det(H) alone: H = c^2 L + 1e-8 I has a condition number ~1e9 and its eps pivot carries ~cond * 1e-16 of
+# relative error, differently in JAX's Cholesky, NumPy's and the brute force's LU (1.2e-10 measured).
+LOG_DET_H_RTOL = 1e-8
 LENS = LensModel(einstein_radius=0.8, axis_ratio=0.75, position_angle=35.0, centre=(0.05, -0.03), shear=(0.03, -0.02))
 GRID = ImageGrid.circular((26, 26), (0.1, 0.1), 1.2)
 MESH_SHAPE = (9, 9)
@@ -92,8 +97,9 @@ def test_equals_numpy_fitter_and_brute_force(stores, data, mesh_kind):
     assert rel(result.reconstruction, ref["reconstruction"]) <= RTOL
     for key in ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
                 "noise_normalization", "log_evidence"):
-        assert rel(getattr(result, key), ref[key]) <= RTOL, key
-        assert rel(getattr(result, key), getattr(numpy_result, key)) <= RTOL, key
+        tol = LOG_DET_H_RTOL if key == "log_det_regularization" else RTOL
+        assert rel(getattr(result, key), ref[key]) <= tol, key
+        assert rel(getattr(result, key), getattr(numpy_result, key)) <= tol, key
     assert float(lk.log_evidence(params)) == pytest.approx(ref["log_evidence"], rel=RTOL)
     # the fitter's JAX backend (given T and H) gives the same numbers
     jax_fitter = WTildeFitter.from_store(store, path="fft", backend="jax")

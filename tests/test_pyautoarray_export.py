@@ -106,4 +106,5 @@ def test_peer_sparse_operator_applies_our_w(peer, sma_dataset, rng):
     image[idx[:, 0], idx[:, 1]] = x
     applied = np.asarray(operator.apply_operator(image.reshape(-1, 1)))[:, 0].reshape(ny, nx)
     ours = L.w_tilde_lattice(lk) @ x
-    np.testing.assert_allclose(applied[idx[:, 0], idx[:, 1]], ours, rtol=0, atol=1e-12 * w.sum() * np.abs(x).sum())
+    # measured max |applied - ours| / max |ours| = 4e-16 .. 1.3e-15 (three draws): two FFT round trips of round-off
+    np.testing.assert_allclose(applied[idx[:, 0], idx[:, 1]], ours, rtol=0, atol=1e-13 * np.abs(ours).max())

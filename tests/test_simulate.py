@@ -90,9 +90,32 @@ def test_simulate_small_k_and_sersic(tmp_path):
     out = simulate(tmp_path / "s", n_visibilities=1000, source="sersic", n_channels=1, log=lambda *a: None)
     ds = load_dataset(out)
     assert ds.n_visibilities == 1000
-    img = source_image(SimulationConfig(source="sersic"))
-    assert img.sum() == pytest.approx(1.0)
-    assert img.max() == img[np.unravel_index(np.argmax(img), img.shape)]
+    config = SimulationConfig(source="sersic")
+    img = source_image(config)
+    assert img.sum() == pytest.approx(config.flux, rel=1e-12)
+    # the image's light moments against the config, from the pixel positions of the docstring's lattice:
+    # centroid = source_centre, second-moment ellipse = axis ratio q and position angle (counter-clockwise from +x)
+    ny, nx = img.shape
+    s = config.image_pixel_scale
+    y = np.broadcast_to(((ny - 1) / 2 - np.arange(ny))[:, None] * s, img.shape)
+    x = np.broadcast_to((np.arange(nx) - (nx - 1) / 2)[None, :] * s, img.shape)
+    w = img / img.sum()
+    yc, xc = float((w * y).sum()), float((w * x).sum())
+    # measured 2.8e-4 arcsec (1/180 pixel): the Sersic wings cut off at the image edge, asymmetric for an off-centre source
+    assert (yc, xc) == pytest.approx(config.source_centre, abs=2e-3)
+    cov = np.cov(np.stack([(x - xc).ravel(), (y - yc).ravel()]), aweights=w.ravel(), bias=True)
+    evals, evecs = np.linalg.eigh(cov)
+    # measured 0.0035 and 0.23 deg: the same edge truncation (a sign error in the angle gives 150 deg, q = 1 gives 1)
+    assert np.sqrt(evals[0] / evals[1]) == pytest.approx(config.axis_ratio, rel=0.02)
+    major = evecs[:, 1]
+    angle = np.degrees(np.arctan2(major[1], major[0])) % 180
+    assert angle == pytest.approx(config.position_angle_deg, abs=1.0)
+    # effective radius = half-light radius: about half the flux inside the ellipse of semi-major axis R_e
+    # (2% is the lattice's pixel edge at R_e = 8 pixels and the b_n approximation)
+    xr = (x - xc) * np.cos(np.radians(angle)) + (y - yc) * np.sin(np.radians(angle))
+    yr = -(x - xc) * np.sin(np.radians(angle)) + (y - yc) * np.cos(np.radians(angle))
+    inside = np.hypot(xr, yr / config.axis_ratio) <= config.effective_radius
+    assert img[inside].sum() == pytest.approx(0.5 * config.flux, rel=0.02)
 
 
 def test_simulate_refuses_overwrite_and_bad_params(tmp_path):
