@@ -11,6 +11,21 @@ from astropy.io import fits
 from wtilde_dask.grid import ARCSEC_TO_RADIANS, GridError, ImageGrid
 
 
+
+def inside_circle(shape, pixel_scales, radius, centre, inclusive=False) -> np.ndarray:
+    """(n, 2) lattice indices (r, c), row-major, of the pixels whose centre is within ``radius`` arcsec of
+    ``centre`` (y, x): a double loop over the lattice, pixel centre y = ((ny-1)/2 - r) sy, x = (c - (nx-1)/2) sx.
+    The boundary: ``< radius`` (``<=`` with ``inclusive``), up to 1e-12 arcsec of round-off."""
+    ny, nx = shape
+    sy, sx = pixel_scales
+    out = []
+    for r in range(ny):
+        for c in range(nx):
+            d = math.hypot(((ny - 1) / 2 - r) * sy - centre[0], (c - (nx - 1) / 2) * sx - centre[1])
+            if d < radius - 1e-12 or (inclusive and d <= radius + 1e-12):
+                out.append((r, c))
+    return np.array(out, dtype=np.int64)
+
 def test_pixel_centres_follow_pyautoarray_convention():
     g = ImageGrid.from_mask(np.zeros((3, 4), dtype=bool), pixel_scales=(0.5, 0.25))
     assert g.n_pixels == 12 and g.is_lattice and g.shape_native == (3, 4)
@@ -31,9 +46,10 @@ def test_circular_mask_and_bounding_box():
     assert (d < 1.0).all()
     r0, r1, c0, c1 = g.bounding_box
     assert (r0, r1, c0, c1) == (20, 60, 20, 60)
-    full = ImageGrid.from_mask(np.zeros((80, 80), dtype=bool), 0.05)
-    d_full = np.hypot(*full.grid_arcsec.T)
-    assert g.n_pixels == int((d_full < 1.0).sum())
+    # every pixel whose centre is inside the circle is selected, and no other: the selection equals the set of
+    # lattice pixels (r, c) with centre y = (39.5 - r) 0.05, x = (c - 39.5) 0.05 at distance < 1 (slim order)
+    np.testing.assert_array_equal(g.lattice_indices, inside_circle((80, 80), (0.05, 0.05), 1.0, (0.0, 0.0)))
+    assert g.n_pixels == 1264  # the lattice points of radius < 20 pixels (Gauss circle count for the half-offset lattice)
     # the lattice indices and the grid agree
     np.testing.assert_allclose(g.grid_arcsec[:, 0], (39.5 - g.lattice_indices[:, 0]) * 0.05, atol=1e-13)
     np.testing.assert_allclose(g.grid_arcsec[:, 1], (g.lattice_indices[:, 1] - 39.5) * 0.05, atol=1e-13)
@@ -45,10 +61,15 @@ def test_off_centre_circle_and_annulus():
     g = ImageGrid.circular((40, 40), 0.1, 0.5, centre=(0.6, -0.4))
     d = np.hypot(g.grid_arcsec[:, 0] - 0.6, g.grid_arcsec[:, 1] + 0.4)
     assert (d < 0.5).all() and g.n_pixels > 50
+    np.testing.assert_array_equal(g.lattice_indices, inside_circle((40, 40), (0.1, 0.1), 0.5, (0.6, -0.4)))
+    assert (~g.mask).sum() == g.n_pixels and np.array_equal(np.argwhere(~g.mask), g.lattice_indices)
     a = ImageGrid.annular((40, 40), 0.1, 0.5, 1.2)
     d = np.hypot(*a.grid_arcsec.T)
     assert (d >= 0.5 - 1e-12).all() and (d <= 1.2 + 1e-12).all()
     assert a.mask.sum() == 1600 - a.n_pixels
+    outer = {tuple(rc) for rc in inside_circle((40, 40), (0.1, 0.1), 1.2, (0.0, 0.0), inclusive=True)}
+    hole = {tuple(rc) for rc in inside_circle((40, 40), (0.1, 0.1), 0.5, (0.0, 0.0))}
+    assert {tuple(rc) for rc in a.lattice_indices} == outer - hole
 
 
 def test_from_mask_file_npy_and_fits(tmp_path):
