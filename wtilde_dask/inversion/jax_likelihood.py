@@ -16,8 +16,9 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
   the barycentric weights are JAX functions of the lens parameters: gradients flow through the Delaunay
   mesh. (Not ``jax.pure_callback``: its callback receives JAX arrays, and reading them on JAX's CPU
   client intermittently deadlocked here, as in jax-ml/jax#24255.)
-* natural-neighbour mesh ``voronoi`` (Sibson weights, host topology as for Delaunay) and the density-adapted
-  lattice ``rectangular_adapt_density``: :mod:`~wtilde_dask.inversion.jax_meshes`.
+* natural-neighbour mesh ``voronoi`` (Sibson weights, host topology as for Delaunay), the density-adapted
+  lattice ``rectangular_adapt_density`` and PyAutoLens's ``RectangularUniform`` placement
+  ``rectangular_uniform``: :mod:`~wtilde_dask.inversion.jax_meshes`.
 * ``H = c^2 L + eps I`` (constant / gradient), ``c^2 L^T L + eps I`` (curvature), ``c^2 I`` (zeroth), L the
   graph Laplacian of the mesh edges (:mod:`regularization`).
 * ``F = T^T W T`` with ``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]`` applied by FFT on the
@@ -51,8 +52,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 PARAM_NAMES = ("einstein_radius", "axis_ratio", "position_angle", "centre_y", "centre_x", "gamma_1", "gamma_2")
-MESHES = ("rectangular", "delaunay", "voronoi", "rectangular_adapt_density")
-LATTICE_MESHES = ("rectangular", "rectangular_adapt_density")  # (ny, nx) nodes, 4-connected: a fixed H
+MESHES = ("rectangular", "delaunay", "voronoi", "rectangular_adapt_density", "rectangular_uniform")
+LATTICE_MESHES = ("rectangular", "rectangular_adapt_density", "rectangular_uniform")  # (ny, nx) nodes, 4-connected: a fixed H
 TOPOLOGY_MESHES = ("delaunay", "voronoi")  # integer tables from the host per lens
 
 
@@ -362,6 +363,8 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
     if config.mesh in LATTICE_MESHES:
         if config.mesh == "rectangular":
             cols, wts = rectangular_mapping(source_grid, config.mesh_shape, config.buffer)
+        elif config.mesh == "rectangular_uniform":
+            cols, wts = jax_meshes.uniform_overlay_mapping(source_grid, config.mesh_shape)
         else:
             cols, wts = jax_meshes.adapt_density_jax_mapping(source_grid, config.mesh_shape)
         if isinstance(topology, FixedRegularization):

@@ -11,6 +11,9 @@ meshes of the JAX likelihood (:mod:`~wtilde_dask.inversion.jax_likelihood`).
 * ``rectangular_adapt_density``: the kernel-CDF node placement and bilinear weights of
   :mod:`~wtilde_dask.inversion.adaptive_mesh`, all in JAX (no host step); neighbours: the 4-connected
   lattice (its H is fixed, as for the rectangular mesh).
+* ``rectangular_uniform``: PyAutoLens's ``RectangularUniform`` placement (:func:`uniform_overlay_mapping`):
+  ny x nx pixel centres over the box of the traced points, bilinear weights extrapolated beyond the outermost
+  centres; neighbours: the 4-connected lattice (fixed H).
 """
 
 from __future__ import annotations
@@ -97,6 +100,31 @@ def voronoi_mapping(source_grid, topology: VoronoiTopology):
 def adapt_density_jax_mapping(source_grid, mesh_shape, bandwidth=DEFAULT_BANDWIDTH):
     """(M, 4) columns and bilinear weights of the traced points on the mesh adapted to them."""
     return adapt_density_mapping(source_grid, source_grid, mesh_shape, bandwidth, xp=jnp)
+
+
+def uniform_overlay_mapping(source_grid, mesh_shape, buffer: float = 1e-8):
+    """(M, 4) columns and bilinear weights of the traced points on PyAutoLens's ``RectangularUniform`` mesh.
+
+    Box ``[min - buffer, max + buffer]`` of the points per axis, cut into ny x nx pixels of size
+    ``(hi - lo) / n``; the nodes are the pixel centres, row 0 at the top (``y = hi_y - (r + 1/2) dy``), column 0
+    at the left (``x = lo_x + (c + 1/2) dx``). A point's cell ``(floor(fy), floor(fx))`` with
+    ``fy = (y_top - y) / dy``, ``fx = (x - x_left) / dx`` is clipped to ``[0, n - 2]`` and the bilinear weights
+    ``(1 - ty)(1 - tx), (1 - ty) tx, ty (1 - tx), ty tx`` (``t = f - floor``) are not clipped: points in the
+    outer half pixel are extrapolated (weights outside [0, 1]), as autoarray 2026.10's
+    ``overlay_grid_from`` + ``rectangular_mappings_weights_via_interpolation_from``.
+    """
+    ny, nx = mesh_shape
+    lo = jnp.min(source_grid, axis=0) - buffer
+    hi = jnp.max(source_grid, axis=0) + buffer
+    dy, dx = (hi[0] - lo[0]) / ny, (hi[1] - lo[1]) / nx
+    fy = (hi[0] - 0.5 * dy - source_grid[:, 0]) / dy
+    fx = (source_grid[:, 1] - (lo[1] + 0.5 * dx)) / dx
+    r = jnp.clip(jnp.floor(jax.lax.stop_gradient(fy)).astype(jnp.int32), 0, ny - 2)
+    c = jnp.clip(jnp.floor(jax.lax.stop_gradient(fx)).astype(jnp.int32), 0, nx - 2)
+    ty, tx = fy - r, fx - c
+    cols = jnp.stack([r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1], axis=1)
+    wts = jnp.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=1)
+    return cols, wts
 
 
 def voronoi_topology(params, grid_arcsec, n_pixels: int) -> VoronoiTopology:
