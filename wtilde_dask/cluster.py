@@ -9,7 +9,11 @@ link at start and closes what it started on exit. ``kind="slurm"``: worker jobs 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+
+logger = logging.getLogger(__name__)
+
 
 KINDS = ("local", "scheduler", "slurm")
 
@@ -59,8 +63,9 @@ def dashboard_link(client) -> str | None:
         return None
 
 
-def announce_block_map(client, log=print) -> str:
+def announce_block_map(client, log=None) -> str:
     """Serve our block-map page on the client's scheduler (wtilde_dask.dashboard) and log its link."""
+    log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.dashboard import install
 
     link = install(client)
@@ -72,7 +77,7 @@ def announce_block_map(client, log=print) -> str:
 @contextlib.contextmanager
 def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_worker=None,
                    dashboard_address=None, profile=None, jobs=None, adapt=None, lifetime=None,
-                   security=None, memory_limit="auto", log=print):
+                   security=None, memory_limit="auto", log=None):
     """A ``distributed.Client`` on the cluster of ``kind``; closes what it started on exit.
 
     kind "local": an embedded ``LocalCluster`` of ``n_workers`` processes x ``threads_per_worker``
@@ -84,6 +89,7 @@ def cluster_client(kind="local", *, scheduler=None, n_workers=None, threads_per_
         (see :func:`wtilde_dask.slurm.slurm_client`).
     The dashboard link is printed with ``log`` at start.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     import distributed
 
     if kind is None:

@@ -18,6 +18,7 @@ visibilities sums chi2_data, the noise normalisation, K, the dirty image and (la
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pathlib
 import socket
@@ -31,6 +32,8 @@ from wtilde_dask import config
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
 from wtilde_dask.worker import DISK_FULL, block_task, worker_inputs  # noqa: F401 (worker_inputs re-exported)
 from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 
 METHODS = ("auto", "direct", "lattice")
@@ -129,7 +132,7 @@ def compute(dataset, grid, out, *, block_size: int | None = None, method: str = 
             client=None, overwrite: bool = False, progress: bool = True, max_in_flight: int | None = None,
             dirty_image: bool = True, n_workers: int | None = None, threads_per_worker: int | None = None,
             check_existing: bool = False, copy_visibilities: bool | None = None, chunk_size: int | None = None,
-            log=print) -> WTildeStore:
+            log=None) -> WTildeStore:
     """Compute (or finish) the W-tilde of ``dataset`` on ``grid`` into the Zarr store ``out``.
 
     Parameters
@@ -158,6 +161,7 @@ def compute(dataset, grid, out, *, block_size: int | None = None, method: str = 
     Returns the (complete) :class:`~wtilde_dask.store.WTildeStore`; raises :class:`ComputeError` when
     blocks failed after retries (the store keeps what finished; run again to resume).
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.ingest import default_copy_visibilities, in_store_order, open_source
 
     dataset = open_source(dataset, chunk_size=chunk_size)
@@ -230,13 +234,14 @@ def _os_error_message(store: WTildeStore, err: OSError) -> str:
     return f"store {store.path}: {err.strerror or err}{where}; {kept}; {hint}run the same command again to resume"
 
 
-def clear_damaged(store: WTildeStore, *, read: bool = False, log=print) -> list[tuple[int, int, str]]:
+def clear_damaged(store: WTildeStore, *, read: bool = False, log=None) -> list[tuple[int, int, str]]:
     """Clear from the ledger (and delete the chunk files of) the done blocks that
     :meth:`WTildeStore.damaged_blocks` finds bad, so that the run computes them again; returns them.
 
     ``read=False``: missing or truncated chunk files only (a ``stat`` per block); ``read=True``: every done
     block is also read back and compared with its ledger checksum.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     damaged = store.damaged_blocks(read=read)
     for bi, bj, why in damaged:
         log(f"block ({bi}, {bj}): {why} (chunk {store.chunk_key(bi, bj)}); cleared, it will be computed again")
@@ -573,7 +578,7 @@ def _reference_checks(store: WTildeStore, picks, *, entries: int, rtol: float, r
 
 def verify_store(path, *, sample: int = 2, entries: int = 64, seed: int | None = None,
                  rtol: float | None = None, repair: bool = False, client=None, n_workers: int | None = None,
-                 threads_per_worker: int | None = None, progress: bool = False, log=print) -> dict:
+                 threads_per_worker: int | None = None, progress: bool = False, log=None) -> dict:
     """Check a store, and with ``repair`` mend it; the last line logged is the summary
     ``verify: OK|FAILED: N blocks checked, b bad, r repaired; d/n blocks stored; ...``.
 
@@ -594,6 +599,7 @@ def verify_store(path, *, sample: int = 2, entries: int = 64, seed: int | None =
     ``ok`` (the store is sound now), ``checked``, ``bad_checksums``, ``bad_arrays``, ``recomputed``,
     ``dirty_image``, ``repaired``, ``repair_error`` and ``summary``.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     store = WTildeStore.open(path)
     lock = StoreLock(store.path, log=log).acquire() if repair else None
     try:

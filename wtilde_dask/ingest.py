@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 
@@ -44,6 +45,8 @@ from wtilde_dask.io.open import recorded_selection, reopen_source
 from wtilde_dask.store import StoreError, WTildeStore
 from wtilde_dask.worker import ingest_combine_task, ingest_group_task, keep_freed_memory  # noqa: F401 (re-exported)
 from wtilde_dask.errors import IngestError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IngestError", "IngestPlan", "make_plan", "run_pass", "open_source", "default_copy_visibilities",
            "store_source", "in_store_order", "in_memory_partial", "tree_depth", "keep_freed_memory",
@@ -116,7 +119,7 @@ def make_plan(source, *, dirty_image: bool, lattice: bool, max_groups: int = DEF
 
 def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: bool,
              max_groups: int | None = None, max_in_flight: int | None = None, progress: bool = True,
-             log=print, stats: dict | None = None) -> dict:
+             log=None, stats: dict | None = None) -> dict:
     """Run (or resume, or skip when done) the pass over ``source`` into ``store``; return the visibility sums.
 
     ``dirty_image`` / ``lattice``: also sum the dirty image / the lattice kernels (those already stored are not
@@ -124,6 +127,7 @@ def run_pass(store: WTildeStore, client, source, *, dirty_image: bool, lattice: 
     ``stats``: a dict filled with the task seconds summed over the workers of this run: ``task`` (all tasks),
     ``reading``, ``sums``, ``nufft_inputs``, ``nufft`` (see :func:`ingest_group_task`).
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     want_dirty = bool(dirty_image) and not store.has_array("dirty_image")
     want_lattice = bool(lattice) and not store.has_array("kernel")
     state = store.ingest_state()

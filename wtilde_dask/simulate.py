@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import pathlib
 import time
@@ -36,6 +37,8 @@ import numpy as np
 from wtilde_dask.constants import ARCSEC_TO_RADIANS, SPEED_OF_LIGHT
 from wtilde_dask.kernels.lattice import nufft_points
 from wtilde_dask.errors import SimulationError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SimulationError",
@@ -288,12 +291,13 @@ def _fits_stream(path: pathlib.Path, n_rows: int, comment: str):
     return fits.StreamingHDU(str(path), hdr)
 
 
-def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = False, log=print, **params) -> pathlib.Path:
+def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = False, log=None, **params) -> pathlib.Path:
     """Simulate a dataset into the folder ``out`` (see module docstring); returns the folder path.
 
     ``config`` or keyword parameters of :class:`SimulationConfig` (e.g. ``n_visibilities=10**6``).
     Memory use is O(chunk_size), independent of n_visibilities.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     if config is None:
         config = SimulationConfig(**params)
     elif params:
@@ -379,7 +383,7 @@ def simulate(out, config: SimulationConfig | None = None, *, overwrite: bool = F
     return out
 
 
-def simulate_ms(out, config: SimulationConfig | None = None, *, overwrite: bool = False, log=print,
+def simulate_ms(out, config: SimulationConfig | None = None, *, overwrite: bool = False, log=None,
                 **params) -> pathlib.Path:
     """Simulate an ALMA-like Measurement Set ``out`` (a ``.ms`` directory); returns its path.
 
@@ -394,6 +398,7 @@ def simulate_ms(out, config: SimulationConfig | None = None, *, overwrite: bool 
     ``OUT/simulation.json`` records every parameter. The UVW are in metres (u = (sin H Bx + cos H By), ...), so a
     reader's ``uv_wavelengths = UVW[:, :2] x f / c`` gives back the formulas of the module docstring.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.io.ms_writer import MeasurementSetWriter
 
     if config is None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import pathlib
 import re
@@ -43,6 +44,9 @@ import socket
 import sys
 import threading
 from wtilde_dask.errors import ProfileError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
+
 
 DEFAULT_DASHBOARD = "127.0.0.1:8787"
 WTILDE_KEYS = ("lifetime", "lifetime-stagger", "tls-directory")
@@ -439,7 +443,7 @@ def tunnel_hint(dashboard_link: str | None) -> str:
 
 @contextlib.contextmanager
 def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboard_address=None,
-                 security=None, log=print):
+                 security=None, log=None):
     """A ``distributed.Client`` on a ``dask_jobqueue.SLURMCluster`` built from ``profile``.
 
     Parameters
@@ -459,6 +463,7 @@ def slurm_client(profile=None, *, jobs=None, adapt=None, lifetime=None, dashboar
         None: TLS with credentials made for this run (:func:`wtilde_dask.security.run_security`,
         removed at the end); False: plain TCP.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     import distributed
     from dask_jobqueue import SLURMCluster
 

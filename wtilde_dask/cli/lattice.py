@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import pathlib
 import warnings
 
 import numpy as np
 from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["register", "export_pyautoarray", "pyautoarray_sparse_terms", "load_sparse_terms", "ExportError"]
 
@@ -23,7 +26,7 @@ def _count(text: str) -> int:
     return int(value)
 
 
-def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=print) -> dict:
+def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=None) -> dict:
     """The fields of PyAutoArray's ``SparseTerms`` (autoarray 2026.10, ``inversion_interferometer_util``) for a
     lattice store: what ``Interferometer.from_sparse_terms(terms, real_space_mask)`` needs besides the kernel,
     so a PyAutoLens fit holds no visibilities.
@@ -38,6 +41,7 @@ def pyautoarray_sparse_terms(store, operator: np.ndarray, *, log=print) -> dict:
       visibility sums when it has them, else summed in the same pass
     * provenance ``shape_native``, ``pixel_scales`` (arcsec), ``origin`` (0, 0)
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.ingest import store_source
     from wtilde_dask.kernels.lattice import lattice_dirty_image
     from wtilde_dask.kernels.visibility_sums import chunk_partial
@@ -104,7 +108,7 @@ def load_sparse_terms(path):
     return SparseTerms(**fields)
 
 
-def export_pyautoarray(store_path, out, *, sparse_terms: bool = True, log=print) -> pathlib.Path:
+def export_pyautoarray(store_path, out, *, sparse_terms: bool = True, log=None) -> pathlib.Path:
     """Write the store's lattice kernel in PyAutoArray's ``nufft_precision_operator`` layout (2ny, 2nx) to ``out``
     (``.npy``), for ``Interferometer.apply_sparse_operator(nufft_precision_operator=np.load(out))``, and (with
     ``sparse_terms``) ``OUT_sparse_terms.npz``: the fields of PyAutoArray's ``SparseTerms``
@@ -117,6 +121,7 @@ def export_pyautoarray(store_path, out, *, sparse_terms: bool = True, log=print)
     real/imag noise (a ``kernel_hankel``) PyAutoArray cannot hold the exact W-tilde: the offset part is
     written and a warning says so.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.kernels.lattice import lattice_kernels, to_pyautoarray
     from wtilde_dask.store import WTildeStore
 

@@ -26,6 +26,7 @@ Set reader, its ``windows``); the export then asks for chunks aligned on groups 
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import time
 from typing import NamedTuple
@@ -34,6 +35,8 @@ import numpy as np
 
 from wtilde_dask.io.base import VisibilityChunk
 from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ChannelCube", "average_channel_cube", "aligned_chunk_ids", "flatten_cube", "export_fits", "ExportError",
            "FitsRowWriter"]
@@ -201,12 +204,13 @@ def _chunks(source, average_channels):
         yield flatten_cube(average_channel_cube(source.read_chunk_cube(cid), n))
 
 
-def export_fits(source, out, *, average_channels: int | None = None, overwrite: bool = False, log=print) -> dict:
+def export_fits(source, out, *, average_channels: int | None = None, overwrite: bool = False, log=None) -> dict:
     """Stream ``source`` into the PyAutoLens folder ``out``; return the record also written to ``export.json``.
 
     Memory is one chunk of the source. Refused (nothing written): existing files in ``out`` without
     ``overwrite``, a source whose selection leaves no visibility (all flagged), ``average_channels`` < 1.
     """
+    log = log or logger.info  # messages go to logging unless a callable is given
     if average_channels is not None and int(average_channels) < 1:
         raise ExportError(f"average_channels = {average_channels!r} must be >= 1")
     out = pathlib.Path(out)
