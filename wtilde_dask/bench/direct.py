@@ -125,8 +125,8 @@ def run(block_size: int, n_visibilities: int, repeats: int = 3, visibility_chunk
 
     a = np.random.default_rng(seed + 1).standard_normal((b, 2 * k))
     c = np.random.default_rng(seed + 2).standard_normal((b, 2 * k))
-    rates["numpy_gemm"] = add("NumPy A @ B.T (dgemm)", _time(lambda: a @ c.T, repeats), "A, B (B, 2K) float64")
-    rates["numpy_syrk"] = add("NumPy A @ A.T", _time(lambda: a @ a.T, repeats), "NumPy uses dsyrk: half the flops")
+    rates["numpy_gemm"] = add("NumPy A @ B.T (dgemm)", _time(lambda: a @ c.T, repeats), "A, B (B, 2K) float64")  # noqa: F821 (a, c deleted below, after use)
+    rates["numpy_syrk"] = add("NumPy A @ A.T", _time(lambda: a @ a.T, repeats), "NumPy uses dsyrk: half the flops")  # noqa: F821 (a, c deleted below, after use)
     del a, c
     if backend != "cpu":
         ja = jnp.asarray(np.random.default_rng(seed + 1).standard_normal((b, 2 * k)))

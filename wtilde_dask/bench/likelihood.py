@@ -28,7 +28,6 @@ The JAX and NumPy log evidences are printed with their relative difference. The 
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import platform
 import shutil

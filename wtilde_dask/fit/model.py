@@ -40,7 +40,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from wtilde_dask.errors import WTildeError
 from wtilde_dask.fit.priors import PRIORS, Gaussian, LogUniform, Prior, TruncatedGaussian, Uniform, prior_parameters

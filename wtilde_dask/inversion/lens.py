@@ -38,9 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wtilde_dask.errors import LensError  # noqa: F401 (re-exported)
+
 # PyAutoLens clamps the ellipticity magnitude here (autogalaxy.convert.ELL_COMPS_MAGNITUDE_CLAMP): q >= 1/1999
 ELL_COMPS_MAGNITUDE_CLAMP = 0.999
-from wtilde_dask.errors import LensError  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
