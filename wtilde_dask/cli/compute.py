@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import pathlib
 import sys
 
 from wtilde_dask import config
@@ -104,9 +105,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="--repair: no progress bar")
     p.set_defaults(func=cmd_verify)
 
-    p = subparsers.add_parser("info", help="inputs, fingerprint, sizes of a store")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("--json", action="store_true", help="print the store attributes as JSON")
+    p = subparsers.add_parser(
+        "info", help="a store's inputs, fingerprint and sizes; or a dataset's fields, windows, times and flags",
+        description="On a W-tilde store: its inputs, source, grid, blocks, sizes and fingerprint. On a dataset (a "
+                    "Measurement Set, a UVFITS file, a PyAutoLens FITS folder, an .npz or 'sma'): a listobs-like summary "
+                    "(fields, spectral windows, correlations, rows, time range, flagged fraction, noise column).")
+    p.add_argument("store", metavar="STORE|DATA")
+    p.add_argument("--json", action="store_true",
+                   help="print the store attributes (with the source's file sizes and times) or the summary as JSON")
     p.set_defaults(func=cmd_info)
 
 
@@ -280,9 +286,21 @@ def _print_source(store) -> None:
     print(f"source:       {record.get('format')} {record.get('path')}"
           + ("  (visibilities copied into inputs/)" if store.copied_visibilities else
              "  (visibilities not copied: read from the source)"))
-    for key in ("selection", "column", "noise_column", "correlations", "spectral_windows", "n_rows", "files"):
+    for key in ("selection", "column", "noise_column", "correlations", "spectral_windows", "n_rows"):
         if record.get(key) not in (None, {}, []):
-            print(f"  {key:<12} {json.dumps(record[key], default=str)}")
+            value = record[key]
+            if key == "selection":
+                value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) or "all"
+            print(f"  {key:<12} {value if isinstance(value, str) else json.dumps(value, default=str)}")
+    for w in record.get("windows") or []:
+        ch = w.get("channels") or []
+        chans = f"channels {ch[0]}-{ch[1]}" if len(ch) == 2 else f"{len(ch)} channels"
+        print(f"  spw {w.get('spw')}: {chans}, Stokes I from {'+'.join(w.get('stokes_i_from', []))}, "
+              f"{w.get('n_rows')} rows")
+    files = record.get("files") or {}
+    if files:
+        total = sum(f.get("size", 0) for f in files.values())
+        print(f"  files        {len(files)}, {total / 1e6:.3g} MB (each file's size and time: --json)")
     sums = store.visibility_sums()
     if sums is None:
         print("visibilities: pass not finished (no sums stored yet)")
@@ -295,6 +313,12 @@ def _print_source(store) -> None:
 def cmd_info(args) -> int:
     from wtilde_dask.store import WTildeStore, read_lock
 
+    if not (pathlib.Path(args.store) / "zarr.json").exists() and (args.store == "sma" or pathlib.Path(args.store).exists()):
+        from wtilde_dask.io.summary import summarize, summary_lines
+
+        summary = summarize(args.store)
+        print(json.dumps(summary, indent=2, default=str) if args.json else "\n".join(summary_lines(summary)))
+        return 0
     store = WTildeStore.open(args.store)
     a = store.attrs
     if args.json:
