@@ -5,13 +5,20 @@ Served by the scheduler's own web server (the one behind the Dask dashboard, por
 * ``/wtilde/blocks`` — an HTML page drawing the upper triangle of blocks coloured done / running /
   pending / failed, with counts, rate and ETA; it refreshes itself every second;
 * ``/wtilde/blocks.json`` — the same state as JSON (for scripts and tests);
-* an entry "W-tilde Block Map" in the Dask dashboard's "More..." menu (when installed at run time).
+* an entry "W-tilde Block Map" in the Dask dashboard's "More..." menu (when installed at run time);
+* beside the block map, the live fit view: for every lens-model fit of the store (``wtilde fit`` /
+  :func:`wtilde_dask.fit.run.run_fit`), its state, likelihood evaluations, evaluation rate, log Z so far
+  (+- error), the best log likelihood and point so far, and the source reconstruction at that point
+  (``/wtilde/fit/reconstruction.png?name=NAME``, drawn on the scheduler in a thread from the store's JAX
+  likelihood, redrawn when the best point changes); the same as JSON under ``fits`` in ``blocks.json``.
 
 Where the state comes from (read at each request, on the scheduler):
 
 * the scheduler metadata ``"wtilde"`` that :func:`wtilde_dask.compute.compute` publishes with
   ``client.set_metadata("wtilde", {...})`` (store path, n_blocks_side, done, failed, rate, ETA, method);
 * the store's ledger (the truth for "done"), when the scheduler can read the store path;
+* the fits: :class:`wtilde_dask.store.fit.FitRecord` progress of every fit in the store named by the scheduler
+  metadata ``"wtilde_fit"`` (``{"store": path}``, published by :func:`publish_fit`) or else by ``"wtilde"``;
 * the states of the tasks whose keys are ``w_tilde-block-(bi,bj)-RUN`` (RUN: the published ``key_token``): processing -> running,
   memory (finished, not yet in the ledger) -> running, erred -> failed, the rest pending.
   "done" is never taken from task states, so the page never runs ahead of the ledger.
@@ -48,11 +55,14 @@ from wtilde_dask.blockstate import (
     block_title,
 )
 
-__all__ = ["PAGE_PATH", "JSON_PATH", "routes", "install", "page_link", "with_routes", "scheduler_block_state"]
+__all__ = ["PAGE_PATH", "JSON_PATH", "FIT_IMAGE_PATH", "routes", "install", "page_link", "with_routes",
+           "scheduler_block_state", "scheduler_fit_state", "fit_progress_rows", "publish_fit"]
 
 PAGE_PATH = "wtilde/blocks"
 JSON_PATH = "wtilde/blocks.json"
+FIT_IMAGE_PATH = "wtilde/fit/reconstruction.png"
 METADATA_KEY = "wtilde"
+FIT_METADATA_KEY = "wtilde_fit"
 _STATE_CHARS = {LOWER: ".", PENDING: "p", DONE: "d", RUNNING: "r", FAILED: "f"}
 # a finished task ("memory") is in flight until the orchestrator writes it to the ledger: shown running,
 # so that "done" on the page never runs ahead of the ledger
@@ -132,6 +142,157 @@ def scheduler_block_state(scheduler) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# The live fit view
+# ----------------------------------------------------------------------------------------------
+FIT_FIELDS = ("state", "n_evaluations", "evaluations_per_second", "log_evidence", "log_evidence_error",
+              "max_log_likelihood", "best", "updated")
+
+
+def fit_progress_rows(store_path) -> list[dict]:
+    """One dict per fit of the store at ``store_path``: ``name`` and :data:`FIT_FIELDS` of its
+    :class:`~wtilde_dask.store.fit.FitRecord` progress (missing ones None); [] without fits or store."""
+    try:
+        from wtilde_dask.store.fit import FitRecord, fit_names
+
+        names = fit_names(store_path)
+    except Exception:  # noqa: BLE001 - the store may be elsewhere (remote scheduler) or being created
+        return []
+    rows = []
+    for name in names:
+        try:
+            progress = FitRecord(store_path, name).progress()
+        except Exception:  # noqa: BLE001 - a fit being created or deleted right now
+            continue
+        rows.append({"name": name, **{k: progress.get(k) for k in FIT_FIELDS}})
+    return rows
+
+
+def _fit_store(scheduler) -> str | None:
+    for key in (FIT_METADATA_KEY, METADATA_KEY):
+        md = scheduler.get_metadata([key], default=None)
+        if isinstance(md, dict) and md.get("store"):
+            return str(md["store"])
+    return None
+
+
+def scheduler_fit_state(scheduler) -> dict:
+    """{"store": path or None, "fits": [fit_progress_rows]} of the store the scheduler's metadata names."""
+    store = _fit_store(scheduler)
+    return {"store": store, "fits": fit_progress_rows(store) if store else []}
+
+
+def publish_fit(client, store_path, name: str = "default") -> None:
+    """Name the store (and fit) whose fits the page shows: scheduler metadata ``"wtilde_fit"``."""
+    client.set_metadata(FIT_METADATA_KEY, {"store": str(store_path), "name": str(name)})
+
+
+def _fmt(value, spec: str, missing: str = "–") -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return missing
+    return format(v, spec) if np.isfinite(v) else missing
+
+
+def fit_table_html(fit_state: dict) -> str:
+    """The fit view's table (HTML) of :func:`scheduler_fit_state`, as the page's script draws it."""
+    import html
+
+    fits = fit_state.get("fits") or []
+    if not fits:
+        return '<p class="nofit">No lens-model fit in this store yet.</p>'
+    head = ("<tr><th>fit</th><th>state</th><th>evaluations</th><th>rate (1/s)</th><th>log Z so far</th>"
+            "<th>best log L</th><th>best point</th></tr>")
+    body = []
+    for f in fits:
+        best = f.get("best") or {}
+        point = ", ".join(f"{html.escape(str(k))} = {_fmt(v, '.4f')}" for k, v in best.items()) if isinstance(best, dict) else ""
+        log_z = _fmt(f.get("log_evidence"), ".3f")
+        if log_z != "–" and f.get("log_evidence_error") is not None:
+            log_z += " ± " + _fmt(f.get("log_evidence_error"), ".3f")
+        n = f.get("n_evaluations")
+        body.append(f'<tr data-fit="{html.escape(f["name"])}"><td>{html.escape(f["name"])}</td>'
+                    f'<td>{html.escape(str(f.get("state") or "–"))}</td>'
+                    f'<td class="evaluations">{int(n) if n is not None else "–"}</td>'
+                    f'<td>{_fmt(f.get("evaluations_per_second"), ".2f")}</td><td>{log_z}</td>'
+                    f'<td>{_fmt(f.get("max_log_likelihood"), ".3f")}</td><td>{point}</td></tr>')
+    return f'<table class="fits">{head}{"".join(body)}</table>'
+
+
+# reconstruction images at the best point so far: {(store, name): (key of the best point, png bytes)}
+_FIT_IMAGES: dict[tuple[str, str], tuple[str, bytes]] = {}
+_FIT_LIKELIHOODS: dict[tuple[str, str], tuple[str, object]] = {}
+
+
+def best_reconstruction_png(store_path: str, name: str) -> bytes | None:
+    """PNG of the source reconstruction at fit ``name``'s best point so far (its progress ``best``; the result's
+    max-likelihood point once complete), on its mesh; None when the fit has no best point yet. The JAX
+    likelihood is built once per fit and model; the image is redrawn only when the best point changes."""
+    from wtilde_dask.fit.figures import source_plane_nodes
+    from wtilde_dask.fit.model import FitModel
+    from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
+    from wtilde_dask.plot import plot_source_reconstruction
+    from wtilde_dask.store.fit import FitRecord
+
+    record = FitRecord(store_path, name)
+    progress, model_record = record.progress(), record.model_record()
+    best = progress.get("best")
+    if not isinstance(best, dict) or not model_record:
+        return None
+    key = json.dumps([best, progress.get("max_log_likelihood")], sort_keys=True, default=str)
+    hit = _FIT_IMAGES.get((store_path, name))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    model = FitModel.from_dict(model_record)
+    x = np.array([best[n] for n in model.free_names], dtype=np.float64)
+    params, coefficient = model.likelihood_inputs(x)
+    model_key = json.dumps(model_record, sort_keys=True, default=str) + f"|{float(coefficient)!r}"
+    cached = _FIT_LIKELIHOODS.get((store_path, name))
+    if cached is None or cached[0] != model_key:
+        cached = (model_key, JaxLikelihood.from_store(store_path, **model.likelihood_options(),
+                                                      coefficient=float(coefficient)))
+        _FIT_LIKELIHOODS[(store_path, name)] = cached
+    likelihood = cached[1]
+    params = np.asarray(params, dtype=np.float64)
+    inv = likelihood.inversion(params)
+    fig = plot_source_reconstruction(np.asarray(inv.reconstruction), source_plane_nodes(likelihood, params),
+                                     title=f"fit {name!r}: best so far (log L {float(inv.log_evidence):.6g})")
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="white")
+    png = buf.getvalue()
+    _FIT_IMAGES[(store_path, name)] = (key, png)
+    return png
+
+
+class FitReconstructionImage(RequestHandler):
+    """GET /wtilde/fit/reconstruction.png?name=NAME: the best-so-far reconstruction of a fit (drawn in a
+    thread, so the scheduler's event loop never waits on it)."""
+
+    async def get(self):
+        import asyncio
+
+        name = self.get_argument("name", "default")
+        store = _fit_store(self.server)
+        png = None
+        if store:
+            try:
+                png = await asyncio.get_running_loop().run_in_executor(None, best_reconstruction_png, store, name)
+            except Exception as err:  # noqa: BLE001 - a fit being written or a store being moved
+                self.set_status(503)
+                self.write(f"fit {name!r}: no reconstruction ({type(err).__name__}: {err})")
+                return
+        if png is None:
+            self.set_status(404)
+            self.write(f"fit {name!r}: no best point yet")
+            return
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "no-store")
+        self.write(png)
+
+
 def _jsonable(obj):
     """Plain JSON values (NaN and infinities become null, which browsers' JSON.parse accepts)."""
     if isinstance(obj, dict):
@@ -154,6 +315,7 @@ class BlockMapJSON(RequestHandler):
 
     def get(self):
         state = scheduler_block_state(self.server)
+        state["fit"] = scheduler_fit_state(self.server)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(json.dumps(_jsonable(state), allow_nan=False))
@@ -165,13 +327,16 @@ class BlockMapPage(RequestHandler):
     def get(self):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.write(_PAGE.replace("__COLOURS__", json.dumps(BLOCK_COLOURS)))
+        fit_state = scheduler_fit_state(self.server)
+        self.write(_PAGE.replace("__COLOURS__", json.dumps(BLOCK_COLOURS))
+                   .replace("__FIT_TABLE__", fit_table_html(fit_state)))
 
 
 #: what ``distributed.scheduler.http.routes`` expects of a module: (path, handler class, kwargs)
 routes: list[tuple] = [
     (PAGE_PATH, BlockMapPage, {}),
     (JSON_PATH, BlockMapJSON, {}),
+    (FIT_IMAGE_PATH, FitReconstructionImage, {}),
 ]
 
 
@@ -274,6 +439,12 @@ _PAGE = r"""<!DOCTYPE html>
  .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 6px; vertical-align: -1px; }
  #map { }
  a { color: #1f77b4; }
+ #panes { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+ #fitview { min-width: 360px; max-width: 720px; }
+ #fitview h2 { font-size: 17px; margin: 0 0 6px 0; }
+ table.fits { border-collapse: collapse; font-size: 13px; margin-bottom: 8px; }
+ table.fits th, table.fits td { border-bottom: 1px solid #ddd; padding: 3px 8px 3px 0; text-align: left; vertical-align: top; }
+ #fit-image { max-width: 520px; border: 1px solid #eee; }
 </style>
 </head>
 <body>
@@ -288,10 +459,18 @@ _PAGE = r"""<!DOCTYPE html>
      <td>ETA</td><td id="eta">?</td></tr>
 </table>
 <div id="meta"></div>
+<div id="panes">
 <svg id="map" width="640" height="640" xmlns="http://www.w3.org/2000/svg"></svg>
+<div id="fitview"><h2>Lens-model fits</h2>
+<div id="fit-store"></div>
+<div id="fit-table">__FIT_TABLE__</div>
+<img id="fit-image" alt="" style="display:none">
+</div>
+</div>
 <p style="font-size:12px;color:#666">Upper triangle of W-tilde blocks (bi &le; bj; W is symmetric). Done comes from the
 store's ledger; running / failed from the scheduler's task states (<code>w_tilde-block-(bi,bj)-RUN</code>).
-Refreshes every second. <a href="blocks.json">JSON</a> · <a href="../status">Dask status</a></p>
+Fits: each fit's progress in the store (<code>wtilde fit</code>); the image is the source reconstruction at the best
+point so far. Refreshes every second. <a href="blocks.json">JSON</a> · <a href="../status">Dask status</a></p>
 <script>
 const COLOURS = __COLOURS__;
 const CODE = {d: "done", r: "running", p: "pending", f: "failed"};
@@ -346,10 +525,42 @@ function draw(state) {
   }
   svg.innerHTML = parts.join("");
 }
+function fmt(v, d) { return (v === null || v === undefined || !isFinite(v)) ? "–" : Number(v).toFixed(d); }
+function esc(s) { return String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
+let fitImageKey = "";
+function drawFits(fit) {
+  if (!fit) return;
+  document.getElementById("fit-store").textContent = fit.store ? ("store " + fit.store) : "";
+  const fits = fit.fits || [];
+  if (!fits.length) {
+    document.getElementById("fit-table").innerHTML = '<p class="nofit">No lens-model fit in this store yet.</p>';
+    document.getElementById("fit-image").style.display = "none";
+    return;
+  }
+  let rows = ["<tr><th>fit</th><th>state</th><th>evaluations</th><th>rate (1/s)</th><th>log Z so far</th><th>best log L</th><th>best point</th></tr>"];
+  for (const f of fits) {
+    const best = f.best ? Object.entries(f.best).map(([k, v]) => esc(k) + " = " + fmt(v, 4)).join(", ") : "";
+    let logz = fmt(f.log_evidence, 3);
+    if (logz !== "–" && f.log_evidence_error !== null && f.log_evidence_error !== undefined) logz += " ± " + fmt(f.log_evidence_error, 3);
+    rows.push('<tr data-fit="' + esc(f.name) + '"><td>' + esc(f.name) + "</td><td>" + esc(f.state || "–") + '</td><td class="evaluations">' +
+              (f.n_evaluations === null || f.n_evaluations === undefined ? "–" : f.n_evaluations) + "</td><td>" + fmt(f.evaluations_per_second, 2) +
+              "</td><td>" + logz + "</td><td>" + fmt(f.max_log_likelihood, 3) + "</td><td>" + best + "</td></tr>");
+  }
+  document.getElementById("fit-table").innerHTML = '<table class="fits">' + rows.join("") + "</table>";
+  const shown = fits.find(f => f.state === "running") || fits[fits.length - 1];
+  const key = shown.name + ":" + JSON.stringify(shown.best) + ":" + shown.max_log_likelihood;
+  const img = document.getElementById("fit-image");
+  if (shown.best && key !== fitImageKey) {
+    fitImageKey = key;
+    img.onload = () => { img.style.display = ""; };
+    img.src = "fit/reconstruction.png?name=" + encodeURIComponent(shown.name) + "&t=" + Date.now();
+    img.alt = "best-so-far reconstruction of fit " + shown.name;
+  }
+}
 async function refresh() {
   try {
     const r = await fetch("blocks.json", {cache: "no-store"});
-    if (r.ok) draw(await r.json());
+    if (r.ok) { const state = await r.json(); draw(state); drawFits(state.fit); }
   } catch (e) {
     document.getElementById("title").textContent = "scheduler not reachable (" + e + ")";
   }

@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-BENCHMARKS = ("direct", "lattice", "inversion", "store", "ingest", "likelihood", "continuity")
+BENCHMARKS = ("direct", "lattice", "inversion", "store", "ingest", "likelihood", "continuity", "fit")
 
 
 def run_benchmark(name: str, argv: list[str]) -> int:

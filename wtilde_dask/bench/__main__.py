@@ -1,4 +1,4 @@
-"""``python -m wtilde_dask.bench {direct,lattice,inversion} [options]``."""
+"""``python -m wtilde_dask.bench NAME [options]`` (NAME: one of ``wtilde_dask.bench.BENCHMARKS``, e.g. fit)."""
 
 import sys
 
