@@ -158,8 +158,11 @@ def compute(dataset, grid, out, *, block_size: int | None = None, method: str = 
         are cleared and recomputed. Without it only the chunk files' existence and size are checked (one
         ``stat`` per block): a missing or truncated chunk is recomputed either way.
 
-    Returns the (complete) :class:`~wtilde_dask.store.WTildeStore`; raises :class:`ComputeError` when
-    blocks failed after retries (the store keeps what finished; run again to resume).
+    Returns
+    -------
+    WTildeStore
+        The complete store. :class:`ComputeError` is raised when blocks failed after retries (the store keeps
+        what finished; run again to resume).
     """
     log = log or logger.info  # messages go to logging unless a callable is given
     from wtilde_dask.ingest import default_copy_visibilities, in_store_order, open_source

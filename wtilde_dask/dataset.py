@@ -1,6 +1,6 @@
 """Interferometer datasets: visibilities, noise map and (u, v) coverage, with loaders and validation.
 
-Conventions (DESIGN §1):
+Conventions (docs/mathematics.md):
 
 * ``visibilities`` (K,) complex128, the measured data ``V_k`` (FITS files store (K, 2): real, imag);
 * ``noise_map`` (K,) complex128: ``noise_map.real`` is sigma of the real part, ``noise_map.imag`` sigma of

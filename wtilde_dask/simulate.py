@@ -9,7 +9,7 @@ for ``duration_h`` hours around transit at the ALMA site latitude. For antenna b
     v = (-sin dec cos H Bx + sin dec sin H By + cos dec Bz) / lam
 
 Visibilities are of a pixelised sky image (an elliptical Gaussian or Sersic blob on a lattice with the
-package's conventions, centred at the phase centre) with the DESIGN sign convention
+package's conventions, centred at the phase centre) with the sign convention of docs/mathematics.md
 
     V_k = sum_i I_i exp(-i phi_ik),  phi_ik = 2 pi (x_i u_k + y_i v_k)
 

@@ -6,7 +6,7 @@ regularization, all measured in one run.
                                            [--mask-radius 3.5] [--mesh-shape 32 32] [--batch 8] [--repeats 3]
                                            [--dataset DIR] [--store PATH] [--workers 2] [--no-peer]
 
-Defaults are the ALMA preset of issue 11: an 800 x 800 grid of 0.05" pixels, circular mask of 3.5"
+Defaults are the ALMA preset: an 800 x 800 grid of 0.05" pixels, circular mask of 3.5"
 (M = 15,380), K = 1e6 visibilities simulated by ``wtilde simulate`` (ALMA-like, equal real / imaginary noise,
 so PyAutoLens's operator, which models equal noise only, is exact), a 32 x 32 rectangular source mesh,
 constant regularization (coefficient 1). The lattice W-tilde store is computed first on a LocalCluster.

@@ -112,7 +112,7 @@ class WTildeFitter:
         return ck.data_vector(as_mapping_matrix(mapping_matrix, self.n_pixels), self.dirty_image)
 
     def fit(self, mapping_matrix, regularization_matrix) -> InversionResult:
-        """Reconstruction, chi2 and log evidence (DESIGN section 1) for T (M, S) and H (S, S)."""
+        """Reconstruction, chi2 and log evidence (docs/mathematics.md) for T (M, S) and H (S, S)."""
         T = as_mapping_matrix(mapping_matrix, self.n_pixels)
         if self.backend == "jax":
             from wtilde_dask.inversion import jax_likelihood as jl

@@ -8,8 +8,8 @@ Ground truth for every W-tilde path: the transformed mapping matrix
     s    = (F + H)^-1 D,   model visibilities  V_model = f s
     chi2 = sum_k wr_k (Re V_k - Re V_model_k)^2 + wi_k (Im V_k - Im V_model_k)^2
 
-and the log evidence of DESIGN section 1 with these. (Expanding f: F = T^T W T and D = T^T d with
-W and d as in DESIGN, which is what the fast paths use.)
+and the log evidence of docs/mathematics.md with these. (Expanding f: F = T^T W T and D = T^T d with
+W and d as defined there, which is what the fast paths use.)
 """
 
 from __future__ import annotations

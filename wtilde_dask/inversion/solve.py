@@ -1,4 +1,4 @@
-"""Regularized linear inversion and its Bayesian evidence (DESIGN section 1), from F, D, H alone.
+"""Regularized linear inversion and its Bayesian evidence (docs/mathematics.md), from F, D, H alone.
 
     s            = (F + H)^-1 D                                   (Cholesky)
     chi2         = chi2_data - 2 s.D + s.F.s,    chi2_data = sum_k wr Re(V)^2 + wi Im(V)^2

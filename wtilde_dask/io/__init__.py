@@ -5,7 +5,7 @@ arrays already in memory):
 
 * :meth:`VisibilitySource.chunk_ids` is a deterministic list of small, picklable, JSON-able descriptors.
   Concatenating :meth:`VisibilitySource.read_chunk` over it, in that order, gives the dataset in the order of
-  the PyAutoLens CASA recipe (DESIGN §7): for each selected spectral window (in selection order), its
+  the PyAutoLens CASA recipe (docs/data.md): for each selected spectral window (in selection order), its
   channels flattened, then the windows concatenated.
   Readers of files with channels (Measurement Set, UVFITS) also take ``order="rows"``: chunks of rows with all
   their selected channels, each cell read once, the same visibilities in another order (per window: row blocks,

@@ -13,7 +13,7 @@ __all__ = ["VisibilityChunk", "VisibilitySource", "ArraySource", "concatenate_ch
 
 
 class VisibilityChunk(NamedTuple):
-    """One chunk of Stokes I visibilities, ready for the sums of DESIGN §1.
+    """One chunk of Stokes I visibilities, ready for the sums of docs/mathematics.md.
 
     uv_wavelengths : (k, 2) float64, (u, v) in wavelengths (UVW[:, :2] x CHAN_FREQ / c for a Measurement Set)
     visibilities   : (k,) complex128, Stokes I

@@ -1,7 +1,7 @@
 """Measurement Set v2 as a chunked Stokes I source, read with python-casacore (no CASA needed).
 
 The convention is the PyAutoLens CASA recipe (autolens_workspace ``scripts/interferometer/casa_reduction.py``,
-DESIGN §7), reproduced here without CASA:
+docs/data.md), reproduced here without CASA:
 
 * The recipe reads ``DATA`` with CASA's ``tb.getcol`` (shape (n_corr, n_chan, n_row)), builds
   ``u_wavelengths[i, :] = UVW[0, :] * CHAN_FREQ[i] / c`` for each channel i (an array (n_chan, n_row)), averages the

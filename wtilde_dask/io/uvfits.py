@@ -21,7 +21,7 @@ Conventions (AIPS Memo 117, what CASA ``exportuvfits`` and pyuvdata write):
   ``w == 0``, a non-finite weight or non-finite data are dropped and counted in ``n_bad_weight``. A Stokes I
   visibility is dropped when either of its hands is.
 * order: for each selected IF (in selection order), channel-major (k = c * n_groups + g), as the Measurement Set
-  reader and the PyAutoLens CASA recipe (DESIGN §7). A chunk is a channel range x a range of groups; when the
+  reader and the PyAutoLens CASA recipe (docs/data.md). A chunk is a channel range x a range of groups; when the
   groups do not fit one chunk each channel is its own pass over the groups (memory stays one chunk).
   ``order="rows"`` reads the file once instead (chunks of all selected channels x a range of groups, channel-major
   within a chunk): the same visibilities in another order, for sums that do not care (W-tilde, dirty image).

@@ -1,6 +1,6 @@
 """W-tilde blocks for any grid as a matrix product of cos/sin feature blocks (jitted JAX, float64).
 
-For row pixels I and column pixels J (DESIGN §1):
+For row pixels I and column pixels J (docs/mathematics.md):
 
 ``W[I, J] = sum_k [ wr_k cos(phi_Ik) cos(phi_Jk) + wi_k sin(phi_Ik) sin(phi_Jk) ] = A_I A_J^T``
 

@@ -3,7 +3,7 @@
 Every pixel of a masked lattice grid sits at ``y_i = y0 - r_i * sy``, ``x_i = x0 + c_i * sx`` (radians),
 where (r_i, c_i) are its **box-relative** indices (row, column inside the bounding box of the unmasked
 pixels, ``0 <= r < ny``, ``0 <= c < nx``) and (y0, x0) the centre of box pixel (0, 0). With
-``phi_ik = 2 pi (x_i u_k + y_i v_k)`` (DESIGN §1) the general W-tilde splits exactly into
+``phi_ik = 2 pi (x_i u_k + y_i v_k)`` (docs/mathematics.md) the general W-tilde splits exactly into
 
     W_ij = sum_k [wr_k cos(phi_ik) cos(phi_jk) + wi_k sin(phi_ik) sin(phi_jk)]
          = sum_k (wr_k + wi_k)/2 cos(phi_ik - phi_jk) + sum_k (wr_k - wi_k)/2 cos(phi_ik + phi_jk)
@@ -305,7 +305,7 @@ def lattice_dirty_image(uv_wavelengths, visibilities, weights_real, weights_imag
     """Dirty image (M,) of a lattice grid by one type-1 NUFFT onto the (ny, nx) bounding box.
 
     ``d_i = sum_k [wr_k Re(V_k) cos(phi_ik) - wi_k Im(V_k) sin(phi_ik)] = Re sum_k c_k exp(i phi_ik)`` with
-    ``c_k = wr_k Re(V_k) + i wi_k Im(V_k)`` (DESIGN §1, the same numbers as
+    ``c_k = wr_k Re(V_k) + i wi_k Im(V_k)`` (docs/mathematics.md, the same numbers as
     :func:`wtilde_dask.kernels.dirty.dirty_image`); ``phi_ik = 2 pi (x_i u_k + y_i v_k)``, the constant phase
     of the box position is folded into ``c_k``. Cost O(K + ny nx log(ny nx)) instead of O(K M).
 

@@ -4,7 +4,7 @@ Everything here is written element by element in the field's notation, looping o
 Python and vectorising only the sums, with no matrix product (no BLAS), so it is an independent check
 of the block-product kernels in :mod:`wtilde_dask.kernels.direct` and :mod:`wtilde_dask.kernels.dirty`.
 
-Notation (DESIGN §1): grid (M, 2) (y, x) radians, ``uv_wavelengths`` (K, 2) (u, v) wavelengths,
+Notation (docs/mathematics.md): grid (M, 2) (y, x) radians, ``uv_wavelengths`` (K, 2) (u, v) wavelengths,
 ``phi_ik = 2 pi (x_i u_k + y_i v_k)``, ``wr = 1/sigma_re**2``, ``wi = 1/sigma_im**2``.
 """
 

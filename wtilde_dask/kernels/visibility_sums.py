@@ -2,7 +2,7 @@
 of two partials (pure NumPy / ducc0 functions of arrays; no Dask, no files).
 
 For a chunk of k visibilities (uv (k, 2) wavelengths, V (k,) complex, sigma = noise_map (k,) complex,
-``wr = 1/sigma.real**2``, ``wi = 1/sigma.imag**2``) and an image grid (DESIGN §1):
+``wr = 1/sigma.real**2``, ``wi = 1/sigma.imag**2``) and an image grid (docs/mathematics.md):
 
 * ``chi_squared_data    = sum_k wr_k Re(V_k)^2 + wi_k Im(V_k)^2``
 * ``noise_normalization = sum_k ln(2 pi sigma_re,k^2) + ln(2 pi sigma_im,k^2)``

@@ -1,6 +1,6 @@
 """The W-tilde store: one self-describing Zarr v3 group on disk (the only module that knows its layout).
 
-Layout of ``STORE.zarr`` (see DESIGN.md §3)::
+Layout of ``STORE.zarr`` (specified in docs/store-format.md)::
 
     zarr.json                 group attrs: wtilde_format, format_version, method, dtype, n_pixels (M),
                               block_size (B), n_blocks_side (nb), n_blocks, fingerprint (sha256) and
