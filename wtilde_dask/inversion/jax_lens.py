@@ -26,18 +26,23 @@ def ray_trace(params, grid_arcsec):
     xp = cos * dx + sin * dy
     yp = -sin * dx + cos * dy
     tiny = 1e-12
-    sis = q > 1.0 - 1e-8
-    # SIS branch (q -> 1)
-    r = jnp.maximum(jnp.sqrt(xp * xp + yp * yp), tiny)
-    ax_sis, ay_sis = b * xp / r, b * yp / r
-    # SIE branch, with a safe q where the SIS branch is taken (no NaN in either branch's derivative)
-    qs = jnp.where(sis, 0.5, q)
+    s2 = 1.0 - q * q
+    near_round = s2 < 1e-4
+    # near round (1 - q**2 < 1e-4, q = 1 included): arctan(e t)/e and arctanh(e t)/e by their series in e**2,
+    # as lens.sie_deflections; the next term is under round-off
+    psi_r = jnp.maximum(jnp.sqrt(q * q * xp * xp + yp * yp), tiny)
+    tx, ty = xp / psi_r, yp / psi_r
+    ux, uy = -s2 * tx * tx, s2 * ty * ty
+    ax_round = b * q * tx * (1.0 + ux * (1.0 / 3.0 + ux * (1.0 / 5.0 + ux / 7.0)))
+    ay_round = b * q * ty * (1.0 + uy * (1.0 / 3.0 + uy * (1.0 / 5.0 + uy / 7.0)))
+    # SIE branch, with a safe q where the series is taken (no NaN in either branch's derivative)
+    qs = jnp.where(near_round, 0.5, q)
     e = jnp.sqrt(1.0 - qs * qs)
     psi = jnp.maximum(jnp.sqrt(qs * qs * xp * xp + yp * yp), tiny)
     ax_sie = b * qs / e * jnp.arctan(e * xp / psi)
     ay_sie = b * qs / e * jnp.arctanh(jnp.clip(e * yp / psi, -1 + 1e-15, 1 - 1e-15))
-    ax = jnp.where(sis, ax_sis, ax_sie)
-    ay = jnp.where(sis, ay_sis, ay_sie)
+    ax = jnp.where(near_round, ax_round, ax_sie)
+    ay = jnp.where(near_round, ay_round, ay_sie)
     alpha_x = cos * ax - sin * ay + (g1 * x + g2 * y)
     alpha_y = sin * ax + cos * ay + (g2 * x - g1 * y)
     return jnp.stack([y - alpha_y, x - alpha_x], axis=1)
