@@ -143,6 +143,19 @@ def test_image_figures_have_arcsec_axes(tmp_path):
     # cropped to the unmasked pixels: limits within a few pixels of the mask radius
     x0, x1 = ax.get_xlim()
     assert -0.5 - 0.2 <= x0 < -0.45 and 0.45 < x1 <= 0.5 + 0.2
+    # the plotted array is the data: pixel (r, c) of the lattice at y = ((ny-1)/2 - r) sy, x = (c - (nx-1)/2) sx,
+    # masked pixels blank; the crop's first row / column read back from the image's extent (origin upper)
+    shown = ax.images[0].get_array()
+    left, right, bottom, top = ax.images[0].get_extent()
+    (ny, nx), (sy, sx) = grid.shape_native, grid.pixel_scales
+    c0 = int(round((left + sx / 2) / sx + (nx - 1) / 2))
+    r0 = int(round((ny - 1) / 2 - (top - sy / 2) / sy))
+    assert (right - left) == pytest.approx(shown.shape[1] * sx) and (top - bottom) == pytest.approx(shown.shape[0] * sy)
+    full = np.full(grid.shape_native, np.nan)
+    full[grid.lattice_indices[:, 0], grid.lattice_indices[:, 1]] = values
+    expected = full[r0:r0 + shown.shape[0], c0:c0 + shown.shape[1]]
+    assert np.isfinite(expected).sum() == grid.n_pixels  # every value is on the picture
+    np.testing.assert_array_equal(np.ma.filled(shown.astype(float), np.nan), expected)
     path = plot.save_figure(fig, tmp_path / "img.png")
     img = assert_not_blank(path)
     # diverging map: both red-ish and blue-ish pixels
@@ -160,6 +173,11 @@ def test_lattice_kernel_figure(tmp_path, sma_dataset):
     fig = plot.plot_lattice_kernel(kernel, (0.1, 0.1))
     assert "k(0,0)" in fig.axes[0].get_title()
     assert fig.axes[0].get_xlabel() == "Δx (arcsec)"
+    # the picture is log10(|k| / k(0, 0)) floored at 1e-4 (the default dynamic range), offsets as stored
+    shown = np.asarray(fig.axes[0].images[0].get_array(), dtype=float)
+    np.testing.assert_allclose(shown, np.log10(np.maximum(np.abs(kernel) / kernel[ny - 1, nx - 1], 1e-4)),
+                               rtol=0, atol=1e-12)
+    assert shown[ny - 1, nx - 1] == 0.0
     assert_not_blank(plot.save_figure(fig, tmp_path / "kernel.png"))
     with pytest.raises(ValueError, match="odd sides"):
         plot.plot_lattice_kernel(np.zeros((4, 5)), (0.1, 0.1))
@@ -278,8 +296,17 @@ def test_source_reconstruction_rectangular_and_delaunay(tmp_path, rng):
     assert "rectangular mesh 8×10" in fig.axes[0].get_title()
     img = fig.axes[0].images[0].get_array()
     assert img.shape == (8, 10) and np.isclose(img[0, 0], values[0])  # origin lower: row 0 = lowest y
+    # every node's value at its (y, x) place, also when the nodes come in another order
+    np.testing.assert_array_equal(np.asarray(img), values.reshape(8, 10))
+    order = rng.permutation(len(values))
+    shuffled = plot.plot_source_reconstruction(values[order], points[order]).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(np.asarray(shuffled), values.reshape(8, 10))
     assert_not_blank(plot.save_figure(fig, tmp_path / "rect.png"))
     scattered = rng.uniform(-1, 1, (60, 2))
     fig = plot.plot_source_reconstruction(np.cos(scattered[:, 0] * 3), scattered)
     assert "Delaunay mesh, 60 vertices" in fig.axes[0].get_title()
+    mesh = fig.axes[0].collections[0]  # Gouraud-shaded triangles: one value per vertex, at (x, y)
+    np.testing.assert_array_equal(np.asarray(mesh.get_array()), np.cos(scattered[:, 0] * 3))
+    tri = mesh._triangulation
+    np.testing.assert_array_equal(np.stack([tri.y, tri.x], axis=1), scattered)
     assert_not_blank(plot.save_figure(fig, tmp_path / "delaunay.png"))
