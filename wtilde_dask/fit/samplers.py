@@ -14,13 +14,14 @@ the same evidence, bit for bit.
 The evidence error is the importance-sampling estimate ``1 / sqrt(n_eff)`` (relative error of Z, n_eff the
 effective sample size of the weighted posterior).
 
-**NUTS** (blackjax, window adaptation then sampling): runs in the orchestrator on ``jax.grad`` of the log
+**NUTS** (blackjax's NUTS kernel; a Stan-like warm-up: dual-averaged step size, diagonal mass matrix from the
+warm-up draws, run with the sampling kernel so that one function is compiled): runs in the orchestrator on ``jax.grad`` of the log
 posterior. It samples ``z`` in R^n with ``u = sigmoid(z)`` in the unit cube and ``x = prior_transform(u)``:
 there the posterior density is ``L(x(u)) prod u (1 - u)`` (the prior is uniform in u), smooth and unbounded.
 ``L`` is :func:`~wtilde_dask.inversion.jax_likelihood.log_evidence` at ``likelihood_inputs(x)`` with the
 rectangular mesh's fixed regularization. Checkpoint (``nuts.npz``): the adapted step size and inverse mass
 matrix, the chains' positions, the PRNG key and the draws so far, after every 50 draws (a kill during warm-up
-repeats the warm-up). One warm-up; ``n_chains`` chains start at its end (nudged) and step together (vmap).
+repeats the warm-up). ``n_chains`` chains start near the prior median and step together (vmap), warm-up included.
 NUTS gives no evidence: its ``log_evidence`` is None.
 """
 
@@ -232,6 +233,39 @@ class NutsSearch:
 
         return logdensity, jax.jit(jax.vmap(to_x)), jax.jit(jax.vmap(lambda z: log_l(to_x(z))))
 
+    def _warmup(self, step, states, key, n_chains):
+        """Stan-like warm-up with the sampling kernel itself (one compiled function for both): dual averaging
+        of the step size throughout; the first 15% of the steps with a unit mass matrix, the next 70% collect
+        positions whose (regularised) variance becomes the diagonal inverse mass matrix, the step size
+        averaging restarts for the last 15%. Returns (states, key, step_size, inverse_mass_matrix, evaluations)."""
+        import jax
+        import jax.numpy as jnp
+        from blackjax.adaptation.step_size import dual_averaging_adaptation
+
+        st = self.settings
+        n_steps = int(st["num_warmup"])
+        da_init, da_update, da_final = dual_averaging_adaptation(float(st["target_acceptance_rate"]))
+        da = da_init(float(st["step_size"]))
+        inv_mass = jnp.ones(self.model.n_free, dtype=jnp.float64)
+        n1 = max(1, int(0.15 * n_steps))
+        n2 = max(1, n_steps - 2 * n1)
+        collected, n_eval = [], 0
+        for i in range(n_steps):
+            key, k = jax.random.split(key)
+            states, info = step(jax.random.split(k, n_chains), states, jnp.exp(da.log_step_size).astype(jnp.float64),
+                                inv_mass)
+            n_eval += int(np.sum(np.asarray(info.num_integration_steps)))
+            da = da_update(da, jnp.mean(info.acceptance_rate))
+            if n1 <= i < n1 + n2:
+                collected.append(np.asarray(states.position))
+            if i == n1 + n2 - 1 and collected:
+                z = np.concatenate(collected)
+                n = len(z)
+                var = np.var(z, axis=0) if n > 1 else np.ones(self.model.n_free)
+                inv_mass = jnp.asarray(n / (n + 5.0) * var + 1e-3 * 5.0 / (n + 5.0), dtype=jnp.float64)
+                da = da_init(float(da_final(da)))
+        return states, key, float(da_final(da)), inv_mass, n_eval
+
     def run(self) -> SearchOutcome:
         import blackjax
         import jax
@@ -241,6 +275,14 @@ class NutsSearch:
         n_chains, n_samples = int(st.get("n_chains", 1)), int(st["num_samples"])
         chunk = max(1, int(st.get("chunk", 50)))
         logdensity, to_x, log_l_many = self._functions()
+        kernel = blackjax.nuts.build_kernel()
+        max_doublings = int(st["max_num_doublings"])
+
+        def one_step(key, state, step_size, inv_mass):
+            return kernel(key, state, logdensity, step_size, inv_mass, max_num_doublings=max_doublings)
+
+        step = jax.jit(jax.vmap(one_step, in_axes=(0, 0, None, None)))
+        init = jax.jit(jax.vmap(lambda z: blackjax.nuts.init(z, logdensity)))
         work = self.record.working_path(self.FILE)
         restored = self.record.restore_checkpoint(self.FILE)
         n_free = self.model.n_free
@@ -252,27 +294,17 @@ class NutsSearch:
                 key = jnp.asarray(ck["key"], dtype=jnp.uint32)
                 draws = np.asarray(ck["draws"])
                 n_eval = int(ck["n_evaluations"])
+            states = init(positions)
             log.info("nuts: resumed after warm-up with %d draws per chain", draws.shape[1])
         else:
             key = jax.random.PRNGKey(int(st["seed"]))
-            key, warm_key, init_key = jax.random.split(key, 3)
-            warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, initial_step_size=float(st["step_size"]),
-                                                target_acceptance_rate=float(st["target_acceptance_rate"]),
-                                                max_num_doublings=int(st["max_num_doublings"]))
-            (state, parameters), info = warmup.run(warm_key, jnp.zeros(n_free), num_steps=int(st["num_warmup"]))
-            n_eval = int(np.sum(np.asarray(info.info.num_integration_steps)))
-            step_size, inv_mass = float(parameters["step_size"]), parameters["inverse_mass_matrix"]
-            # every chain starts at the warmed-up position, nudged by a tenth of the adapted scale
-            scale = jnp.sqrt(jnp.asarray(inv_mass)) if jnp.ndim(inv_mass) == 1 else jnp.sqrt(jnp.diag(inv_mass))
-            positions = state.position[None, :] + 0.1 * scale * jax.random.normal(init_key, (n_chains, n_free))
-            positions = positions.at[0].set(state.position)
+            key, init_key = jax.random.split(key)
+            # chains start near the prior median (z = 0), a tenth of a logit unit apart
+            positions = 0.1 * jax.random.normal(init_key, (n_chains, n_free)) * (n_chains > 1)
+            states, key, step_size, inv_mass, n_eval = self._warmup(step, init(positions), key, n_chains)
             draws = np.zeros((n_chains, 0, n_free))
             log.info("nuts: warm-up done (%d steps, step size %.3g, %d gradient evaluations)", int(st["num_warmup"]),
                      step_size, n_eval)
-        nuts = blackjax.nuts(logdensity, step_size=step_size, inverse_mass_matrix=inv_mass,
-                             max_num_doublings=int(st["max_num_doublings"]))
-        step = jax.jit(jax.vmap(nuts.step))
-        states = jax.vmap(nuts.init)(positions)
         t0, n0 = time.perf_counter(), n_eval
 
         def save():
@@ -287,7 +319,7 @@ class NutsSearch:
             block = np.empty((n_chains, m, n_free))
             for i in range(m):
                 key, k = jax.random.split(key)
-                states, info = step(jax.random.split(k, n_chains), states)
+                states, info = step(jax.random.split(k, n_chains), states, jnp.asarray(step_size, jnp.float64), inv_mass)
                 block[:, i] = np.asarray(states.position)
                 n_eval += int(np.sum(np.asarray(info.num_integration_steps)))
             draws = np.concatenate([draws, block], axis=1)
