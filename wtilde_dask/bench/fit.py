@@ -3,8 +3,9 @@ against our :func:`~wtilde_dask.fit.run.run_fit`, on one simulated dataset, with
 Nautilus settings, both searches in the same run.
 
     python -m wtilde_dask.bench fit [--pixels 1000] [--pixel-scale 0.05] [--visibilities 5000] [--mesh-shape 20 20]
-                                    [--free einstein_radius,ell_comps_0,ell_comps_1] [--n-live 100] [--n-batch 50]
-                                    [--n-like-max N] [--seed 1] [--workers 2] [--same-number 10]
+                                    [--mesh rectangular_uniform] [--free einstein_radius,ell_comps_0,ell_comps_1]
+                                    [--n-live 100] [--n-batch 50] [--n-eff 500] [--f-live 0.01] [--n-like-max N]
+                                    [--seed 1] [--workers 2] [--same-number 10] [--peer-operator own]
                                     [--preset alma] [--no-peer] [--no-ours] [--keep DIR]
 
 Data: an ALMA-like uv coverage from :mod:`wtilde_dask.simulate` (Earth-rotation synthesis of 43 antennas),
@@ -26,13 +27,13 @@ with ``al.Settings(use_positive_only_solver=False, use_edge_zeroed_pixels=False,
 ``al.mesh.RectangularUniform`` + ``al.reg.Constant``, searched by ``af.Nautilus`` with the same n_live, n_batch,
 seed, f_live, n_shell, n_eff and n_like_max (``number_of_cores=1``: its likelihood is batched by ``jax.vmap``).
 
-The one difference of model that remains is the placement of the rectangular mesh over the traced grid:
-PyAutoLens puts ny x nx pixel centres inside the traced points' box (outermost nodes half a pixel inside;
-points beyond them extrapolated by the bilinear weights), ours puts the nodes on the box enlarged by 1e-3 of
-its size (points clamped). The ``same number`` section measures it: at the truth and at ``--same-number``
-prior draws it prints the PyAutoLens ``figure_of_merit``, our ``JaxLikelihood`` log evidence, and our
-evidence computed with PyAutoLens's own traced grid and mesh mapping (our W-tilde F, D and solve) -- the
-latter equals PyAutoLens to round-off, so the first difference is the mesh placement alone.
+Same model: our mesh ``rectangular_uniform`` is PyAutoLens's ``RectangularUniform`` placement (ny x nx pixel
+centres inside the traced points' box, points beyond the outermost centres extrapolated by the bilinear
+weights); our ``rectangular`` mesh (``--mesh rectangular``: nodes on the box enlarged by 1e-3 of its size,
+points clamped) is a different model. The ``same number`` section measures both: at the truth and at
+``--same-number`` prior draws it prints PyAutoLens's ``figure_of_merit``, our ``JaxLikelihood`` log evidence
+on ``rectangular_uniform``, our W-tilde evidence on PyAutoLens's own traced grid and mesh mapping, our
+``rectangular`` mesh's, and the largest difference of the traced grids.
 
 Rows: wall time of each search (jit compiles included, dataset preparation not), likelihood evaluations,
 seconds per evaluation, log Z +- error (error = 1 / sqrt(n_eff) for both, n_eff the Kish effective sample
@@ -429,6 +430,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated free parameters (PyAutoLens names)")
     p.add_argument("--n-live", type=int, default=100)
     p.add_argument("--n-batch", type=int, default=50)
+    p.add_argument("--n-eff", type=int, default=500, help="Nautilus' effective sample size goal")
+    p.add_argument("--f-live", type=float, default=0.01, help="Nautilus' live-set evidence fraction to stop at")
     p.add_argument("--n-like-max", type=int, default=None, help="evaluation budget of each search")
     p.add_argument("--seed", type=int, default=1, help="simulation and Nautilus seed")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (store and our search)")
@@ -480,7 +483,8 @@ def main(argv=None) -> int:
     grid, radius = _grid_for(args)
     truth = truth_for(radius)
     model = FitModel.from_dict(model_dict(truth, free, mesh=args.mesh, mesh_shape=args.mesh_shape, n_live=args.n_live,
-                                          n_batch=args.n_batch, seed=args.seed, n_like_max=args.n_like_max))
+                                          n_batch=args.n_batch, seed=args.seed, n_like_max=args.n_like_max,
+                                          n_eff=args.n_eff, f_live=args.f_live))
     tmp = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="wtilde-bench-fit-"))
     tmp.mkdir(parents=True, exist_ok=True)
     try:
