@@ -43,7 +43,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[test,peer]'
+python -m pip install -q -e '.[test,peer,docs]'
 echo "== tests run on $(python -c 'import sys; print("Python", sys.version.split()[0], "at", sys.executable)')"
 python - <<'PY'
 import importlib.metadata as md, sys
