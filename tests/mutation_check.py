@@ -152,7 +152,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for name, verdict, detail, _ in rows:
         m = by_name[name]
-        print(f"| {name} | `{PACKAGE}/{m.path}`: `{m.old.strip()}` -> `{m.new.strip()}` | {verdict} | {detail} |")
+        old, new = (" ".join(t.split()) for t in (m.old, m.new))
+        print(f"| {name} | `{PACKAGE}/{m.path}`: `{old}` -> `{new}` | {verdict} | {detail} |")
     return 0 if all(v == "caught" for _, v, _, _ in rows) else 1
 
 
