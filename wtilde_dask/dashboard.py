@@ -27,8 +27,9 @@ Two ways to switch it on:
 
 1. at run time, on any scheduler (local, SLURM, a remote address): :func:`install` ``(client)``
    — :func:`wtilde_dask.cluster.cluster_client` does this for you and prints the page's link;
-2. through Dask's config before a scheduler starts: add ``"wtilde_dask.dashboard"`` to
-   ``distributed.scheduler.http.routes`` (this module has the ``routes`` list distributed expects),
+2. through Dask's config before a scheduler starts: add ``"wtilde_dask.dashboard"`` and
+   ``"wtilde_dask.fit.view"`` (:data:`ROUTE_MODULES`) to ``distributed.scheduler.http.routes`` (each has the
+   ``routes`` list distributed expects),
    e.g. ``with dask.config.set({"distributed.scheduler.http.routes": with_routes()}): LocalCluster()``.
 """
 
@@ -220,79 +221,6 @@ def fit_table_html(fit_state: dict) -> str:
     return f'<table class="fits">{head}{"".join(body)}</table>'
 
 
-# reconstruction images at the best point so far: {(store, name): (key of the best point, png bytes)}
-_FIT_IMAGES: dict[tuple[str, str], tuple[str, bytes]] = {}
-_FIT_LIKELIHOODS: dict[tuple[str, str], tuple[str, object]] = {}
-
-
-def best_reconstruction_png(store_path: str, name: str) -> bytes | None:
-    """PNG of the source reconstruction at fit ``name``'s best point so far (its progress ``best``; the result's
-    max-likelihood point once complete), on its mesh; None when the fit has no best point yet. The JAX
-    likelihood is built once per fit and model; the image is redrawn only when the best point changes."""
-    from wtilde_dask.fit.figures import source_plane_nodes
-    from wtilde_dask.fit.model import FitModel
-    from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
-    from wtilde_dask.plot import plot_source_reconstruction
-    from wtilde_dask.store.fit import FitRecord
-
-    record = FitRecord(store_path, name)
-    progress, model_record = record.progress(), record.model_record()
-    best = progress.get("best")
-    if not isinstance(best, dict) or not model_record:
-        return None
-    key = json.dumps([best, progress.get("max_log_likelihood")], sort_keys=True, default=str)
-    hit = _FIT_IMAGES.get((store_path, name))
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    model = FitModel.from_dict(model_record)
-    x = np.array([best[n] for n in model.free_names], dtype=np.float64)
-    params, coefficient = model.likelihood_inputs(x)
-    model_key = json.dumps(model_record, sort_keys=True, default=str) + f"|{float(coefficient)!r}"
-    cached = _FIT_LIKELIHOODS.get((store_path, name))
-    if cached is None or cached[0] != model_key:
-        cached = (model_key, JaxLikelihood.from_store(store_path, **model.likelihood_options(),
-                                                      coefficient=float(coefficient)))
-        _FIT_LIKELIHOODS[(store_path, name)] = cached
-    likelihood = cached[1]
-    params = np.asarray(params, dtype=np.float64)
-    inv = likelihood.inversion(params)
-    fig = plot_source_reconstruction(np.asarray(inv.reconstruction), source_plane_nodes(likelihood, params),
-                                     title=f"fit {name!r}: best so far (log L {float(inv.log_evidence):.6g})")
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white")
-    png = buf.getvalue()
-    _FIT_IMAGES[(store_path, name)] = (key, png)
-    return png
-
-
-class FitReconstructionImage(RequestHandler):
-    """GET /wtilde/fit/reconstruction.png?name=NAME: the best-so-far reconstruction of a fit (drawn in a
-    thread, so the scheduler's event loop never waits on it)."""
-
-    async def get(self):
-        import asyncio
-
-        name = self.get_argument("name", "default")
-        store = _fit_store(self.server)
-        png = None
-        if store:
-            try:
-                png = await asyncio.get_running_loop().run_in_executor(None, best_reconstruction_png, store, name)
-            except Exception as err:  # noqa: BLE001 - a fit being written or a store being moved
-                self.set_status(503)
-                self.write(f"fit {name!r}: no reconstruction ({type(err).__name__}: {err})")
-                return
-        if png is None:
-            self.set_status(404)
-            self.write(f"fit {name!r}: no best point yet")
-            return
-        self.set_header("Content-Type", "image/png")
-        self.set_header("Cache-Control", "no-store")
-        self.write(png)
-
-
 def _jsonable(obj):
     """Plain JSON values (NaN and infinities become null, which browsers' JSON.parse accepts)."""
     if isinstance(obj, dict):
@@ -336,8 +264,12 @@ class BlockMapPage(RequestHandler):
 routes: list[tuple] = [
     (PAGE_PATH, BlockMapPage, {}),
     (JSON_PATH, BlockMapJSON, {}),
-    (FIT_IMAGE_PATH, FitReconstructionImage, {}),
 ]
+
+#: the modules whose ``routes`` make up the page: the fit view's image and this one (block map, fit table)
+#: (:mod:`wtilde_dask.fit.view`, above the fits in the layers); distributed imports each by name on the scheduler,
+#: as it does for the ``distributed.scheduler.http.routes`` config
+ROUTE_MODULES = ["wtilde_dask.fit.view", __name__]
 
 
 def with_routes(modules: list[str] | None = None) -> list[str]:
@@ -345,8 +277,7 @@ def with_routes(modules: list[str] | None = None) -> list[str]:
     import dask
 
     modules = list(modules if modules is not None else dask.config.get("distributed.scheduler.http.routes"))
-    if __name__ not in modules:
-        modules.append(__name__)
+    modules += [m for m in ROUTE_MODULES if m not in modules]
     return modules
 
 
@@ -362,7 +293,7 @@ def _install_on_scheduler(dask_scheduler=None, prefix: str = "/") -> bool:
     # already there through the config key?
     probe_paths = {str(getattr(rule.matcher, "regex", None) and rule.matcher.regex.pattern) for rule in _all_rules(app)}
     if not any(PAGE_PATH in p for p in probe_paths):
-        handlers = get_handlers(server=dask_scheduler, modules=[__name__], prefix=prefix)
+        handlers = get_handlers(server=dask_scheduler, modules=ROUTE_MODULES, prefix=prefix)
         app.add_handlers(r".*$", handlers)
     _add_menu_link(dask_scheduler)
     dask_scheduler._wtilde_dashboard_installed = True
