@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wtilde_dask.inversion import jax_meshes
+from wtilde_dask.inversion import jax_curvature, jax_meshes
 from wtilde_dask.inversion.jax_lens import _ray_trace_jit, ray_trace  # noqa: F401 (re-exported)
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
@@ -252,75 +252,25 @@ def fixed_regularization_matrix(fixed: FixedRegularization, coefficient):
 # ----------------------------------------------------------------------------------------------
 # F = T^T W T and D = T^T d by FFT on the lattice box
 # ----------------------------------------------------------------------------------------------
-def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, real_kernel: bool = False):
-    """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
-
-    Zero-padded (Ny, Nx) FFTs (rfft along x on the ny rows, full along y), the Hankel part as
-    ``conj(X) H_hat`` (the spectrum of the index-reversed image), as ``curvature_kernels.lattice_apply``.
-    The y transforms run along the last axis (one explicit transpose each way: XLA's FFT works on the
-    minor axes), the inverse keeps only the ny output rows. ``real_kernel`` (static): the offset kernel is
-    even (``k[d] = k[-d]``, W symmetric), so ``K_hat`` is real and the product is real x complex
-    (only without a Hankel part; the builder checks the imaginary part is round-off).
-    """
-    ny, nx = shape_box
-    Ny, Nx = fft_shape
-    X = jnp.fft.rfft(images, n=Nx, axis=2)  # (nb, ny, Nx//2+1)
-    X = jnp.fft.fft(jnp.swapaxes(X, 1, 2), n=Ny, axis=2)  # (nb, Nx//2+1, Ny)
-    if has_hankel:
-        Y = X * K_hat.T[None] + jnp.conj(X) * H_hat.T[None]
-    else:
-        Y = X * (jnp.real(K_hat).T if real_kernel else K_hat.T)[None]
-    Y = jnp.swapaxes(jnp.fft.ifft(Y, axis=2)[:, :, :ny], 1, 2)  # (nb, ny, Nx//2+1)
-    return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+lattice_apply = jax_curvature.lattice_apply  # W on (nb, ny, nx) box images by FFT (re-exported)
 
 
 def curvature_matrix(cols, wts, arrays: LatticeArrays, config: LikelihoodConfig):
-    """(S, S) ``F = T^T W T`` for the (M, P) mapping columns / weights (module doc).
+    """(S, S) ``F = T^T W T`` for the (M, P) mapping columns / weights (module doc), with the hand-written
+    reverse mode of :func:`~wtilde_dask.inversion.jax_curvature.curvature_from_mapping` (the gradient reuses
+    the forward's ``W T`` at T's nonzeros: no FFT in the backward pass).
 
     Source pixels that no image pixel maps to (empty columns of T: the corners of a rectangular mesh,
     ~16% at the ALMA preset) have zero rows and columns in F: the columns are renumbered with the used
     ones first and the batches holding only empty columns skip their FFTs (``lax.cond``; under ``vmap``
     with ``config.batch_axis`` the axis name, a batch is skipped when it is empty for every lens).
     """
-    ny, nx = config.shape_box
-    S = config.n_source_pixels
-    bs = min(int(config.batch_size), S)
-    n_batches = -(-S // bs)
-    M, P = cols.shape
-    pix = jnp.broadcast_to(arrays.box_flat[:, None], (M, P)).ravel()
-    rows = jnp.broadcast_to(jnp.arange(M)[:, None], (M, P)).ravel()
-    wflat = wts.ravel()
-    used = jax.ops.segment_sum((wflat != 0).astype(jnp.int32), cols.ravel(), num_segments=S) > 0
-    order = jnp.argsort(jnp.logical_not(used), stable=True)  # used columns first, each group in index order
-    position = jnp.zeros(S, dtype=jnp.int32).at[order].set(jnp.arange(S, dtype=jnp.int32))
-    n_used = jnp.sum(used.astype(jnp.int32))
-    if config.batch_axis is not None:  # under vmap: skip a batch when it is empty for every lens of the batch
-        n_used = jax.lax.pmax(n_used, config.batch_axis)
-    cflat = position[cols.ravel()]
-
-    # (no jax.checkpoint here: with it, repeated value_and_grad calls intermittently never returned on
-    # jax 0.11 CPU; without it 80 calls in a row ran through in every try)
-    def one_batch(start):
-        def apply(_):
-            local = cflat - start
-            ok = (local >= 0) & (local < bs)
-            imgs = jnp.zeros((bs, ny * nx)).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
-            out = lattice_apply(imgs.reshape(bs, ny, nx), arrays.K_hat, arrays.H_hat, config.shape_box,
-                                config.fft_shape, config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
-            G = out[:, arrays.box_flat]  # (bs, M) = (W T[:, batch])^T
-            return jax.ops.segment_sum(wflat[:, None] * G.T[rows], cflat, num_segments=S)  # (S, bs)
-
-        return jax.lax.cond(start < n_used, apply, lambda _: jnp.zeros((S, bs), dtype=wflat.dtype), None)
-
-    blocks = jax.lax.map(one_batch, jnp.arange(n_batches) * bs)  # (n_batches, S, bs)
-    F = jnp.transpose(blocks, (1, 0, 2)).reshape(S, n_batches * bs)[:, :S]
-    F = F[position][:, position]  # back to the mesh's column order
-    return 0.5 * (F + F.T)
+    return jax_curvature.curvature_from_mapping(cols, wts, arrays.K_hat, arrays.H_hat, arrays.box_flat, config)
 
 
 def data_vector(cols, wts, dirty_image, n_source_pixels: int):
-    """(S,) ``D = T^T d``."""
-    return jax.ops.segment_sum((wts * dirty_image[:, None]).ravel(), cols.ravel(), num_segments=n_source_pixels)
+    """(S,) ``D = T^T d`` (:func:`~wtilde_dask.inversion.jax_curvature.data_vector`)."""
+    return jax_curvature.data_vector(cols, wts, dirty_image, int(n_source_pixels))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,178 @@
+"""``F = T^T W T`` and ``D = T^T d`` in JAX with hand-written reverse-mode derivatives (``jax.custom_vjp``).
+
+T (M, S) is given by its per-row columns ``cols`` (M, n) int and weights ``wts`` (M, n):
+``T[i, cols[i, a]] += wts[i, a]``. W (M, M) is the symmetric W-tilde matrix of the image pixels,
+``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]``, applied by FFT on the zero-padded lattice box
+(:func:`lattice_apply`).
+
+Forward: the used columns of T (renumbered first) are scattered onto the box in batches of
+``config.batch_size``, W is applied by FFT, ``A = W T`` is gathered back at the M image pixels and projected
+with ``T^T`` (segment sums); batches with no used column skip their FFTs (``lax.cond``; under ``vmap`` with
+the named axis ``config.batch_axis`` a batch is skipped when it is empty for every item, ``lax.pmax``).
+
+Reverse mode: for a cotangent ``G`` (S, S) of F (a scalar L),
+
+    dL = tr(G^T dF),  dF = dT^T A + A^T dT  (W = W^T)  =>  dL/dT = A (G + G^T),
+
+and T depends on ``wts`` only at its nonzeros, so
+
+    dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]],
+
+O(nnz(T) S) operations on the forward's A (kept as the residual, (S, M) float64): no FFT in the backward
+pass, so a gradient costs about one evaluation. For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``.
+The integer ``cols``, the box indices and the kernel spectra get no cotangent (zero): derivatives flow
+through the weights only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from wtilde_dask.kernels import enable_x64
+
+enable_x64()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+# rows of T per step of the backward gather (the (chunk, n, S) slab of G + G^T stays a few MB)
+BACKWARD_ROW_CHUNK = 512
+
+
+def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, real_kernel: bool = False):
+    """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
+
+    Zero-padded (Ny, Nx) FFTs (rfft along x on the ny rows, full along y), the Hankel part as
+    ``conj(X) H_hat`` (the spectrum of the index-reversed image), as ``curvature_kernels.lattice_apply``.
+    The y transforms run along the last axis (one explicit transpose each way: XLA's FFT works on the
+    minor axes), the inverse keeps only the ny output rows. ``real_kernel`` (static): the offset kernel is
+    even (``k[d] = k[-d]``, W symmetric), so ``K_hat`` is real and the product is real x complex
+    (only without a Hankel part; the builder checks the imaginary part is round-off).
+    """
+    ny, nx = shape_box
+    Ny, Nx = fft_shape
+    X = jnp.fft.rfft(images, n=Nx, axis=2)  # (nb, ny, Nx//2+1)
+    X = jnp.fft.fft(jnp.swapaxes(X, 1, 2), n=Ny, axis=2)  # (nb, Nx//2+1, Ny)
+    if has_hankel:
+        Y = X * K_hat.T[None] + jnp.conj(X) * H_hat.T[None]
+    else:
+        Y = X * (jnp.real(K_hat).T if real_kernel else K_hat.T)[None]
+    Y = jnp.swapaxes(jnp.fft.ifft(Y, axis=2)[:, :, :ny], 1, 2)  # (nb, ny, Nx//2+1)
+    return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+
+
+def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
+    """(F (S, S) symmetrised, A^T (n_batches * bs, M) in the used-first column order or None, order (S,))."""
+    ny, nx = config.shape_box
+    S = config.n_source_pixels
+    bs = min(int(config.batch_size), S)
+    n_batches = -(-S // bs)
+    M, P = cols.shape
+    pix = jnp.broadcast_to(box_flat[:, None], (M, P)).ravel()
+    rows = jnp.broadcast_to(jnp.arange(M)[:, None], (M, P)).ravel()
+    wflat = wts.ravel()
+    used = jax.ops.segment_sum((wflat != 0).astype(jnp.int32), cols.ravel(), num_segments=S) > 0
+    order = jnp.argsort(jnp.logical_not(used), stable=True)  # used columns first, each group in index order
+    position = jnp.zeros(S, dtype=jnp.int32).at[order].set(jnp.arange(S, dtype=jnp.int32))
+    n_used = jnp.sum(used.astype(jnp.int32))
+    if config.batch_axis is not None:  # under vmap: skip a batch when it is empty for every item of the batch
+        n_used = jax.lax.pmax(n_used, config.batch_axis)
+    cflat = position[cols.ravel()]
+
+    # (no jax.checkpoint here: with it, repeated value_and_grad calls intermittently never returned on
+    # jax 0.11 CPU)
+    def one_batch(start):
+        def apply(_):
+            local = cflat - start
+            ok = (local >= 0) & (local < bs)
+            imgs = jnp.zeros((bs, ny * nx), dtype=wflat.dtype).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
+            out = lattice_apply(imgs.reshape(bs, ny, nx), K_hat, H_hat, config.shape_box, config.fft_shape,
+                                config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
+            At = out[:, box_flat]  # (bs, M) = (W T[:, batch])^T
+            block = jax.ops.segment_sum(wflat[:, None] * At.T[rows], cflat, num_segments=S)  # (S, bs)
+            return (block, At) if keep_wt else block
+
+        def skip(_):
+            block = jnp.zeros((S, bs), dtype=wflat.dtype)
+            return (block, jnp.zeros((bs, M), dtype=wflat.dtype)) if keep_wt else block
+
+        return jax.lax.cond(start < n_used, apply, skip, None)
+
+    out = jax.lax.map(one_batch, jnp.arange(n_batches) * bs)
+    blocks, At = out if keep_wt else (out, None)
+    F = jnp.transpose(blocks, (1, 0, 2)).reshape(S, n_batches * bs)[:, :S]
+    F = F[position][:, position]  # back to the mesh's column order
+    F = 0.5 * (F + F.T)
+    if keep_wt:
+        At = At.reshape(n_batches * bs, M)[:S]  # row p: column order[p] of A = W T
+    return F, At, order
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5,))
+def curvature_from_mapping(cols, wts, K_hat, H_hat, box_flat, config):
+    """(S, S) ``F = T^T W T`` (module doc) for the (M, n) mapping ``cols`` / ``wts``.
+
+    ``K_hat``, ``H_hat`` (Ny, Nx//2+1) the rfft2 spectra of the offset and index-sum kernels; ``box_flat``
+    (M,) int the flat box index ``r * nx + c`` of each image pixel; ``config`` the static
+    :class:`~wtilde_dask.inversion.jax_likelihood.LikelihoodConfig` (shape_box, fft_shape, has_hankel,
+    real_kernel, batch_size, batch_axis, n_source_pixels). Differentiable in ``wts`` (custom VJP).
+    """
+    return _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=False)[0]
+
+
+def _curvature_fwd(cols, wts, K_hat, H_hat, box_flat, config):
+    F, At, order = _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=True)
+    return F, (cols, At, order)
+
+
+def weights_cotangent(At, order, cols, G, chunk: int = BACKWARD_ROW_CHUNK):
+    """(M, n) ``dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]]`` (module doc).
+
+    ``At`` (S, M): row p is column ``order[p]`` of ``A = W T``; ``G`` (S, S) the cotangent of F.
+    Rows of T are taken ``chunk`` at a time: ``(G + G^T)[order][:, cols[chunk]]`` is (chunk, n, S).
+    """
+    S, M = At.shape
+    n = cols.shape[1]
+    Gs = G + G.T
+    GpT = Gs[order].T  # GpT[c, p] = (G + G^T)[order[p], c]
+    c = min(int(chunk), M)
+    n_chunks = -(-M // c)
+    pad = n_chunks * c - M
+    At_pad = jnp.pad(At, ((0, 0), (0, pad)))
+    cols_pad = jnp.pad(cols, ((0, pad), (0, 0)))
+
+    def one_chunk(k):
+        A_k = jax.lax.dynamic_slice_in_dim(At_pad, k * c, c, axis=1)  # (S, c)
+        C_k = jax.lax.dynamic_slice_in_dim(cols_pad, k * c, c, axis=0)  # (c, n)
+        return jnp.einsum("pi,iap->ia", A_k, GpT[C_k])  # (c, n)
+
+    out = jax.lax.map(one_chunk, jnp.arange(n_chunks))
+    return out.reshape(n_chunks * c, n)[:M]
+
+
+def _curvature_bwd(config, residuals, G):
+    cols, At, order = residuals
+    return None, weights_cotangent(At, order, cols, G), None, None, None
+
+
+curvature_from_mapping.defvjp(_curvature_fwd, _curvature_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def data_vector(cols, wts, dirty_image, n_source_pixels: int):
+    """(S,) ``D = T^T d`` for the (M, n) mapping and the (M,) dirty image d; differentiable in ``wts``
+    (``dL/dwts[i, a] = g[cols[i, a]] d[i]``) and ``dirty_image`` (``dL/dd[i] = sum_a wts[i, a] g[cols[i, a]]``)."""
+    return jax.ops.segment_sum((wts * dirty_image[:, None]).ravel(), cols.ravel(), num_segments=n_source_pixels)
+
+
+def _data_vector_fwd(cols, wts, dirty_image, n_source_pixels):
+    return data_vector(cols, wts, dirty_image, n_source_pixels), (cols, wts, dirty_image)
+
+
+def _data_vector_bwd(n_source_pixels, residuals, g):
+    cols, wts, dirty_image = residuals
+    g_at = g[cols]  # (M, n)
+    return None, g_at * dirty_image[:, None], jnp.sum(wts * g_at, axis=1)
+
+
+data_vector.defvjp(_data_vector_fwd, _data_vector_bwd)
