@@ -61,6 +61,9 @@ import time
 
 import numpy as np
 
+from wtilde_dask.constants import ARCSEC_TO_RADIANS
+from wtilde_dask.errors import WTildeError
+
 log = logging.getLogger(__name__)
 
 #: The simulated lens (PyAutoLens ``Isothermal`` + ``ExternalShear`` parameters; einstein_radius is scaled
@@ -76,7 +79,7 @@ PRESETS = {
 }
 
 
-class BenchFitError(ValueError):
+class BenchFitError(WTildeError, ValueError):
     """A bad option of the fit benchmark (the message names it and the value)."""
 
 
@@ -113,7 +116,7 @@ def simulate_lens(grid, truth: dict, n_visibilities: int, *, seed: int = 1, sign
     from wtilde_dask.dataset import Interferometer
 
     if max_baseline_m is None:  # lambda / B ~ 2 pixels at 230 GHz
-        max_baseline_m = sim.SPEED_OF_LIGHT / 230e9 / (2 * grid.pixel_scales[0] * math.pi / 648000.0)
+        max_baseline_m = sim.SPEED_OF_LIGHT / 230e9 / (2 * grid.pixel_scales[0] * ARCSEC_TO_RADIANS)
     config = sim.SimulationConfig(n_visibilities=int(n_visibilities), n_channels=1, bandwidth_ghz=0.0,
                                   max_baseline_m=float(max_baseline_m), seed=int(seed))
     rng = np.random.default_rng(config.seed)
