@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from wtilde_dask.constants import ARCSEC_TO_RADIANS, SPEED_OF_LIGHT
+from wtilde_dask.constants import ARCSEC_TO_RADIANS, DEFAULT_CHUNK_SIZE, SPEED_OF_LIGHT
 from wtilde_dask.kernels.lattice import nufft_points
 from wtilde_dask.errors import SimulationError  # noqa: F401 (re-exported)
 
@@ -85,7 +85,7 @@ class SimulationConfig:
     sigma: float = 0.05  # noise sigma of the real part
     sigma_imag: float | None = None  # noise sigma of the imaginary part (None: = sigma)
     seed: int = 1
-    chunk_size: int = 1_000_000
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     n_spw: int = 1  # spectral windows (Measurement Set output only), each of n_channels channels
     flag_fraction: float = 0.0  # fraction of (row, channel, correlation) flagged at random (Measurement Set only)
     point_source: tuple | None = None  # (l, m) arcsec, l East = x, m North = y: a point of `flux` instead of the image

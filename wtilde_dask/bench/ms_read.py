@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
+
 
 def make_ms(path, rows: int, channels: int, spw: int, seed: int = 0):
     from wtilde_dask.io.ms_writer import MeasurementSetWriter
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=100_000, help="rows per spectral window")
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--spw", type=int, default=2)
-    p.add_argument("--chunk-size", type=int, default=1_000_000, help="visibilities per chunk (rows x channels)")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="visibilities per chunk (rows x channels)")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
 

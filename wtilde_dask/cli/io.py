@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+from wtilde_dask import config
+
 __all__ = ["register", "add_selection_arguments"]
 
 
@@ -15,7 +17,8 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spw", default=None, help="spectral windows (UVFITS: IFs), e.g. '0,2' or '0~3' (default all)")
     p.add_argument("--channels", default=None, help="channel range of each window, CASA style 'A~B' inclusive")
     p.add_argument("--column", default="DATA", help="DATA | CORRECTED_DATA | MODEL_DATA (Measurement Set)")
-    p.add_argument("--chunk-size", type=int, default=1_000_000, help="visibilities read at a time (memory bound)")
+    p.add_argument("--chunk-size", type=int, default=config.get("chunk-size"),
+                   help="visibilities read at a time (memory bound; default %(default)s: dask config wtilde.chunk-size)")
 
 
 def _export_fits(args) -> int:

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
 from wtilde_dask.io.base import VisibilityChunk
 from wtilde_dask.errors import ExportError  # noqa: F401 (re-exported)
 
@@ -200,7 +201,7 @@ def _chunks(source, average_channels):
             f"(a Measurement Set or UVFITS file); {type(source).__name__} holds flattened visibilities"
         )
     n = int(average_channels)
-    for cid in aligned_chunk_ids(layout, n, getattr(source, "chunk_size", 1_000_000)):
+    for cid in aligned_chunk_ids(layout, n, getattr(source, "chunk_size", DEFAULT_CHUNK_SIZE)):
         yield flatten_cube(average_channel_cube(source.read_chunk_cube(cid), n))
 
 
