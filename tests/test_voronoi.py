@@ -12,7 +12,7 @@ import pytest
 
 from wtilde_dask.dataset import Interferometer
 from wtilde_dask.grid import ImageGrid
-from wtilde_dask.inversion import LensModel, regularization_from_mesh
+from wtilde_dask.inversion import LensModel
 from wtilde_dask.inversion import jax_likelihood as jl
 from wtilde_dask.inversion import jax_meshes
 from wtilde_dask.inversion.fitter import WTildeFitter
@@ -138,14 +138,57 @@ def test_weights_continuous_through_a_triangle_flip():
     barycentric weights jump there, the Sibson weights do not."""
     base = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [2.5, 2.5], [-2.5, 2.5], [-2.5, -2.5], [2.5, -2.5]])
     point = np.array([[0.3, 0.1]])
-    rows = []
+    rows, regs, edges = [], [], []
     for eps in (-1e-9, 1e-9):
         v = base.copy()
         v[0, 0] += eps  # vertex 0 inside / outside the circle of vertices 1, 2, 3
         topo = sibson_topology(v, point)
         rows.append(dense(topo, sibson_weights(v, point, topo), len(v))[0])
+        mesh = VoronoiMesh(v)
+        regs.append(mesh.regularization_matrix(1.0))
+        edges.append({tuple(e) for e in mesh.edges})
+    assert ((0, 2) in edges[0]) != ((0, 2) in edges[1])  # the diagonal flipped between (0, 2) and (1, 3)
     assert np.max(np.abs(rows[0] - rows[1])) <= 1e-8
     assert rows[0][[0, 1, 2, 3]].min() > 0.01  # all four are natural neighbours on both sides
+    assert np.max(np.abs(regs[0] - regs[1])) <= 1e-8  # the flipped edge weighs ~0 on both sides
+
+
+def test_neighbour_weights_are_voronoi_facet_over_distance():
+    from scipy.spatial import Voronoi
+
+    rng = np.random.default_rng(2)
+    vertices = rng.uniform(-1, 1, (40, 2))
+    mesh = VoronoiMesh(vertices)
+    weight = dict(zip(map(tuple, mesh.edges), mesh.edge_weights))
+    vor = Voronoi(vertices)
+    n_checked = 0
+    for (i, j), ridge in zip(vor.ridge_points, vor.ridge_vertices):
+        if -1 in ridge:  # an unbounded facet (hull edge)
+            continue
+        facet = np.linalg.norm(vor.vertices[ridge[0]] - vor.vertices[ridge[1]])
+        expected = facet / np.linalg.norm(vertices[i] - vertices[j])
+        assert abs(weight[(min(i, j), max(i, j))] - expected) <= 1e-10
+        n_checked += 1
+    assert n_checked > 50
+    # H = c^2 sum_e w_e (u_i - u_j)(u_i - u_j)^T + 1e-8 I
+    H = np.zeros((40, 40))
+    for (i, j), w in weight.items():
+        H[i, i] += w
+        H[j, j] += w
+        H[i, j] -= w
+        H[j, i] -= w
+    assert np.max(np.abs(mesh.regularization_matrix(0.7) - (0.49 * H + 1e-8 * np.eye(40)))) <= 1e-12
+    # on a square lattice: 1 between lattice neighbours, 0 on the diagonals
+    lattice = np.stack(np.meshgrid(np.arange(5.0), np.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
+    lattice_mesh = VoronoiMesh(lattice + rng.normal(scale=1e-9, size=lattice.shape))
+    lengths = np.linalg.norm(lattice[lattice_mesh.edges[:, 0]] - lattice[lattice_mesh.edges[:, 1]], axis=1)
+    ends = lattice[lattice_mesh.edges].reshape(-1, 4)
+    interior = ((ends > 0) & (ends < 4)).all(axis=1)  # both ends off the lattice's rim
+    w = lattice_mesh.edge_weights
+    assert (np.isclose(lengths, 1.0) & interior).sum() == 12
+    assert np.allclose(w[np.isclose(lengths, 1.0) & interior], 1.0, atol=1e-6)
+    assert np.allclose(w[(lengths > 1.1) & interior], 0.0, atol=1e-6)
+    assert w.max() <= 100.0  # the rim's flat triangles: bounded
 
 
 # ---------------------------------------------------------------------------------------------- the likelihood
@@ -191,7 +234,7 @@ def test_jax_equals_numpy_fitter_and_brute_force(stores, data):
     source_grid = LENS.ray_trace(grid.grid_arcsec)
     mesh = VoronoiMesh.from_source_grid(source_grid, N_VERTICES)
     T = mesh.mapping_matrix(source_grid)
-    H = regularization_from_mesh(mesh, COEFFICIENT)
+    H = mesh.regularization_matrix(COEFFICIENT)
     ref = inversion_reference(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.noise_map, T, H)
     numpy_result = WTildeFitter.from_store(store, path="fft").fit(T, H)
     result = likelihood(stores, data).fit(jl.params_from_lens(LENS))

@@ -83,7 +83,10 @@ def run_invert(args) -> int:
     else:
         mesh = DelaunayMesh.from_source_grid(source_grid, min(args.mesh_pixels, grid.n_pixels))
     T = mesh.mapping_matrix(source_grid)
-    H = regularization_from_mesh(mesh, args.coefficient, args.regularization)
+    if hasattr(mesh, "regularization_matrix"):  # a mesh with weighted neighbours (voronoi)
+        H = mesh.regularization_matrix(args.coefficient, args.regularization)
+    else:
+        H = regularization_from_mesh(mesh, args.coefficient, args.regularization)
     path = resolve_path(store, args.path)
     if args.backend == "jax" and path != "fft":
         raise SystemExit(f"wtilde invert: --backend jax needs the lattice kernel (--path fft on a lattice store); "

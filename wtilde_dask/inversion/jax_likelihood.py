@@ -327,9 +327,10 @@ def mapping_and_regularization(params, arrays: LatticeArrays, config: Likelihood
             raise JaxLikelihoodError(f"mesh {config.mesh!r}: needs the topology of the traced grid (JaxLikelihood.topology)")
         if config.mesh == "voronoi":
             cols, wts = jax_meshes.voronoi_mapping(source_grid, topology)
+            L = laplacian(topology.edges, jax_meshes.edge_weights(source_grid, topology), S)
         else:
             cols, wts = delaunay_mapping(source_grid, topology)
-        L = laplacian(topology.edges, topology.edge_mask, S)
+            L = laplacian(topology.edges, topology.edge_mask, S)
     return cols, wts, regularization_matrix(L, coefficient, config.regularization), None, source_grid
 
 

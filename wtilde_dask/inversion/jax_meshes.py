@@ -7,7 +7,9 @@ meshes of the JAX likelihood (:mod:`~wtilde_dask.inversion.jax_likelihood`).
   -1 to the largest count found) and the Delaunay edges come from the host (SciPy) as a
   :class:`VoronoiTopology` and enter the jitted function as integers, held fixed inside a derivative; the
   weights are JAX functions of the traced points (vertices included), so gradients flow, and they are
-  continuous where the triangulation or a cavity changes.
+  continuous where the triangulation or a cavity changes. Its regularization weights the Delaunay edges by
+  :func:`~wtilde_dask.inversion.natural_neighbour.voronoi_edge_weights` (JAX functions of the vertices, 0 for
+  an edge that flips), so H is continuous too.
 * ``rectangular_adapt_density``: the kernel-CDF node placement and bilinear weights of
   :mod:`~wtilde_dask.inversion.adaptive_mesh`, all in JAX (no host step); neighbours: the 4-connected
   lattice (its H is fixed, as for the rectangular mesh).
@@ -23,7 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from wtilde_dask.inversion.adaptive_mesh import DEFAULT_BANDWIDTH, adapt_density_mapping
-from wtilde_dask.inversion.natural_neighbour import SibsonTopology, sibson_topology, sibson_weights, slim_vertex_index
+from wtilde_dask.inversion.natural_neighbour import (SibsonTopology, delaunay_edges_and_opposites, sibson_topology,
+                                                     sibson_weights, slim_vertex_index, voronoi_edge_weights)
 from wtilde_dask.kernels import enable_x64
 
 enable_x64()
@@ -37,7 +40,8 @@ class VoronoiTopology(NamedTuple):
 
     vertex_index (S,) rows of the traced grid that are vertices; the :class:`SibsonTopology` fields kind (M,),
     simplex (M, 3), cavity (M, C, 3), boundary (M, C, 3), slot (M, C, 3), neighbours (M, K); edges (3S, 2)
-    Delaunay edges padded with (0, 0) and edge_mask (3S,) 1.0 for real edges.
+    Delaunay edges padded with (0, 0), edge_mask (3S,) 1.0 for real edges, opposite (3S, 2) the vertices
+    opposite each edge (-1: none), for the neighbour weights (:func:`edge_weights`).
     """
 
     vertex_index: jax.Array
@@ -49,6 +53,7 @@ class VoronoiTopology(NamedTuple):
     neighbours: jax.Array
     edges: jax.Array
     edge_mask: jax.Array
+    opposite: jax.Array
 
 
 def voronoi_topology_host(source_grid, n_pixels: int) -> VoronoiTopology:
@@ -59,16 +64,15 @@ def voronoi_topology_host(source_grid, n_pixels: int) -> VoronoiTopology:
     on_vertex = -np.ones(len(pts), dtype=np.int64)
     on_vertex[vertex_index] = np.arange(len(vertex_index))
     topo = sibson_topology(vertices, pts, on_vertex=on_vertex)
-    from wtilde_dask.inversion.natural_neighbour import oriented_triangulation
-
-    _, simp, _ = oriented_triangulation(vertices)
-    e = np.unique(np.sort(np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]]), axis=1), axis=0)
+    e, opp = delaunay_edges_and_opposites(vertices)
     n = len(vertex_index)
     edges = np.zeros((3 * n, 2), dtype=np.int32)
     edges[: len(e)] = e
     edge_mask = np.zeros(3 * n)
     edge_mask[: len(e)] = 1.0
-    return VoronoiTopology(vertex_index.astype(np.int32), *topo, edges, edge_mask)
+    opposite = -np.ones((3 * n, 2), dtype=np.int32)
+    opposite[: len(e)] = opp
+    return VoronoiTopology(vertex_index.astype(np.int32), *topo, edges, edge_mask, opposite)
 
 
 def pad_topologies(topologies) -> list[VoronoiTopology]:
@@ -95,6 +99,12 @@ def voronoi_mapping(source_grid, topology: VoronoiTopology):
     wts = sibson_weights(vertices, source_grid, sib, xp=jnp)
     ok = topology.neighbours >= 0
     return jnp.where(ok, topology.neighbours, 0), jnp.where(ok, wts, 0.0)
+
+
+def edge_weights(source_grid, topology: VoronoiTopology):
+    """(3S,) neighbour weights of the padded Delaunay edges (:func:`voronoi_edge_weights`; 0 on padding)."""
+    vertices = source_grid[topology.vertex_index]
+    return topology.edge_mask * voronoi_edge_weights(vertices, topology.edges, topology.opposite, xp=jnp)
 
 
 def adapt_density_jax_mapping(source_grid, mesh_shape, bandwidth=DEFAULT_BANDWIDTH):

@@ -32,6 +32,11 @@ The computation has two parts:
   special case. At a cavity change (p crosses a circumcircle) the entering triangle contributes zero,
   so the weights are continuous there.
 
+Regularization: the Delaunay edges of the vertices, each weighted by :func:`voronoi_edge_weights` (the
+Voronoi facet shared by the two vertices over their distance; 1 on a square lattice): an edge that flips
+has weight 0 on both sides of the flip, so H, like the weights, is continuous in the lens parameters
+(with unit weights every flip changes H by a finite amount, a jump in the evidence).
+
 Special points (``kind``): a point on a vertex (distance <= ``1e-12`` x the mesh size) gets weight 1 on
 that vertex; a point outside the convex hull of the vertices gets weight 1 on its nearest vertex, as
 PyAutoArray's ``DelaunayNN`` does (its ``outside_fallback_index``: the k-d tree nearest vertex); a point on
@@ -49,7 +54,7 @@ from scipy.spatial import Delaunay, cKDTree
 
 from wtilde_dask.inversion.mesh import DelaunayMesh, MeshError, _as_points
 
-PAD_MULTIPLE = 4  # cavity / neighbour counts are padded up to a multiple of this
+PAD_MULTIPLE = 8  # cavity / neighbour counts are padded up to a multiple of this
 SIBSON, NEAREST, BARYCENTRIC = 0, 1, 2  # ``kind`` of a point
 
 
@@ -249,8 +254,8 @@ def slim_vertex_index(n_points: int, n_pixels: int) -> np.ndarray:
 class VoronoiMesh(DelaunayMesh):
     """Vertices anywhere, Sibson natural-neighbour interpolation on their Voronoi cells (module doc).
 
-    Neighbours (regularization): the Delaunay edges, as :class:`DelaunayMesh`. Vertex order: as given
-    (:meth:`from_source_grid`: the image grid's order).
+    Neighbours: the Delaunay edges, weighted by :attr:`edge_weights` in :meth:`regularization_matrix`.
+    Vertex order: as given (:meth:`from_source_grid`: the image grid's order).
     """
 
     def __init__(self, vertices):
@@ -260,10 +265,31 @@ class VoronoiMesh(DelaunayMesh):
         if len(np.unique(pts, axis=0)) != len(pts):
             raise MeshError(f"vertices: {len(pts) - len(np.unique(pts, axis=0))} repeated position(s); need distinct points")
         self.centres = pts
-        self.triangulation, simp, _ = oriented_triangulation(pts)
-        e = np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]])
-        self.edges = np.unique(np.sort(e, axis=1), axis=0)
+        self.triangulation, _, _ = oriented_triangulation(pts)
+        self.edges, self.opposite = delaunay_edges_and_opposites(pts)
         self._tree = cKDTree(pts)
+
+    @property
+    def edge_weights(self) -> np.ndarray:
+        """(E,) neighbour weights of :attr:`edges` (:func:`voronoi_edge_weights`)."""
+        return voronoi_edge_weights(self.centres, self.edges, self.opposite)
+
+    def regularization_matrix(self, coefficient: float = 1.0, scheme: str = "constant") -> np.ndarray:
+        """Dense (S, S) H of ``scheme`` as :func:`~wtilde_dask.inversion.regularization.regularization_matrix`,
+        with the weighted Laplacian ``L = sum_e w_e (u_i - u_j)(u_i - u_j)^T`` (u the unit vectors)."""
+        from wtilde_dask.inversion.regularization import (REGULARIZATION_EPS, SCHEMES, RegularizationError,
+                                                          difference_matrix)
+
+        if scheme not in SCHEMES:
+            raise RegularizationError(f"regularization scheme: unknown {scheme!r}, expected one of {', '.join(SCHEMES)}")
+        if not np.isfinite(coefficient) or coefficient < 0:
+            raise RegularizationError(f"regularization coefficient: must be finite and >= 0, got {coefficient!r}")
+        S, c2 = self.n_pixels, float(coefficient) ** 2
+        if scheme == "zeroth":
+            return c2 * np.eye(S)
+        B = sp.diags(np.sqrt(self.edge_weights)) @ difference_matrix(self.edges, S)
+        L = (B.T @ B).toarray()
+        return c2 * (L if scheme in ("constant", "gradient") else L.T @ L) + REGULARIZATION_EPS * np.eye(S)
 
     @classmethod
     def from_source_grid(cls, source_grid, n_pixels: int) -> "VoronoiMesh":
@@ -288,3 +314,42 @@ class VoronoiMesh(DelaunayMesh):
         T.eliminate_zeros()
         return T
 
+
+
+def delaunay_edges_and_opposites(vertices):
+    """Host step: ``(edges (E, 2), opposite (E, 2))`` of the Delaunay triangulation of the (S, 2) vertices:
+    each edge (i < j) and the vertex opposite it in each of its (one or two) triangles (-1: none, a hull edge)."""
+    _, simp, _ = oriented_triangulation(np.asarray(vertices, dtype=np.float64))
+    e = np.sort(np.concatenate([simp[:, [1, 2]], simp[:, [2, 0]], simp[:, [0, 1]]]), axis=1)
+    o = np.concatenate([simp[:, 0], simp[:, 1], simp[:, 2]])
+    order = np.lexsort((e[:, 1], e[:, 0]))
+    e, o = e[order], o[order]
+    edges, first, counts = np.unique(e, axis=0, return_index=True, return_counts=True)
+    opposite = -np.ones((len(edges), 2), dtype=np.int64)
+    opposite[:, 0] = o[first]
+    two = counts == 2
+    opposite[two, 1] = o[first[two] + 1]
+    return edges, opposite
+
+
+MAX_EDGE_WEIGHT = 100.0  # bound of a neighbour weight (1 on a square lattice; a sliver on the hull -> infinity)
+
+
+def voronoi_edge_weights(vertices, edges, opposite, xp=np):
+    """(E,) neighbour weights ``w_ij = clip((cot a + cot b) / 2, 0, MAX_EDGE_WEIGHT)`` of the Delaunay edges,
+    a and b the angles opposite edge (i, j) in its two triangles (one on the hull). For an interior edge
+    ``(cot a + cot b) / 2`` is the length of the Voronoi facet shared by i and j over their distance: 1 between
+    lattice neighbours of a square lattice, 0 on its diagonals and for an edge about to flip (four cocircular
+    vertices), so a regularization built on these weights changes continuously where the triangulation flips.
+    The bound keeps the nearly flat triangles along a straight stretch of the hull (angles -> 0, cot -> infinity)
+    from tying their vertices together; lensing stretches a lattice's weights to ~ the magnification, far below."""
+    vi, vj = vertices[edges[:, 0]], vertices[edges[:, 1]]
+    total = 0.0
+    for k in range(2):
+        ok = opposite[:, k] >= 0
+        vo = vertices[xp.maximum(opposite[:, k], 0)]
+        u, v = vi - vo, vj - vo
+        cr = xp.abs(_cross(u, v))
+        cot = xp.sum(u * v, axis=-1) / xp.where(ok & (cr > 0), cr, 1.0)
+        total = total + xp.where(ok, 0.5 * cot, 0.0)
+    return xp.clip(total, 0.0, MAX_EDGE_WEIGHT)
