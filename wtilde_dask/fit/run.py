@@ -163,6 +163,25 @@ def _interrupted_on_error(record: FitRecord):
         raise
 
 
+def precheck(store_path, model, name: str = "default", overwrite: bool = False):
+    """(store, record) when ``model`` can be fitted as ``name`` to the store at ``store_path``; else
+    :class:`FitRunError` (not a usable lattice store; another live run on this fit; a different model under
+    this name without ``overwrite``). Writes nothing."""
+    store = check_store_for_fit(store_path)
+    record = FitRecord(store, name)
+    if record.exists():
+        if record.run_is_live():
+            p = record.attrs().get("progress", {})
+            raise FitRunError(f"fit {name!r} in {store.path}: another run is fitting it now (host {p.get('host')}, "
+                              f"pid {p.get('pid')}); wait for it, or stop it first")
+        if not overwrite:
+            lines = _differences(model, record)
+            if lines:
+                raise FitRunError(f"fit {name!r} in {store.path} was started with a different model; differs: "
+                                  + "; ".join(lines) + ". Use another --name, or --overwrite to start over")
+    return store, record
+
+
 def run_fit(store_path, model, name: str = "default", client=None, overwrite: bool = False, *,
             slice_batches: int = 5, slice_seconds: float = 60.0, retries: int = 3) -> FitResult:
     """Fit ``model`` (a :class:`~wtilde_dask.fit.model.FitModel`) to the lattice store at ``store_path``.
@@ -172,10 +191,9 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
     ``slice_batches`` / ``slice_seconds``: a Nautilus checkpoint at least every that many batches / seconds;
     ``retries``: recomputations of a likelihood task whose worker was lost. Returns a :class:`FitResult`.
     """
-    store = check_store_for_fit(store_path)
-    record = FitRecord(store, name)
+    store, record = precheck(store_path, model, name, overwrite)
     sampler = dict(model.sampler)
-    if client is None and sampler.get("name", "nautilus") == "nautilus":
+    if client is None and sampler["name"] == "nautilus":
         from wtilde_dask.cluster import cluster_client
 
         with cluster_client("local", log=log.info) as own:
@@ -185,14 +203,6 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
     resumed = False
     previous_wall = 0.0
     if record.exists() and not overwrite:
-        if record.run_is_live():
-            p = record.attrs().get("progress", {})
-            raise FitRunError(f"fit {name!r} in {store.path}: another run is fitting it now (host {p.get('host')}, "
-                              f"pid {p.get('pid')}); wait for it, or stop it first")
-        lines = _differences(model, record)
-        if lines:
-            raise FitRunError(f"fit {name!r} in {store.path} was started with a different model or sampler; differs: "
-                              + "; ".join(lines) + ". Use another --name, or --overwrite to start over")
         settings = {**settings, **(record.sampler_record() or {})}  # the seed drawn and chunk size chosen at the start
         if record.state() == "complete" and record.result() is not None:
             samples, weights, log_l = record.posterior()
@@ -201,6 +211,7 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
         resumed = True
         previous_wall = float(record.progress().get("wall_seconds") or 0.0)
         record.update_progress(state="running")
+        log.info("fit %r in %s: resuming from its checkpoint", name, store.path)
     else:
         record.create(model.to_record(), settings, overwrite=overwrite)
 
