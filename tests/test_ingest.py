@@ -55,7 +55,7 @@ def grid():
 
 
 def expected_sums(ds: Interferometer) -> dict:
-    """chi2_data and the noise normalisation written out from DESIGN §1 (one NumPy expression each)."""
+    """chi2_data and the noise normalisation written out from their definitions (docs/mathematics.md; one NumPy expression each)."""
     wr, wi = 1 / ds.noise_map.real**2, 1 / ds.noise_map.imag**2
     return {"chi_squared_data": float(np.sum(wr * ds.visibilities.real**2 + wi * ds.visibilities.imag**2)),
             "noise_normalization": float(np.sum(np.log(2 * np.pi * ds.noise_map.real**2)

@@ -1,5 +1,5 @@
 """Inversion: F, D, s, chi2 and log evidence from every curvature path equal the brute force from the
-visibilities (DESIGN section 1), on real stores computed on a real LocalCluster."""
+visibilities (docs/mathematics.md), on real stores computed on a real LocalCluster."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A damaged store heals itself (issue 12): each fault is injected into a real store on disk, the real
+"""A damaged store heals itself: each fault is injected into a real store on disk, the real
 `wtilde` commands run (``wtilde_dask.cli.main`` in-process on a real LocalCluster, or the CLI as a subprocess
 with its own cluster), and the final matrix, ledger and dirty image are compared bit for bit with an
 uninterrupted run's.
