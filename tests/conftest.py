@@ -39,6 +39,16 @@ def client():
         yield c
 
 
+@pytest.fixture(scope="session")
+def session_client():
+    """One real two-process LocalCluster for the whole run, for modules whose tests leave the workers as they found
+    them (no worker restarts, kills or memory limits): saves a cluster start per module."""
+    from wtilde_dask.cluster import cluster_client
+
+    with cluster_client("local", n_workers=2, threads_per_worker=1, log=lambda *a: None) as c:
+        yield c
+
+
 # ---------------------------------------------------------------------------------------------- skips fail in CI
 def _ci() -> bool:
     """True when the CI environment variable says so (CI sets CI=true; .ci/run exports it)."""

@@ -2,7 +2,7 @@
 from the visibilities (inversion/reference.py, no W-tilde). Each case changes one flag from a base command; the
 reconstruction and log evidence written into the store must equal the brute force for the lens / mesh / scheme
 the flags describe, and must differ from the base's (a flag the command ignored would fail one of the two).
-Small sizes (M ~ 150 image pixels, K = 300), one lattice store on the module's LocalCluster."""
+Small sizes (M ~ 150 image pixels, K = 300), one lattice store on the run's shared LocalCluster."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def python_api_reference(store, c: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, client):
+def store(tmp_path_factory, session_client):
     from wtilde_dask.compute import compute
 
     rng = np.random.default_rng(19)
@@ -78,7 +78,7 @@ def store(tmp_path_factory, client):
     ds = Interferometer.from_arrays(vis, sr + 1j * si, uv, name="cli invert reference")
     grid = ImageGrid.circular((16, 16), (0.1, 0.1), 0.7)
     return compute(ds, grid, tmp_path_factory.mktemp("invert") / "w.zarr", method="lattice", block_size=64,
-                   client=client, progress=False, log=lambda *a, **k: None)
+                   client=session_client, progress=False, log=lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +87,12 @@ def base_result(store):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_invert_flag_equals_python_api(case, store, base_result, client, tmp_path, capsys):
+def test_invert_flag_equals_python_api(case, store, base_result, session_client, tmp_path, capsys):
     from wtilde_dask.cli import main
     from wtilde_dask.store import WTildeStore
 
     c = {**BASE, **CASES[case]}
-    assert main(argv(store.path, c, client.scheduler.address, tmp_path / "inv.png")) == 0
+    assert main(argv(store.path, c, session_client.scheduler.address, tmp_path / "inv.png")) == 0
     out = capsys.readouterr().out
     assert f"path {c['path']}" in out
     st = WTildeStore.open(store.path)

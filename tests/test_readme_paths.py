@@ -2,7 +2,7 @@
 resume, verify, store.dataset() against the independent python-casacore recipe); verify --repair of a lattice
 store's kernels; the mask flags (--mask-file .npy / FITS, --mask-inner-radius with --mask-centre), --overwrite and
 --[no-]copy-visibilities; `wtilde bench store` at a tiny size; deployments/slurm/estimate_cost.py and
-deployments/local/wtilde-local.sh. Small sizes, one LocalCluster per module (its scheduler address is passed as
+deployments/local/wtilde-local.sh. Small sizes, one LocalCluster for the run (its scheduler address is passed as
 --scheduler), real stores in tmp_path."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ GRID_ARGS = ["--shape", "12", "12", *RUN_ARGS]
 
 
 @pytest.fixture(scope="module")
-def scheduler(client):
-    return client.scheduler.address
+def scheduler(session_client):
+    return session_client.scheduler.address
 
 
 @pytest.fixture(scope="module")
