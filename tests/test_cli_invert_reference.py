@@ -19,7 +19,7 @@ RTOL = 1e-10
 
 BASE = {"einstein_radius": 0.6, "axis_ratio": 0.8, "position_angle": 20.0, "centre": (0.02, -0.03),
         "shear": (0.02, 0.01), "mesh": "rectangular", "mesh_shape": (7, 7), "mesh_pixels": 40,
-        "regularization": "constant", "coefficient": 0.7, "path": "fft"}
+        "regularization": "constant", "coefficient": 0.7, "path": "fft", "backend": "numpy"}
 CASES = {
     "base": {},
     "einstein-radius": {"einstein_radius": 0.75},
@@ -37,8 +37,9 @@ CASES = {
     "path-memory": {"path": "memory"},
     "path-out-of-core": {"path": "out-of-core"},
     "path-dense": {"path": "dense"},
+    "backend-jax": {"backend": "jax"},  # the jitted JAX likelihood does the whole evaluation
 }
-SAME_AS_BASE = {"base", "path-memory", "path-out-of-core", "path-dense", "regularization-gradient"}
+SAME_AS_BASE = {"base", "path-memory", "path-out-of-core", "path-dense", "regularization-gradient", "backend-jax"}
 
 
 def argv(store, c: dict, scheduler: str, png) -> list[str]:
@@ -46,7 +47,7 @@ def argv(store, c: dict, scheduler: str, png) -> list[str]:
            "--position-angle", repr(c["position_angle"]), "--lens-centre", *map(repr, c["centre"]),
            "--shear", *map(repr, c["shear"]), "--mesh", c["mesh"], "--mesh-shape", *map(str, c["mesh_shape"]),
            "--mesh-pixels", str(c["mesh_pixels"]), "--regularization", c["regularization"],
-           "--coefficient", repr(c["coefficient"]), "--path", c["path"], "--png", str(png)]
+           "--coefficient", repr(c["coefficient"]), "--path", c["path"], "--backend", c["backend"], "--png", str(png)]
     if c["path"] in ("memory", "out-of-core"):
         out += ["--scheduler", scheduler]
     return out
@@ -94,7 +95,7 @@ def test_invert_flag_equals_python_api(case, store, base_result, session_client,
     c = {**BASE, **CASES[case]}
     assert main(argv(store.path, c, session_client.scheduler.address, tmp_path / "inv.png")) == 0
     out = capsys.readouterr().out
-    assert f"path {c['path']}" in out
+    assert f"path {c['path']}" in out and f"backend {c['backend']}" in out
     st = WTildeStore.open(store.path)
     s = st.read_array("inversion/reconstruction")
     info = st.array_attrs("inversion/reconstruction")
