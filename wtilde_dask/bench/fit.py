@@ -311,24 +311,46 @@ def peer_mapping(traced, mesh_shape):
     return np.asarray(cols), np.asarray(wts)
 
 
-def ours_on_mapping(likelihood, cols, wts, coefficient=1.0) -> float:
-    """Our log evidence (W-tilde F by FFT, D, Cholesky solve, evidence) for given (M, 4) mapping columns and
-    weights on the likelihood's rectangular mesh (its fixed constant regularization)."""
-    import jax.numpy as jnp
-
+def _ours_on_mapping(cols, wts, arrays, config, fixed, coefficient):
     from wtilde_dask.inversion import jax_likelihood as jl
 
-    A, config = likelihood.arrays, likelihood.config
-    cols, wts = jnp.asarray(cols, dtype=jnp.int32), jnp.asarray(wts, dtype=jnp.float64)
-    H, log_det_h = jl.fixed_regularization_matrix(likelihood.topology(None), coefficient)
-    F = jl.curvature_matrix(cols, wts, A, config)
-    D = jl.data_vector(cols, wts, A.dirty_image, config.n_source_pixels)
-    return float(jl.solve_and_score(F, D, H, A.chi_squared_data, A.noise_normalization, log_det_h).log_evidence)
+    H, log_det_h = jl.fixed_regularization_matrix(fixed, coefficient)
+    F = jl.curvature_matrix(cols, wts, arrays, config)
+    D = jl.data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
+    return jl.solve_and_score(F, D, H, arrays.chi_squared_data, arrays.noise_normalization, log_det_h).log_evidence
+
+
+_ours_on_mapping_jit = None
+
+
+def ours_on_mapping(likelihood, cols, wts, coefficient=1.0) -> float:
+    """Our log evidence (W-tilde F by FFT, D, Cholesky solve, evidence; jitted) for given (M, 4) mapping columns
+    and weights on the likelihood's rectangular mesh (its fixed regularization, ``coefficient``)."""
+    global _ours_on_mapping_jit
+    import jax
+    import jax.numpy as jnp
+
+    if _ours_on_mapping_jit is None:
+        _ours_on_mapping_jit = jax.jit(_ours_on_mapping, static_argnames=("config",))
+    return float(_ours_on_mapping_jit(jnp.asarray(cols, dtype=jnp.int32), jnp.asarray(wts, dtype=jnp.float64),
+                                      likelihood.arrays, config=likelihood.config,
+                                      fixed=likelihood.topology(None), coefficient=float(coefficient)))
+
+
+def peer_figures_of_merit(analysis, peer, model, points) -> np.ndarray:
+    """(n,) PyAutoLens's figure_of_merit at our (n, n_free) ``points``, as its search evaluates them: PyAutoFit's
+    ``Fitness`` of the model and analysis (jitted and vmapped over the batch, as ``af.Nautilus`` calls it)."""
+    from autofit.non_linear.fitness import Fitness
+
+    order = [list(model.free_names).index(n) for n in peer_free_names(peer)]
+    fitness = Fitness(model=peer, analysis=analysis, fom_is_log_likelihood=True,
+                         resample_figure_of_merit=-np.inf, batched=True)
+    return np.asarray(fitness(np.asarray(points, dtype=np.float64)[:, order]), dtype=np.float64)
 
 
 def same_number(store, model, points, *, dataset=None) -> list[dict]:
-    """For each (n_free,) point of ``points``: PyAutoLens's ``figure_of_merit`` (``AnalysisInterferometer``,
-    ``use_jax=True``, linear settings, its sparse operator on ``dataset`` -- default :func:`peer_dataset` with the
+    """For each (n_free,) point of ``points``: PyAutoLens's ``figure_of_merit`` (:func:`peer_figures_of_merit`:
+    ``AnalysisInterferometer``, ``use_jax=True``, linear settings, its sparse operator on ``dataset`` -- default :func:`peer_dataset` with the
     store's kernel) and ours. Returns one dict per point: ``peer``, ``ours`` (JaxLikelihood.log_evidence of
     ``model.likelihood_inputs``), ``ours_peer_mesh`` (our W-tilde evidence on PyAutoLens's traced grid and
     mesh mapping), ``ours_our_mesh_peer_tracing`` (our mesh on PyAutoLens's traced grid), ``tracing`` (max
@@ -349,7 +371,8 @@ def same_number(store, model, points, *, dataset=None) -> list[dict]:
     grid_arcsec = np.asarray(store.grid().grid_arcsec)
     pix_grid = dataset.grids.pixelization
     rows = []
-    for x in points:
+    peer_values = peer_figures_of_merit(analysis, peer, model, points)
+    for x, peer_value in zip(points, peer_values):
         x = np.asarray(x, dtype=np.float64)
         instance = peer_instance(peer, model, x)
         params, coefficient = model.likelihood_inputs(x)
@@ -357,7 +380,7 @@ def same_number(store, model, points, *, dataset=None) -> list[dict]:
             likelihood = jl.JaxLikelihood.from_store(store, **{**options, "mesh": "rectangular"},
                                                      coefficient=float(coefficient))
             likelihood_uniform = jl.JaxLikelihood.from_store(store, **uniform, coefficient=float(coefficient))
-        peer_value = float(analysis.log_likelihood_function(instance))
+        peer_value = float(peer_value)
         tracer = al.Tracer(galaxies=[instance.galaxies.lens, al.Galaxy(redshift=1.0)])
         traced_peer = np.asarray(tracer.traced_grid_2d_list_from(grid=pix_grid)[-1])
         traced_ours = np.asarray(jl.ray_trace(jnp.asarray(params), jnp.asarray(grid_arcsec)))
