@@ -17,21 +17,30 @@ Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-u
 * ``ours JAX vmap``: ``log_evidence_batch`` of ``--batch`` parameter vectors, time per item;
 * ``ours JAX grad``: ``value_and_grad`` w.r.t. the 7 lens parameters (value and gradient);
 * ``ours NumPy``: ray tracing, ``RectangularMesh``, T, H and ``WTildeFitter.log_evidence`` (fft path);
+* ``FFT floor``: only the transforms F needs at this lens (the used columns' pruned forward and inverse 2D
+  FFTs of the box, :mod:`wtilde_dask.bench.fft_floor`), the fastest of XLA at batch sizes 8-64 and ducc0 with
+  one thread per core, measured in the same run; ``eval_vs_floor`` = the JAX evaluation / the floor;
+* ``ours JAX jit, one thread``: the same likelihood in a child process pinned to core 0 (``taskset -c 0``,
+  XLA's intra-op pool at one thread); ``--no-one-thread`` skips it;
 * ``peer jit``: PyAutoLens ``FitInterferometer(..., xp=jax.numpy)`` under ``jax.jit`` (Isothermal + ExternalShear,
   ``RectangularUniform`` mesh, ``Constant`` regularization, its sparse operator preloaded with our kernel in its
   ``nufft_precision_operator`` layout; linear solver, and its default positive-only solver); ``peer NumPy``: the
   same fit with ``xp=numpy``.
 
-The JAX and NumPy log evidences are printed with their relative difference. The last line is machine-readable.
+The JAX and NumPy log evidences are printed with their relative difference, then ``value_and_grad / eval``.
+The last two lines are machine-readable (the floor, one-thread and gradient ratios; then the times).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -53,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers for the store")
     p.add_argument("--store", default=None, help="store path to create or reuse (default: temporary)")
     p.add_argument("--no-peer", action="store_true", help="skip PyAutoLens")
+    p.add_argument("--no-one-thread", action="store_true", help="skip the one-thread row (a child process)")
     return p
 
 
@@ -132,10 +142,19 @@ def main(argv=None) -> int:
                 runners["peer FitInterferometer jit, default solver"] = (
                     lambda: float(jax.block_until_ready(peer_default(er))), 1)
                 runners["peer FitInterferometer NumPy, linear solver"] = (lambda: float(fit(er, np, linear).log_evidence), 1)
+        floor_name, floor_s, floor_all, n_used = _floor(lk, params, args.repeats)
+        print(f"FFT floor ({n_used} used columns of {lk.config.n_source_pixels}, box {lk.config.shape_box} padded to "
+              f"{lk.config.fft_shape}): " + ", ".join(f"{k} {v:.4f} s" for k, v in floor_all.items()))
         calls = {name: fn for name, (fn, _) in runners.items()}
         values = warm_up(calls, label="warm-up (compile)")
         times = interleaved_rounds(calls, args.repeats, per={name: per for name, (_, per) in runners.items()})
         best = {k: min(v) for k, v in times.items()}
+        one = None if args.no_one_thread else _one_thread(store.path, lk, params, args.repeats)
+        if one is not None:
+            times["ours JAX jit, one thread (taskset -c 0)"] = one[0]
+            best["ours JAX jit, one thread (taskset -c 0)"] = min(one[0])
+        times[f"FFT floor ({floor_name})"] = [floor_s]
+        best[f"FFT floor ({floor_name})"] = floor_s
         peer_name = "peer FitInterferometer jit, linear solver"
         print(f"\n{'s per evaluation':46s} {'s':>9s} {'median':>9s} {'peer jit / this':>16s}")
         for name in times:
@@ -149,6 +168,17 @@ def main(argv=None) -> int:
         if peer_name in values:
             print(f"peer log evidence {float(values[peer_name]):.6f} (its own Isothermal normalisation and mesh "
                   f"placement: not the same number as ours)")
+        t_eval = best["ours JAX jit, single"]
+        grad_over_eval = best["ours JAX value_and_grad (7 params)"] / t_eval
+        ratios = (f"eval_vs_floor={t_eval / floor_s:.2f} grad_over_eval={grad_over_eval:.2f} floor_s={floor_s:.4f} "
+                  f"floor_way={floor_name.replace(' ', '_').replace(',', '')}")
+        if one is not None:
+            if abs(one[1] - v_jax) > 1e-9 * abs(v_jax):
+                raise RuntimeError(f"one-thread log evidence {one[1]!r} differs from {v_jax!r}")
+            ratios += f" one_thread_s={min(one[0]):.4f} speedup_vs_one_thread={min(one[0]) / t_eval:.2f}"
+        print(f"value_and_grad / eval = {grad_over_eval:.2f}; eval / FFT floor = {t_eval / floor_s:.2f}"
+              + (f"; one thread / eval = {min(one[0]) / t_eval:.2f}" if one is not None else ""))
+        print(ratios)
         jax_vs_numpy = best["ours NumPy (lens -> T, H -> evidence)"] / best["ours JAX jit, single"]
         line = (f"jax_s={best['ours JAX jit, single']:.4f} jax_vmap_s_per_item={best[f'ours JAX vmap, per item of {B}']:.4f} "
                 f"grad_s={best['ours JAX value_and_grad (7 params)']:.4f} "
@@ -162,6 +192,65 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _used_columns(lk, params) -> int:
+    """Number of source pixels that some image pixel maps to at ``params`` (the columns F transforms)."""
+    from wtilde_dask.inversion.jax_likelihood import mapping_and_regularization
+
+    cols, wts, *_ = mapping_and_regularization(params, lk.arrays, lk.config, lk.coefficient, lk.topology(params))
+    cols, wts = np.asarray(cols), np.asarray(wts)
+    return int(np.unique(cols[wts != 0]).size)
+
+
+def _floor(lk, params, repeats: int):
+    """(best way, seconds, {way: seconds}, used columns) of the FFT floor at ``params`` (bench.fft_floor)."""
+    from wtilde_dask.bench.fft_floor import fft_floor
+
+    n_used = _used_columns(lk, params)
+    res = fft_floor(n_used, lk.config.shape_box, lk.config.fft_shape, nthreads=os.cpu_count() or 1,
+                    repeats=max(int(repeats), 2))
+    name, seconds = res.pop("best")
+    return name, seconds, res, n_used
+
+
+_ONE_THREAD_SCRIPT = """
+import sys, time
+import numpy as np
+import jax
+from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
+store, ny, nx, reg, coef, bs, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+params = np.array([float(v) for v in sys.argv[8].split(",")])
+lk = JaxLikelihood.from_store(store, mesh="rectangular", mesh_shape=(ny, nx), regularization=reg, coefficient=coef, batch_size=bs)
+value = float(jax.block_until_ready(lk.log_evidence(params)))
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(lk.log_evidence(params))
+    times.append(time.perf_counter() - t0)
+print("ONE_THREAD", repr(value), " ".join(repr(t) for t in times))
+"""
+
+
+def _one_thread(store_path, lk, params, repeats: int):
+    """([seconds per call], log evidence) of the same likelihood in a child process pinned to core 0, XLA's
+    intra-op pool at one thread; None (with a note) where ``taskset`` is missing."""
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        print("one-thread row skipped: taskset not found")
+        return None
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                      "intra_op_parallelism_threads=1").strip())
+    cfg = lk.config
+    cmd = [taskset, "-c", "0", sys.executable, "-c", _ONE_THREAD_SCRIPT, str(store_path), str(cfg.mesh_shape[0]),
+           str(cfg.mesh_shape[1]), cfg.regularization, repr(lk.coefficient), str(cfg.batch_size),
+           str(max(int(repeats), 1)), ",".join(repr(float(v)) for v in np.asarray(params))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("ONE_THREAD ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"one-thread run failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    fields = line.split()
+    return [float(v) for v in fields[2:]], float(fields[1])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,98 @@
+"""The FFT floor of one likelihood evaluation: the transforms that ``F = T^T W T`` by FFT cannot avoid, and
+nothing else (no scatter, no kernel product, no gather, no projection), timed the fastest ways available.
+
+For each of ``n_columns`` used columns of T on the (ny, nx) box zero-padded to (Ny, Nx), as
+:func:`wtilde_dask.inversion.jax_curvature.lattice_apply`: a real-to-complex transform of length Nx along x
+on the ny non-zero rows, a complex transform of length Ny along y on the Nx//2+1 columns, the inverse complex
+transform along y, and the complex-to-real inverse of length Nx along x on the ny output rows.
+
+* :func:`xla_floor`: the same four transforms in XLA (jitted, ``lax.map`` over batches of ``batch_size``
+  columns, the y transforms on the minor axis after one transpose each way as in the likelihood);
+* :func:`ducc_floor`: ducc0's ``r2c`` / ``c2c`` / ``c2r`` on the strided axes with ``nthreads`` threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wtilde_dask.bench.timing import timed
+
+
+def _images(n_columns: int, shape_box, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(int(n_columns),) + tuple(shape_box))
+
+
+def xla_floor(n_columns: int, shape_box, fft_shape, batch_size: int, repeats: int = 3) -> float:
+    """Minimum seconds over ``repeats`` (after a compiling call) of the four transforms of ``n_columns``
+    columns in XLA, ``batch_size`` columns per step (the remainder in one smaller step)."""
+    from wtilde_dask.kernels import enable_x64
+
+    enable_x64()
+    import jax
+    import jax.numpy as jnp
+
+    ny, nx = shape_box
+    Ny, Nx = fft_shape
+    bs = max(1, min(int(batch_size), int(n_columns)))
+    n_full, rest = divmod(int(n_columns), bs)
+
+    def transforms(x):  # (b, ny, nx) -> (b, ny, nx)
+        X = jnp.fft.rfft(x, n=Nx, axis=2)
+        X = jnp.fft.fft(jnp.swapaxes(X, 1, 2), n=Ny, axis=2)
+        Y = jnp.swapaxes(jnp.fft.ifft(X, axis=2)[:, :, :ny], 1, 2)
+        return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+
+    @jax.jit
+    def run(full, remainder):
+        out = jax.lax.map(transforms, full) if n_full else full
+        return out, (transforms(remainder) if rest else remainder)
+
+    imgs = _images(n_columns, shape_box)
+    full = jnp.asarray(imgs[: n_full * bs].reshape(n_full, bs, ny, nx))
+    remainder = jnp.asarray(imgs[n_full * bs:])
+    jax.block_until_ready(run(full, remainder))
+    return min(timed(lambda: jax.block_until_ready(run(full, remainder)))[0] for _ in range(int(repeats)))
+
+
+def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: int, repeats: int = 3) -> float:
+    """Minimum seconds over ``repeats`` of the four transforms of ``n_columns`` columns by ducc0
+    (``nthreads`` threads, ``batch_size`` columns per call, buffers allocated once)."""
+    import ducc0.fft as dfft
+
+    ny, nx = shape_box
+    Ny, Nx = fft_shape
+    imgs = _images(n_columns, shape_box)
+    bs = max(1, min(int(batch_size), int(n_columns)))
+    buf = np.zeros((bs, ny, Nx))
+    X = np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128)
+    out = np.empty((bs, ny, Nx))
+
+    def run():
+        for start in range(0, int(n_columns), bs):
+            b = min(bs, int(n_columns) - start)
+            buf[:b, :, :nx] = imgs[start:start + b]
+            X[:b, ny:, :] = 0.0
+            dfft.r2c(buf[:b], axes=(2,), out=X[:b, :ny, :], nthreads=nthreads)
+            dfft.c2c(X[:b], axes=(1,), out=X[:b], nthreads=nthreads)
+            dfft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=nthreads)
+            dfft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out[:b], nthreads=nthreads)
+        return out
+
+    run()
+    return min(timed(run)[0] for _ in range(int(repeats)))
+
+
+def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int = 3,
+              xla_batch_sizes=(8, 16, 32, 64), ducc_batch_sizes=(16, 64)) -> dict:
+    """{"<way> batch <b>": seconds} for every way tried, and "best" = (name, seconds) the fastest."""
+    times = {}
+    for b in xla_batch_sizes:
+        times[f"XLA, batch {b}"] = xla_floor(n_columns, shape_box, fft_shape, b, repeats)
+    try:
+        import ducc0  # noqa: F401
+    except ImportError:  # pragma: no cover - ducc0 is a dependency
+        ducc_batch_sizes = ()
+    for b in ducc_batch_sizes:
+        times[f"ducc0 {nthreads} threads, batch {b}"] = ducc_floor(n_columns, shape_box, fft_shape, b, nthreads, repeats)
+    name = min(times, key=times.get)
+    return {**times, "best": (name, times[name])}
