@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -187,6 +188,30 @@ def test_batches_do_not_depend_on_the_split_and_bad_points_are_rejected(store, c
         for i in np.flatnonzero(good & (coefficients == c)):
             assert out[i] == pytest.approx(float(lk.log_evidence(params[i])), rel=1e-10)
     assert f.n_evaluations == 18
+
+
+def test_a_worker_killed_mid_batch_is_recomputed_to_the_same_values(store, client):
+    from wtilde_dask.fit.evaluate import DaskLikelihood
+
+    rng = np.random.default_rng(12)
+    truth = params_from_autolens(*(TRUTH[k] for k in LENS_ORDER))
+    params = truth + rng.normal(0, 0.01, (200, 7)) * np.array([1, 0.5, 20, 1, 1, 1, 1])
+    f = DaskLikelihood(client, store.path, {"mesh": "rectangular", "mesh_shape": tuple(MESH),
+                                            "regularization": "constant"}, chunk_size=4)
+    reference = f(params, np.ones(200))
+    pids = client.run(os.getpid)
+    victim_address, victim = sorted(pids.items())[0]
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("out", f(params, np.ones(200))))
+    worker.start()
+    t0 = time.time()
+    while not client.processing().get(victim_address) and time.time() - t0 < 60:
+        time.sleep(0.005)
+    assert client.processing().get(victim_address), "the batch never reached the worker"
+    os.kill(victim, signal.SIGKILL)  # the worker dies holding tasks of the batch
+    worker.join(timeout=300)
+    assert victim not in client.run(os.getpid).values()
+    np.testing.assert_array_equal(result["out"], reference)
 
 
 def _wait_for_slices(store, name, n, proc, timeout=300.0) -> dict:
