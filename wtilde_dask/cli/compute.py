@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--spw", metavar="LIST", help="Measurement Set: spectral windows, e.g. 0,2-3 (default all)")
     p.add_argument("--channels", metavar="RANGE", help="Measurement Set: channels of each window, e.g. 0~63 (default all)")
     p.add_argument("--column", metavar="COL", help="Measurement Set: DATA (default), CORRECTED_DATA or MODEL_DATA")
+    p.add_argument("--hdu", type=_hdu, metavar="N|NAME",
+                   help="PyAutoLens FITS folder: the HDU (index or EXTNAME) holding each (K, 2) array (default 0)")
     p.add_argument("--chunk-size", type=int, metavar="N",
                    help="visibilities (Measurement Set: rows) read per chunk by a task (default: dask config wtilde.chunk-size, 1e6); "
                         "memory per worker is bounded by it")
@@ -119,6 +121,11 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _hdu(text: str) -> int | str:
+    """--hdu: an HDU index (digits) or an EXTNAME."""
+    return int(text) if text.isdigit() else text
+
+
 def _err(msg: str) -> ValueError:
     return ValueError(msg)
 
@@ -132,7 +139,7 @@ def load_inputs(args):
     is_sma = args.dataset.lower() == "sma"
     if args.chunk_size is not None and args.chunk_size < 1:
         raise _err(f"--chunk-size: must be >= 1, got {args.chunk_size}")
-    selection = {k: getattr(args, k, None) for k in ("field", "spw", "channels", "column")}
+    selection = {k: getattr(args, k, None) for k in ("field", "spw", "channels", "column", "hdu")}
     dataset = open_source("sma" if is_sma else args.dataset, chunk_size=args.chunk_size, **selection)
     shape, scale, radius = args.shape, args.pixel_scale, args.mask_radius
     if is_sma:

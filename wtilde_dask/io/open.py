@@ -55,7 +55,8 @@ def open_visibilities(
                 "folder / .npz holds Stokes I visibilities already selected (selection is for a Measurement Set or "
                 "UVFITS file)"
             )
-        hdu = options.pop("hdu", 0)
+        hdu = options.pop("hdu", None)
+        hdu = 0 if hdu is None else hdu
         options.pop("order", None)  # flattened visibilities: one order, the file's
         if options:
             raise TypeError(f"open_visibilities: options {sorted(options)} do not apply to {text}")
@@ -63,6 +64,11 @@ def open_visibilities(
 
     if text == "sma":
         return folder_like()
+    if not _folder_like_path(text):
+        if options.get("hdu") is not None:
+            raise DatasetError(f"{text}: hdu {options['hdu']!r} applies to a PyAutoLens FITS folder only, not to a "
+                               "Measurement Set or UVFITS file")
+        options.pop("hdu", None)
     p = pathlib.Path(text)
     if not p.exists():
         raise DatasetError(
@@ -92,6 +98,12 @@ def open_visibilities(
         f"{text}: unknown visibility format (expected a Measurement Set directory, a UVFITS file "
         f"({', '.join(FITS_SUFFIXES)}), a PyAutoLens FITS folder or an .npz)"
     )
+
+
+def _folder_like_path(text: str) -> bool:
+    """Whether ``text`` names a PyAutoLens FITS folder or an .npz (what takes an ``hdu``)."""
+    p = pathlib.Path(text)
+    return p.suffix.lower() == ".npz" or (p.is_dir() and not (p / "table.dat").is_file())
 
 
 def load_dataset(path, hdu: int | str = 0, **selection):
@@ -130,6 +142,8 @@ def reopen_source(record: dict, chunk_size: int = DEFAULT_CHUNK_SIZE, *, owner: 
     if not record.get("path"):
         raise StoreError(f"{owner}: the source record names no path to open again ({record!r})")
     selection = recorded_selection(record)
+    if record.get("hdu") is not None:  # a FITS folder read from another HDU than the first
+        selection["hdu"] = record["hdu"]
     if record.get("order") is not None:  # a reader with orders (Measurement Set, UVFITS): the one recorded
         selection["order"] = record["order"]
     source = open_visibilities(record["path"], chunk_size=chunk_size, **selection)
