@@ -11,7 +11,8 @@ import pathlib
 import pytest
 
 NOTEBOOKS = pathlib.Path(__file__).parent.parent / "notebooks"
-NAMES = ["01_quickstart_sma.ipynb", "02_alma_scale_lattice.ipynb", "03_inversion_evidence.ipynb", "04_slurm.ipynb"]
+NAMES = ["01_quickstart_sma.ipynb", "02_alma_scale_lattice.ipynb", "03_inversion_evidence.ipynb", "04_slurm.ipynb",
+         "06_lens_search.ipynb"]
 
 # Checks run in each notebook's kernel after its last cell, on the notebook's own variables, against the slow
 # formulas of wtilde_dask.kernels.reference / inversion.reference (the notebooks print these numbers; here they
@@ -66,6 +67,24 @@ if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     assert have_slurm, "CI: no SLURM, so the notebook's cluster cell did not run"
 if have_slurm and os.environ.get("WTILDE_NB_RUN_SLURM"):
     assert store.is_complete()  # the cluster cell ran a real job
+""",
+    "06_lens_search.ipynb": """
+import numpy as np
+from wtilde_dask.fit.figures import corner_histograms
+from wtilde_dask.store.fit import FitRecord, fit_names
+assert fit_names(store.path) == ["no_shear", "shear"]
+for fit in (with_shear, no_shear):  # the store holds what run_fit returned
+    record = FitRecord(store.path, fit.name)
+    assert record.state() == "complete" and record.result()["log_evidence"] == fit.summary["log_evidence"]
+    x, w, log_l = record.posterior()
+    assert np.array_equal(x, fit.samples) and abs(w.sum() - 1) <= 1e-12
+    assert fit.summary["max_log_likelihood"] == log_l.max()
+# the corner plot's diagonal: numpy's weighted histogram of the posterior (20 bins over the samples' range)
+fig = plot_corner(samples, weights, s["free_names"], truths=best)
+for j, (edges, heights) in enumerate(corner_histograms(fig)):
+    ref, _ = np.histogram(samples[:, j], bins=20, range=(samples[:, j].min(), samples[:, j].max()), weights=weights)
+    assert np.allclose(heights, ref, rtol=1e-12, atol=1e-15)
+assert z1 - z0 > 5 * np.hypot(e1, e0)
 """,
 }
 

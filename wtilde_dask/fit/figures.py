@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 CORNER_BINS = 20
 
 
+def _no_contour_warning(record) -> bool:
+    """Logging filter: drop corner's "Too few points to create valid contours" (a tight 2-D posterior)."""
+    return "valid contours" not in record.getMessage()
+
+
 def plot_corner(samples, weights, names, *, truths=None, title: str | None = None, bins: int = CORNER_BINS):
     """Corner plot of ``samples`` (n, n_free) with ``weights`` (n,) and parameter ``names`` (n_free,);
     ``truths`` (n_free,) drawn as lines (the max-likelihood point in :func:`plot_fits`). Returns the Figure.
@@ -47,9 +52,14 @@ def plot_corner(samples, weights, names, *, truths=None, title: str | None = Non
     # a parameter whose samples are all equal has no range: give it a small one around the value
     span = [(lo, hi) if hi > lo else (lo - 0.5 * max(abs(lo), 1e-3), hi + 0.5 * max(abs(hi), 1e-3))
             for lo, hi in zip(x.min(axis=0), x.max(axis=0))]
-    corner.corner(x, weights=w, labels=list(names), truths=None if truths is None else list(truths), bins=bins,
-                  range=span, fig=fig, show_titles=True, title_fmt=".4f", title_kwargs={"fontsize": 9},
-                  label_kwargs={"fontsize": 10}, truth_color="#d62728", quantiles=[0.15866, 0.5, 0.84134])
+    root = logging.getLogger()  # corner logs "Too few points to create valid contours" on the root logger
+    root.addFilter(_no_contour_warning)
+    try:
+        corner.corner(x, weights=w, labels=list(names), truths=None if truths is None else list(truths), bins=bins,
+                      range=span, fig=fig, show_titles=True, title_fmt=".4f", title_kwargs={"fontsize": 9},
+                      label_kwargs={"fontsize": 10}, truth_color="#d62728", quantiles=[0.15866, 0.5, 0.84134])
+    finally:
+        root.removeFilter(_no_contour_warning)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
