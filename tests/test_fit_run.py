@@ -282,6 +282,11 @@ def test_refusals_name_the_problem_and_write_no_fit_group(store, shear_fit, tmp_
     assert rc == 2 and "lens.einstein_radius.upper: 1.2 -> 1.3" in err, err
     assert (store.path / "fit" / "shear" / "zarr.json").read_bytes() == before
     assert FitRecord(store, "shear").state() == "complete"
+    # with --overwrite the same change passes the checks (the run would then start over)
+    from wtilde_dask.fit.model import FitModel
+    from wtilde_dask.fit.run import precheck
+
+    precheck(store.path, FitModel.from_dict(changed), "shear", overwrite=True)
 
     good = write_model(tmp_path / "good.yaml", NO_SHEAR_MODEL)
     ds = simulated_dataset(K=500)
