@@ -50,15 +50,24 @@ def valid_points(params: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
 def evaluate_points(store_path: str, options: tuple, params: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
     """Worker side: (n,) log evidences of one chunk, non-finite ones replaced by the rejected value.
 
-    A store or option the likelihood cannot be built from raises (the run stops with that message);
-    an evaluation that raises rejects the whole chunk (logged), it never stops the search.
+    A store or option the likelihood cannot be built from raises (the run stops with that message); when the
+    chunk's evaluation raises (e.g. a Delaunay mesh that cannot be built for one lens) each point is evaluated
+    alone (repeated to the chunk's shape: the same compiled function) and those that raise are rejected.
     """
     likelihood = worker_likelihood(store_path, options)
+    failures = (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError)
+    n = len(params)
     try:
         out = np.asarray(likelihood.log_evidence_batch(params, coefficients), dtype=np.float64)
-    except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError) as err:
-        log.warning("chunk of %d lens models not evaluated (%s: %s): rejected", len(params), type(err).__name__, err)
-        out = np.full(len(params), REJECTED_LOG_LIKELIHOOD)
+    except failures as err:  # e.g. a mesh that cannot be built for one lens: find which, keep the others
+        log.warning("chunk of %d lens models failed (%s: %s): evaluated one by one", n, type(err).__name__, err)
+        out = np.full(n, REJECTED_LOG_LIKELIHOOD)
+        for i in range(n):  # each point alone, repeated to the chunk's shape: the same compiled function
+            try:
+                out[i] = np.asarray(likelihood.log_evidence_batch(np.repeat(params[i:i + 1], n, axis=0),
+                                                                  np.repeat(coefficients[i:i + 1], n)))[0]
+            except failures:
+                pass
     return np.where(np.isfinite(out), out, REJECTED_LOG_LIKELIHOOD)
 
 

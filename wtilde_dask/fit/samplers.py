@@ -184,15 +184,17 @@ class NautilusSearch:
 # NUTS
 # ---------------------------------------------------------------------------------------------------
 def nuts_log_likelihood_fn(model, likelihood):
-    """``f(x) -> log L`` for one point ``x`` (n_free,), jnp-traceable: the rectangular mesh's log evidence at
+    """``f(x) -> log L`` for one point ``x`` (n_free,), jnp-traceable: a rectangular mesh's log evidence at
     ``model.likelihood_inputs(x)`` (``likelihood``: a :class:`JaxLikelihood` built in this process)."""
     import jax.numpy as jnp
 
-    from wtilde_dask.inversion.jax_likelihood import log_evidence
+    from wtilde_dask.inversion import jax_likelihood as jl
 
-    if likelihood.config.mesh != "rectangular":
-        raise ValueError(f"sampler.name 'nuts': needs source.mesh 'rectangular' (its mesh does not change with the "
-                         f"lens), got {likelihood.config.mesh!r}")
+    log_evidence = jl.log_evidence
+    lattice_meshes = getattr(jl, "LATTICE_MESHES", ("rectangular",))
+    if likelihood.config.mesh not in lattice_meshes:
+        raise ValueError(f"sampler.name 'nuts': needs a rectangular source.mesh ({', '.join(lattice_meshes)}: its "
+                         f"neighbours do not change with the lens), got {likelihood.config.mesh!r}")
     arrays, config, fixed = likelihood.arrays, likelihood.config, likelihood.topology(None)
 
     def log_l(x):
