@@ -140,3 +140,45 @@ def test_dashboard_fit_view_reads_the_store(fitted_store):
         assert row["state"] == progress["state"] and row["log_evidence"] == pytest.approx(progress["log_evidence"])
         status, ctype, png = _get(base + dashboard.FIT_IMAGE_PATH + "?name=small")
         assert status == 200 and ctype == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.browser
+def test_dashboard_fit_view_in_chromium(fitted_store, artifacts_dir):
+    """In a headless Chromium (Debian chromium + chromedriver through selenium): the page's script draws the fit's
+    row with the evaluation count the store records, and the best-so-far reconstruction image loads."""
+    import shutil
+    import tempfile
+
+    from distributed import Client, LocalCluster
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from waiting import wait_until
+
+    from wtilde_dask import dashboard
+    from wtilde_dask.store.fit import FitRecord
+
+    store, _, _ = fitted_store
+    n = int(FitRecord(store.path, "small").progress()["n_evaluations"])
+    profile = tempfile.mkdtemp(prefix="wtilde-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+            dashboard.install(client)
+            dashboard.publish_fit(client, store.path, "small")
+            driver.get(f"http://127.0.0.1:{cluster.scheduler.http_server.port}/{dashboard.PAGE_PATH}")
+            cell = 'document.querySelector(\'tr[data-fit="small"] td.evaluations\')'
+            wait_until(lambda: driver.execute_script(f"return {cell} && {cell}.textContent") == str(n), timeout=60,
+                       what="the fit row drawn by the page's script")
+            wait_until(lambda: driver.execute_script(
+                "const i = document.getElementById('fit-image'); return i.complete && i.naturalWidth > 0"),
+                timeout=120, what="the best-so-far reconstruction image")
+            driver.save_screenshot(str(artifacts_dir / "dashboard_fit_view.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
