@@ -371,7 +371,7 @@ _PAGE = r"""<!DOCTYPE html>
  #map { }
  a { color: #1f77b4; }
  #panes { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
- #fitview { min-width: 360px; max-width: 720px; }
+ #fitview { flex: 1 1 360px; min-width: 320px; max-width: 720px; }
  #fitview h2 { font-size: 17px; margin: 0 0 6px 0; }
  table.fits { border-collapse: collapse; font-size: 13px; margin-bottom: 8px; }
  table.fits th, table.fits td { border-bottom: 1px solid #ddd; padding: 3px 8px 3px 0; text-align: left; vertical-align: top; }
@@ -430,6 +430,7 @@ function draw(state) {
     : "";
   const svg = document.getElementById("map");
   const nb = state.n_blocks_side;
+  svg.style.display = nb ? "" : "none";  // no block map yet (e.g. a fit on a finished store): the fit view alone
   const key = nb + ":" + state.states.join("|");
   if (svg.dataset.key === key) return;  // nothing changed: keep the drawing (large maps redraw only on change)
   svg.dataset.key = key;
