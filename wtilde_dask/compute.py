@@ -30,6 +30,7 @@ import numpy as np
 
 from wtilde_dask import config
 from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
+from wtilde_dask.submit import SubmitLoop, progress_bar
 from wtilde_dask.worker import DISK_FULL, block_task, worker_inputs  # noqa: F401 (worker_inputs re-exported)
 from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
 
@@ -350,8 +351,6 @@ class _Run:
 
     # ---- the run -------------------------------------------------------------------------------------
     def run(self) -> None:
-        from distributed import as_completed
-
         store, plan = self.store, self.plan
         ledger = store.ledger()
         todo = [b for b in (plan.blocks() if self.only is None else self.only) if ledger[b] == 0]
@@ -367,7 +366,7 @@ class _Run:
         try:
             store.reserve_space()  # freed to record the ledger should the disk fill up
             self._extras()
-            self._blocks(todo, as_completed)
+            self._blocks(todo)
         except BaseException as err:
             self.record_finished()  # on a full disk this frees the reserve; the first error is raised
             self.publish("failed" if not isinstance(err, KeyboardInterrupt) else "interrupted", force=True)
@@ -399,67 +398,48 @@ class _Run:
                  progress=self.progress, log=self.log)
         self.times["visibility_pass"] = time.perf_counter() - t0
 
-    def _blocks(self, todo, as_completed) -> None:
-        client = self.client
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.plan.n_blocks, initial=self.skipped, unit="block", desc="w_tilde",
-                       file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-        queue = iter(todo)
-        futures = {}
+    def _blocks(self, todo) -> None:
+        bar = progress_bar(self.progress, total=self.plan.n_blocks, initial=self.skipped, unit="block",
+                           desc="w_tilde", smoothing=0.1)
         first_error = None
         # direct blocks read the visibilities through the reader (a small picklable object sent with each task;
         # not scattered, so a lost worker loses nothing other tasks depend on)
         source_ref = self.source if self.method == "direct" else None
 
-        def submit_next() -> bool:
-            for bi, bj in queue:
-                fut = client.submit(block_task, self.path, self.fp, bi, bj, self.method, source_ref,
-                                    key=block_key(bi, bj, self.token),
-                                    retries=3, pure=False)
-                futures[fut] = (bi, bj)
-                ac.add(fut)
-                return True
-            return False
+        def submit(block):
+            bi, bj = block
+            return self.client.submit(block_task, self.path, self.fp, bi, bj, self.method, source_ref,
+                                      key=block_key(bi, bj, self.token), retries=3, pure=False)
 
-        ac = as_completed([], with_results=False)
         try:
-            for _ in range(self.max_in_flight):
-                if not submit_next():
-                    break
-            for fut in ac:
-                bi, bj = futures.pop(fut)
-                try:
-                    result = fut.result()
-                    if isinstance(result, OSError):  # the block's write found the disk full (block_task)
-                        raise result
-                    checksum, t_compute, t_write = result
-                except Exception as err:  # noqa: BLE001 - counted, reported, store stays resumable
-                    self.failed += 1
+            with SubmitLoop(self.client, todo, submit, max_in_flight=self.max_in_flight) as loop:
+                loop.fill()
+                for fut, (bi, bj) in loop:
+                    try:
+                        result = fut.result()
+                        if isinstance(result, OSError):  # the block's write found the disk full (block_task)
+                            raise result
+                        checksum, t_compute, t_write = result
+                    except Exception as err:  # noqa: BLE001 - counted, reported, store stays resumable
+                        self.failed += 1
+                        if first_error is None:
+                            first_error = (bi, bj, err)
+                            self.log(f"block ({bi}, {bj}) failed after retries: {type(err).__name__}: {err}; "
+                                     "not submitting more blocks")
+                        continue
+                    self.pending.append((bi, bj, checksum, t_compute + t_write))
+                    self.times["compute"] += t_compute
+                    self.times["write"] += t_write
+                    self.done += 1
+                    if bar is not None:
+                        bar.update(1)
+                    self.flush()
+                    self.publish("running")
+                    if self.lock.lost:
+                        raise ComputeError(f"store {self.store.path}: another run took the lock over; stopping")
                     if first_error is None:
-                        first_error = (bi, bj, err)
-                        self.log(f"block ({bi}, {bj}) failed after retries: {type(err).__name__}: {err}; "
-                                 "not submitting more blocks")
-                    continue
-                finally:
-                    fut.release()
-                self.pending.append((bi, bj, checksum, t_compute + t_write))
-                self.times["compute"] += t_compute
-                self.times["write"] += t_write
-                self.done += 1
-                if bar is not None:
-                    bar.update(1)
-                self.flush()
-                self.publish("running")
-                if self.lock.lost:
-                    raise ComputeError(f"store {self.store.path}: another run took the lock over; stopping")
-                if first_error is None:
-                    submit_next()
+                        loop.submit_next()
         finally:
-            for fut in list(futures):
-                fut.cancel()
             if bar is not None:
                 bar.close()
         if first_error is not None:
@@ -712,6 +692,9 @@ class _CallableModule(types.ModuleType):
 
     Importing the submodule makes Python set ``wtilde_dask.compute`` to the module (shadowing the lazy
     function export); making the module callable keeps ``wtilde_dask.compute(dataset, grid, out)`` working.
+    Kept on purpose: both spellings are public (``from wtilde_dask.compute import compute`` in the notebooks and
+    benches, ``wtilde_dask.compute(...)`` in the README), and no re-export from the package root can win over the
+    attribute the import system sets, short of renaming this module.
     """
 
     def __call__(self, *args, **kwargs):

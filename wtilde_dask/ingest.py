@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 
 
@@ -43,6 +42,7 @@ from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_GROUPS
 from wtilde_dask.io import ArraySource, VisibilitySource, open_visibilities
 from wtilde_dask.io.open import recorded_selection, reopen_source
 from wtilde_dask.store import StoreError, WTildeStore
+from wtilde_dask.submit import SubmitLoop, progress_bar
 from wtilde_dask.worker import ingest_combine_task, ingest_group_task, keep_freed_memory  # noqa: F401 (re-exported)
 from wtilde_dask.errors import IngestError  # noqa: F401 (re-exported)
 
@@ -192,7 +192,7 @@ class _Pass:
         self.max_in_flight = int(max_in_flight) if max_in_flight else max(2, 2 * self.threads)
         self.progress = progress
         self.nodes: dict = {}  # (level, index) -> attrs (checksum + scalars) of finished nodes
-        self.running: dict = {}  # future -> ("group", g) | ("combine", level, index)
+        self.loop: SubmitLoop | None = None  # the run's submit loop: its running futures -> g | ("combine", level, index)
         self.seconds = 0.0
         self.parts = {"reading": 0.0, "sums": 0.0, "nufft_inputs": 0.0, "nufft": 0.0}  # task seconds by part
 
@@ -216,18 +216,15 @@ class _Pass:
                 self.nodes[parent] = self.nodes.pop((level, index))
                 level, index = parent
                 continue
-            if (level, sib) in self.nodes and not any(v[1:] == parent for v in self.running.values()):
+            if (level, sib) in self.nodes and not any(isinstance(v, tuple) and v[1:] == parent
+                                                      for v in self.loop.running.values()):
                 left, right = sorted([index, sib])
                 children = [(level, i, self.nodes[(level, i)]["checksum"], self.nodes[(level, i)]) for i in (left, right)]
                 fut = self.client.submit(ingest_combine_task, self.path, self.fp, *parent, children,
                                          key=f"ingest-combine-L{parent[0]}_{parent[1]}-{self.fp[:8]}", retries=3,
                                          pure=False)
-                self._track(fut, ("combine", *parent))
+                self.loop.track(fut, ("combine", *parent))
             return
-
-    def _track(self, fut, kind) -> None:
-        self.running[fut] = kind
-        self.ac.add(fut)
 
     def _stored(self, level: int, index: int, scalars: dict, checksum: int) -> None:
         self.store.mark_ingest_node(level, index, checksum, scalars)
@@ -241,8 +238,6 @@ class _Pass:
 
     # ---- the pass --------------------------------------------------------------------------------------
     def run(self) -> dict:
-        from distributed import as_completed
-
         store, plan = self.store, self.plan
         resumed = store.begin_ingest(plan.record())
         if resumed:
@@ -261,51 +256,38 @@ class _Pass:
                  + (f"resuming: {plan.n_groups - len(todo)} group(s) already summed, " if resumed else "")
                  + f"{len(todo)} to read on {self.threads} worker thread(s)")
         t0 = time.monotonic()
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=plan.n_groups, initial=plan.n_groups - len(todo), unit="group", desc="visibilities",
-                       file=sys.stderr, dynamic_ncols=True)
-        self.ac = ac = as_completed([], with_results=False)
-        queue = iter(todo)
+        bar = progress_bar(self.progress, total=plan.n_groups, initial=plan.n_groups - len(todo), unit="group",
+                           desc="visibilities")
         # the reader (a small picklable object: path, selection, chunk plan) travels with each task; not scattered,
         # so a worker lost mid-pass (a SLURM job ending) loses no data the other tasks depend on
         source_ref = self.source
 
-        def submit_group() -> bool:
-            for g in queue:
-                fut = self.client.submit(ingest_group_task, self.path, self.fp, g, plan.group(g), source_ref,
-                                         plan.dirty_image, plan.lattice,
-                                         key=f"ingest-group-{g}-{self.fp[:8]}", retries=3, pure=False)
-                self._track(fut, ("group", g))
-                return True
-            return False
+        def submit_group(g: int):
+            return self.client.submit(ingest_group_task, self.path, self.fp, g, plan.group(g), source_ref,
+                                      plan.dirty_image, plan.lattice,
+                                      key=f"ingest-group-{g}-{self.fp[:8]}", retries=3, pure=False)
 
+        # the queue's items are group numbers; the combines are tracked beside them as ("combine", level, index)
+        self.loop = SubmitLoop(self.client, todo, submit_group, max_in_flight=self.max_in_flight)
         try:
-            for lv, ix in sorted(self.nodes):  # finish the combines a killed run left undone
-                if (lv, ix) in self.nodes:
-                    self._after_stored(lv, ix)
-            for _ in range(self.max_in_flight):
-                if not submit_group():
-                    break
-            for fut in ac:
-                kind = self.running.pop(fut)
-                scalars, checksum, seconds, parts = fut.result()
-                fut.release()
-                self.seconds += seconds
-                for name, sec in parts.items():
-                    self.parts[name] = self.parts.get(name, 0.0) + sec
-                if kind[0] == "group":
-                    self._stored(0, kind[1], scalars, checksum)
-                    if bar is not None:
-                        bar.update(1)
-                    submit_group()
-                else:
-                    self._stored(kind[1], kind[2], scalars, checksum)
+            with self.loop as loop:
+                for lv, ix in sorted(self.nodes):  # finish the combines a killed run left undone
+                    if (lv, ix) in self.nodes:
+                        self._after_stored(lv, ix)
+                loop.fill()
+                for fut, kind in loop:
+                    scalars, checksum, seconds, parts = fut.result()
+                    self.seconds += seconds
+                    for name, sec in parts.items():
+                        self.parts[name] = self.parts.get(name, 0.0) + sec
+                    if isinstance(kind, int):  # a group
+                        self._stored(0, kind, scalars, checksum)
+                        if bar is not None:
+                            bar.update(1)
+                        loop.submit_next()
+                    else:
+                        self._stored(kind[1], kind[2], scalars, checksum)
         finally:
-            for fut in list(self.running):
-                fut.cancel()
             if bar is not None:
                 bar.close()
         root = (plan.depth, 0)
