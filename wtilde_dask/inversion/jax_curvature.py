@@ -18,7 +18,7 @@ and T depends on ``wts`` only at its nonzeros, so
 
     dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]],
 
-O(nnz(T) S) operations on the forward's A (kept as the residual, (S, M) float64): no FFT in the backward
+O(nnz(T) S) operations on the forward's A (kept as the residual, (S, M) float64, in its FFT batches): no FFT in the backward
 pass, so a gradient costs about one evaluation. For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``.
 The integer ``cols``, the box indices and the kernel spectra get no cotangent (zero): derivatives flow
 through the weights only.
@@ -34,10 +34,6 @@ enable_x64()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
-# rows of T per step of the backward gather (the (chunk, n, S) slab of G + G^T stays a few MB)
-BACKWARD_ROW_CHUNK = 512
-
 
 def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, real_kernel: bool = False):
     """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
@@ -62,7 +58,7 @@ def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, 
 
 
 def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
-    """(F (S, S) symmetrised, A^T (n_batches * bs, M) in the used-first column order or None, order (S,))."""
+    """(F (S, S) symmetrised, A^T (n_batches, bs, M) in the used-first column order or None, order (S,), n_used)."""
     ny, nx = config.shape_box
     S = config.n_source_pixels
     bs = min(int(config.batch_size), S)
@@ -103,9 +99,7 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
     F = jnp.transpose(blocks, (1, 0, 2)).reshape(S, n_batches * bs)[:, :S]
     F = F[position][:, position]  # back to the mesh's column order
     F = 0.5 * (F + F.T)
-    if keep_wt:
-        At = At.reshape(n_batches * bs, M)[:S]  # row p: column order[p] of A = W T
-    return F, At, order
+    return F, At, order, n_used  # At (n_batches, bs, M): batch b row j is column order[b bs + j] of A = W T
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -121,38 +115,40 @@ def curvature_from_mapping(cols, wts, K_hat, H_hat, box_flat, config):
 
 
 def _curvature_fwd(cols, wts, K_hat, H_hat, box_flat, config):
-    F, At, order = _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=True)
-    return F, (cols, At, order)
+    F, At, order, n_used = _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=True)
+    return F, (cols, At, order, n_used)
 
 
-def weights_cotangent(At, order, cols, G, chunk: int = BACKWARD_ROW_CHUNK):
+def weights_cotangent(At, order, cols, G, n_used=None):
     """(M, n) ``dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]]`` (module doc).
 
-    ``At`` (S, M): row p is column ``order[p]`` of ``A = W T``; ``G`` (S, S) the cotangent of F.
-    Rows of T are taken ``chunk`` at a time: ``(G + G^T)[order][:, cols[chunk]]`` is (chunk, n, S).
+    ``At`` (n_batches, bs, M): the forward's batches of ``A^T = (W T)^T``, row p = b bs + j of the used-first
+    order being column ``order[p]`` of A; ``G`` (S, S) the cotangent of F. Summed batch by batch over p:
+    ``sum_j At[b, j, i] (G + G^T)[order[b bs + j], cols[i, a]]`` (a (bs, M, n) gather from a (bs, S) slab);
+    batches starting at or beyond ``n_used`` (all-zero A) are skipped.
     """
-    S, M = At.shape
-    n = cols.shape[1]
-    Gs = G + G.T
-    GpT = Gs[order].T  # GpT[c, p] = (G + G^T)[order[p], c]
-    c = min(int(chunk), M)
-    n_chunks = -(-M // c)
-    pad = n_chunks * c - M
-    At_pad = jnp.pad(At, ((0, 0), (0, pad)))
-    cols_pad = jnp.pad(cols, ((0, pad), (0, 0)))
+    nb, bs, M = At.shape
+    S = G.shape[0]
+    Gp = (G + G.T)[order]  # row p: (G + G^T)[order[p], :]
+    Gp = jnp.pad(Gp, ((0, nb * bs - S), (0, 0))).reshape(nb, bs, S)
 
-    def one_chunk(k):
-        A_k = jax.lax.dynamic_slice_in_dim(At_pad, k * c, c, axis=1)  # (S, c)
-        C_k = jax.lax.dynamic_slice_in_dim(cols_pad, k * c, c, axis=0)  # (c, n)
-        return jnp.einsum("pi,iap->ia", A_k, GpT[C_k])  # (c, n)
+    def step(acc, xs):
+        A_b, G_b, start = xs
 
-    out = jax.lax.map(one_chunk, jnp.arange(n_chunks))
-    return out.reshape(n_chunks * c, n)[:M]
+        def add(acc):
+            return acc + jnp.einsum("ji,jia->ia", A_b, G_b[:, cols])
+
+        if n_used is None:
+            return add(acc), None
+        return jax.lax.cond(start < n_used, add, lambda a: a, acc), None
+
+    acc, _ = jax.lax.scan(step, jnp.zeros(cols.shape, dtype=G.dtype), (At, Gp, jnp.arange(nb) * bs))
+    return acc
 
 
 def _curvature_bwd(config, residuals, G):
-    cols, At, order = residuals
-    return None, weights_cotangent(At, order, cols, G), None, None, None
+    cols, At, order, n_used = residuals
+    return None, weights_cotangent(At, order, cols, G, n_used), None, None, None
 
 
 curvature_from_mapping.defvjp(_curvature_fwd, _curvature_bwd)
