@@ -40,6 +40,10 @@ def fitted_store(tmp_path_factory):
         store = compute(dataset, grid, tmp / "fit.zarr", method="lattice", client=client, progress=False,
                         log=lambda *a, **k: None)
         result = run_fit(store.path, model, name="small", client=client)
+        # run_fit names its fit to the scheduler, so the dashboard's fit view follows it
+        from wtilde_dask.dashboard import FIT_METADATA_KEY
+
+        assert client.get_metadata(FIT_METADATA_KEY) == {"store": str(store.path), "name": "small"}
     return store, model, result
 
 

@@ -225,6 +225,9 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
         if settings["name"] == "nautilus":
             from wtilde_dask.fit.evaluate import DaskLikelihood
 
+            from wtilde_dask.dashboard import publish_fit
+
+            publish_fit(client, store.path, name)  # the dashboard's fit view follows this fit
             likelihood = DaskLikelihood(client, store.path, options, int(settings["chunk_size"]), retries=retries)
             search = NautilusSearch(model, likelihood, record, settings, report=report, slice_batches=slice_batches,
                                     slice_seconds=slice_seconds)
