@@ -53,7 +53,7 @@ class ArrayViews:
             raise StoreError(f"store {self.path}: incomplete, {n_done}/{plan.n_blocks} blocks done; "
                              "finish it (run the same command again) or pass allow_incomplete=True")
         name = "w_tilde-" + tokenize(str(self.path.resolve()), self.fingerprint, ledger.tobytes())
-        path = str(self.path)
+        path = str(self.path.resolve())  # tasks run in worker processes, whose working directory may differ
         nb = plan.n_blocks_side
         dsk = {}
         for bi in range(nb):
