@@ -76,10 +76,11 @@ class Prior:
 
 
 @dataclass(frozen=True)
-class Uniform(Prior):
+class BoundedPrior(Prior):
+    """Base: a prior with the support ``[lower, upper]`` given by its two fields."""
+
     lower: float
     upper: float
-    kind: ClassVar[str] = "uniform"
 
     @property
     def lower_limit(self) -> float:
@@ -88,6 +89,11 @@ class Uniform(Prior):
     @property
     def upper_limit(self) -> float:
         return self.upper
+
+
+@dataclass(frozen=True)
+class Uniform(BoundedPrior):
+    kind: ClassVar[str] = "uniform"
 
     def transform(self, u):
         xp = array_module(u)
@@ -162,18 +168,8 @@ class TruncatedGaussian(Prior):
 
 
 @dataclass(frozen=True)
-class LogUniform(Prior):
-    lower: float
-    upper: float
+class LogUniform(BoundedPrior):
     kind: ClassVar[str] = "log_uniform"
-
-    @property
-    def lower_limit(self) -> float:
-        return self.lower
-
-    @property
-    def upper_limit(self) -> float:
-        return self.upper
 
     def transform(self, u):
         xp = array_module(u)
