@@ -95,3 +95,22 @@ def test_readme_jax_likelihood_example_runs(tmp_path, monkeypatch, client):
     assert np.asarray(p_fit).shape == (7,)
     np.testing.assert_array_equal(np.asarray(p_fit)[2:], p_start[2:])  # only b and q were free
     assert float(lk.log_evidence(p_fit)) > float(lk.log_evidence(p_start))
+
+
+def test_readme_model_file_is_the_documented_model():
+    """The README's model.yaml parses into a FitModel with exactly the free parameters its priors name, and the
+    fixed values it gives (read independently of the model code by PyYAML)."""
+    import yaml
+
+    from wtilde_dask.fit.model import FitModel
+
+    (block,) = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+    raw = yaml.safe_load(block)
+    model = FitModel.from_dict(raw)
+    with_prior = {k for k, v in raw["lens"].items() if isinstance(v, dict)} | {"coefficient"}
+    assert set(model.free_names) == with_prior
+    for key, value in raw["lens"].items():
+        if not isinstance(value, dict):
+            assert model.fixed[key] == value
+    assert model.sampler["name"] == "nautilus" and model.sampler["n_live"] == 100 and model.sampler["seed"] == 1
+    assert model.likelihood_options()["mesh"] == "rectangular"
