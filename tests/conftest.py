@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests use the copy of the SMA data bundled in the package, never ../shared."""
+"""Shared fixtures. Tests use the copy of the SMA data bundled in the package, never a path outside the project."""
 
 from __future__ import annotations
 
