@@ -15,3 +15,77 @@ def write_random_npz(path, n_visibilities: int, seed: int):
              noise_map=rng.uniform(0.5, 2, n_visibilities) + 1j * rng.uniform(0.5, 2, n_visibilities),
              uv_wavelengths=rng.uniform(-5e4, 5e4, size=(n_visibilities, 2)))
     return path
+
+
+def simulated_interferometer(seed: int, equal_noise: bool, name: str, K: int = 2000):
+    """``K`` random visibilities around 1.5 with uv within +-3e5 wavelengths; equal real/imag noise (no Hankel
+    part in the curvature) or unequal; the dataset is named ``"<name> equal"`` / ``"<name> unequal"``."""
+    from wtilde_dask.dataset import Interferometer
+
+    rng = np.random.default_rng(seed)
+    uv = rng.uniform(-3e5, 3e5, (K, 2))
+    sr = rng.uniform(0.5, 2.0, K)
+    si = sr.copy() if equal_noise else rng.uniform(0.5, 2.0, K)
+    vis = 1.5 + rng.normal(size=K) * sr + 1j * rng.normal(size=K) * si
+    return Interferometer.from_arrays(vis, sr + 1j * si, uv, name=f"{name} {'equal' if equal_noise else 'unequal'}")
+
+
+def lattice_stores(out, grid, client, name: str) -> dict:
+    """{"equal": lattice store, equal real/imag noise (no Hankel part); "unequal": with the Hankel part}, computed
+    on ``client`` into ``out/equal.zarr`` and ``out/unequal.zarr`` (block size 256)."""
+    from wtilde_dask.compute import compute
+
+    quiet = dict(client=client, progress=False, log=lambda *a, **k: None, method="lattice", block_size=256)
+    return {data: compute(simulated_interferometer(i, data == "equal", name), grid, out / f"{data}.zarr", **quiet)
+            for i, data in enumerate(("equal", "unequal"))}
+
+
+def rel(a, b) -> float:
+    """max |a - b| / max |b| (float64)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def assert_grad_equals_central_differences(lk, params, value_rel: float, same_topology=None) -> None:
+    """``lk.value_and_grad(params)``: the value equals ``lk.log_evidence`` within ``value_rel``; the gradient is
+    finite, nowhere 0, and each component equals the central difference with ``h = 1e-6 max(1, |p_i|)`` within
+    1e-5 relative. ``same_topology(up, down, name)``, if given, asserts both points are on the same mesh."""
+    import pytest
+
+    from wtilde_dask.inversion import jax_likelihood as jl
+
+    value, grad = lk.value_and_grad(params)
+    grad = np.asarray(grad)
+    assert float(value) == pytest.approx(float(lk.log_evidence(params)), rel=value_rel)
+    assert np.all(np.isfinite(grad)) and np.all(grad != 0)
+    for i, name in enumerate(jl.PARAM_NAMES):
+        h = 1e-6 * max(1.0, abs(params[i]))
+        up, down = params.copy(), params.copy()
+        up[i] += h
+        down[i] -= h
+        if same_topology is not None:
+            same_topology(up, down, name)
+        fd = (float(lk.log_evidence(up)) - float(lk.log_evidence(down))) / (2 * h)
+        assert abs(grad[i] - fd) <= 1e-5 * abs(fd), (name, grad[i], fd)
+
+
+_LIKELIHOODS: dict = {}
+
+
+def cached_likelihood(store, **options):
+    """``JaxLikelihood.from_store(store, **options)``, built once per store path and options (the tests reuse it:
+    its jit compilations are the slow part)."""
+    from wtilde_dask.inversion import jax_likelihood as jl
+
+    key = (str(store.path), tuple(sorted(options.items())))
+    if key not in _LIKELIHOODS:
+        _LIKELIHOODS[key] = jl.JaxLikelihood.from_store(store, **options)
+    return _LIKELIHOODS[key]
+
+
+def invert_argv(store, mesh: str, mesh_pixels: int, coefficient: float) -> list:
+    """`wtilde invert` arguments for ``store`` with the lens of the likelihood tests (einstein radius 0.8", axis
+    ratio 0.75, position angle 35 deg, centre (0.05, -0.03)", shear (0.03, -0.02)) on the FFT path."""
+    return ["invert", str(store.path), "--einstein-radius", "0.8", "--axis-ratio", "0.75", "--position-angle", "35",
+            "--lens-centre", "0.05", "-0.03", "--shear", "0.03", "-0.02", "--mesh", mesh, "--mesh-pixels",
+            str(mesh_pixels), "--coefficient", str(coefficient), "--path", "fft"]

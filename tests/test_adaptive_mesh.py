@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wtilde_dask.dataset import Interferometer
+from datasets import assert_grad_equals_central_differences, cached_likelihood, lattice_stores, rel
+
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.inversion import LensModel, regularization_from_mesh
 from wtilde_dask.inversion import jax_likelihood as jl
@@ -64,38 +65,15 @@ def test_bad_shape_names_the_field():
 
 
 # ---------------------------------------------------------------------------------------------- the likelihood
-def simulated_dataset(seed: int, equal_noise: bool, K: int = 2000) -> Interferometer:
-    rng = np.random.default_rng(seed)
-    uv = rng.uniform(-3e5, 3e5, (K, 2))
-    sr = rng.uniform(0.5, 2.0, K)
-    si = sr.copy() if equal_noise else rng.uniform(0.5, 2.0, K)
-    vis = 1.5 + rng.normal(size=K) * sr + 1j * rng.normal(size=K) * si
-    return Interferometer.from_arrays(vis, sr + 1j * si, uv, name=f"adaptive {'equal' if equal_noise else 'unequal'}")
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, client):
-    from wtilde_dask.compute import compute
-
-    out = tmp_path_factory.mktemp("adaptive")
-    quiet = dict(client=client, progress=False, log=lambda *a, **k: None, method="lattice", block_size=256)
-    return {name: compute(simulated_dataset(i, name == "equal"), GRID, out / f"{name}.zarr", **quiet)
-            for i, name in enumerate(("equal", "unequal"))}
-
-
-_LIKELIHOODS: dict = {}
+    """{"equal": lattice store, equal real/imag noise (no Hankel part); "unequal": with the Hankel part}."""
+    return lattice_stores(tmp_path_factory.mktemp("adaptive"), GRID, client, "adaptive")
 
 
 def likelihood(stores, data) -> jl.JaxLikelihood:
-    if data not in _LIKELIHOODS:
-        _LIKELIHOODS[data] = jl.JaxLikelihood.from_store(stores[data], mesh="rectangular_adapt_density",
-                                                         mesh_shape=MESH_SHAPE, coefficient=COEFFICIENT, batch_size=32)
-    return _LIKELIHOODS[data]
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+    return cached_likelihood(stores[data], mesh="rectangular_adapt_density", mesh_shape=MESH_SHAPE,
+                             coefficient=COEFFICIENT, batch_size=32)
 
 
 @pytest.mark.parametrize("data", ["equal", "unequal"])
@@ -129,14 +107,4 @@ def test_vmap_equals_single_calls(stores):
 def test_grad_equals_central_differences(stores):
     lk = likelihood(stores, "unequal")
     params = jl.params_from_lens(LENS)
-    value, grad = lk.value_and_grad(params)
-    grad = np.asarray(grad)
-    assert float(value) == pytest.approx(float(lk.log_evidence(params)), rel=1e-11)
-    assert np.all(np.isfinite(grad)) and np.all(grad != 0)
-    for i, name in enumerate(jl.PARAM_NAMES):
-        h = 1e-6 * max(1.0, abs(params[i]))
-        up, down = params.copy(), params.copy()
-        up[i] += h
-        down[i] -= h
-        fd = (float(lk.log_evidence(up)) - float(lk.log_evidence(down))) / (2 * h)
-        assert abs(grad[i] - fd) <= 1e-5 * abs(fd), (name, grad[i], fd)
+    assert_grad_equals_central_differences(lk, params, value_rel=1e-11)

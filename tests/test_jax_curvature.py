@@ -18,7 +18,8 @@ from wtilde_dask.inversion import jax_curvature as jc
 from wtilde_dask.inversion import jax_likelihood as jl
 from wtilde_dask.inversion.curvature_kernels import lattice_operator
 
-from test_jax_likelihood import COEFFICIENT, LENS, MESH_SHAPE, rel, stores  # noqa: F401 (stores: the fixture)
+from datasets import assert_grad_equals_central_differences, rel
+from test_jax_likelihood import COEFFICIENT, LENS, MESH_SHAPE, stores  # noqa: F401 (stores: the fixture)
 
 import jax  # noqa: E402  (after wtilde_dask enabled float64)
 import jax.numpy as jnp  # noqa: E402
@@ -143,17 +144,7 @@ def test_likelihood_value_and_grad_equals_central_differences(stores):  # noqa: 
     lk = jl.JaxLikelihood.from_store(stores["unequal"], mesh="rectangular", mesh_shape=MESH_SHAPE, regularization="constant",
                                      coefficient=COEFFICIENT, batch_size=8)
     params = jl.params_from_lens(LENS)
-    value, grad = lk.value_and_grad(params)
-    grad = np.asarray(grad)
-    assert float(value) == pytest.approx(float(lk.log_evidence(params)), rel=1e-13)
-    assert np.all(np.isfinite(grad)) and np.all(grad != 0)
-    for i, name in enumerate(jl.PARAM_NAMES):
-        h = 1e-6 * max(1.0, abs(params[i]))
-        up, down = params.copy(), params.copy()
-        up[i] += h
-        down[i] -= h
-        fd = (float(lk.log_evidence(up)) - float(lk.log_evidence(down))) / (2 * h)
-        assert abs(grad[i] - fd) <= 1e-5 * abs(fd), (name, grad[i], fd)
+    assert_grad_equals_central_differences(lk, params, value_rel=1e-13)
 
 
 REPEAT_SCRIPT = textwrap.dedent("""

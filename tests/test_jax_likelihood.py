@@ -12,7 +12,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from wtilde_dask.dataset import Interferometer
+from datasets import assert_grad_equals_central_differences, cached_likelihood, invert_argv, lattice_stores, rel
+
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.inversion import DelaunayMesh, LensModel, RectangularMesh, regularization_from_mesh
 from wtilde_dask.inversion import jax_likelihood as jl
@@ -33,29 +34,10 @@ COEFFICIENT = 0.5
 NOTEBOOK = pathlib.Path(__file__).parent.parent / "notebooks" / "05_jax_gradient_fit.ipynb"
 
 
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def simulated_dataset(seed: int, equal_noise: bool, K: int = 2000) -> Interferometer:
-    rng = np.random.default_rng(seed)
-    uv = rng.uniform(-3e5, 3e5, (K, 2))
-    sr = rng.uniform(0.5, 2.0, K)
-    si = sr.copy() if equal_noise else rng.uniform(0.5, 2.0, K)
-    vis = 1.5 + rng.normal(size=K) * sr + 1j * rng.normal(size=K) * si
-    return Interferometer.from_arrays(vis, sr + 1j * si, uv, name=f"jax-likelihood {'equal' if equal_noise else 'unequal'}")
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, client):
     """{"equal": lattice store, equal real/imag noise (no Hankel part); "unequal": with the Hankel part}."""
-    from wtilde_dask.compute import compute
-
-    out = tmp_path_factory.mktemp("jax-likelihood")
-    quiet = dict(client=client, progress=False, log=lambda *a, **k: None, method="lattice", block_size=256)
-    return {name: compute(simulated_dataset(i, name == "equal"), GRID, out / f"{name}.zarr", **quiet)
-            for i, name in enumerate(("equal", "unequal"))}
+    return lattice_stores(tmp_path_factory.mktemp("jax-likelihood"), GRID, client, "jax-likelihood")
 
 
 def numpy_mesh(kind, source_grid):
@@ -64,16 +46,9 @@ def numpy_mesh(kind, source_grid):
     return DelaunayMesh.from_source_grid(source_grid, N_DELAUNAY)
 
 
-_LIKELIHOODS: dict = {}
-
-
 def likelihood(stores, data, mesh, regularization="constant") -> jl.JaxLikelihood:
-    key = (data, mesh, regularization)
-    if key not in _LIKELIHOODS:
-        _LIKELIHOODS[key] = jl.JaxLikelihood.from_store(stores[data], mesh=mesh, mesh_shape=MESH_SHAPE, n_pixels=N_DELAUNAY,
-                                                        regularization=regularization, coefficient=COEFFICIENT,
-                                                        batch_size=32)
-    return _LIKELIHOODS[key]
+    return cached_likelihood(stores[data], mesh=mesh, mesh_shape=MESH_SHAPE, n_pixels=N_DELAUNAY,
+                             regularization=regularization, coefficient=COEFFICIENT, batch_size=32)
 
 
 @pytest.mark.parametrize("data", ["equal", "unequal"])
@@ -136,21 +111,14 @@ def test_vmap_equals_single_calls(stores, mesh_kind):
 def test_grad_equals_central_differences(stores, mesh_kind):
     lk = likelihood(stores, "unequal", mesh_kind)
     params = jl.params_from_lens(LENS)
-    value, grad = lk.value_and_grad(params)
-    grad = np.asarray(grad)
-    assert float(value) == pytest.approx(float(lk.log_evidence(params)), rel=1e-13)
-    assert np.all(np.isfinite(grad)) and np.all(grad != 0)
-    for i, name in enumerate(jl.PARAM_NAMES):
-        h = 1e-6 * max(1.0, abs(params[i]))
-        up, down = params.copy(), params.copy()
-        up[i] += h
-        down[i] -= h
-        if mesh_kind == "delaunay":  # away from a triangulation change: the same topology at both points
-            topo_up = jl.delaunay_topology_host(np.asarray(jl.ray_trace(up, lk.arrays.grid_arcsec)), N_DELAUNAY)
-            topo_down = jl.delaunay_topology_host(np.asarray(jl.ray_trace(down, lk.arrays.grid_arcsec)), N_DELAUNAY)
-            assert all(np.array_equal(a, b) for a, b in zip(topo_up, topo_down)), name
-        fd = (float(lk.log_evidence(up)) - float(lk.log_evidence(down))) / (2 * h)
-        assert abs(grad[i] - fd) <= 1e-5 * abs(fd), (name, grad[i], fd)
+
+    def same_topology(up, down, name):  # away from a triangulation change: the same topology at both points
+        topo_up = jl.delaunay_topology_host(np.asarray(jl.ray_trace(up, lk.arrays.grid_arcsec)), N_DELAUNAY)
+        topo_down = jl.delaunay_topology_host(np.asarray(jl.ray_trace(down, lk.arrays.grid_arcsec)), N_DELAUNAY)
+        assert all(np.array_equal(a, b) for a, b in zip(topo_up, topo_down)), name
+
+    assert_grad_equals_central_differences(lk, params, value_rel=1e-13,
+                                           same_topology=same_topology if mesh_kind == "delaunay" else None)
 
 
 def test_dask_batch_equals_local(stores, client):
@@ -174,9 +142,7 @@ def test_cli_backend_jax_equals_numpy(stores, tmp_path):
     from wtilde_dask.cli import main
 
     store = stores["unequal"]
-    common = ["invert", str(store.path), "--einstein-radius", "0.8", "--axis-ratio", "0.75", "--position-angle", "35",
-              "--lens-centre", "0.05", "-0.03", "--shear", "0.03", "-0.02", "--mesh", "delaunay", "--mesh-pixels",
-              str(N_DELAUNAY), "--coefficient", str(COEFFICIENT), "--path", "fft"]
+    common = invert_argv(store, "delaunay", N_DELAUNAY, COEFFICIENT)
     values = {}
     for backend in ("numpy", "jax"):
         assert main(common + ["--backend", backend, "--png", str(tmp_path / f"{backend}.png")]) == 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wtilde_dask.dataset import Interferometer
+from datasets import cached_likelihood, invert_argv, lattice_stores, rel
+
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.inversion import LensModel
 from wtilde_dask.inversion import jax_likelihood as jl
@@ -192,39 +193,14 @@ def test_neighbour_weights_are_voronoi_facet_over_distance():
 
 
 # ---------------------------------------------------------------------------------------------- the likelihood
-def simulated_dataset(seed: int, equal_noise: bool, K: int = 2000) -> Interferometer:
-    rng = np.random.default_rng(seed)
-    uv = rng.uniform(-3e5, 3e5, (K, 2))
-    sr = rng.uniform(0.5, 2.0, K)
-    si = sr.copy() if equal_noise else rng.uniform(0.5, 2.0, K)
-    vis = 1.5 + rng.normal(size=K) * sr + 1j * rng.normal(size=K) * si
-    return Interferometer.from_arrays(vis, sr + 1j * si, uv, name=f"voronoi {'equal' if equal_noise else 'unequal'}")
-
-
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory, client):
     """{"equal": lattice store, equal real/imag noise (no Hankel part); "unequal": with the Hankel part}."""
-    from wtilde_dask.compute import compute
-
-    out = tmp_path_factory.mktemp("voronoi")
-    quiet = dict(client=client, progress=False, log=lambda *a, **k: None, method="lattice", block_size=256)
-    return {name: compute(simulated_dataset(i, name == "equal"), GRID, out / f"{name}.zarr", **quiet)
-            for i, name in enumerate(("equal", "unequal"))}
-
-
-_LIKELIHOODS: dict = {}
+    return lattice_stores(tmp_path_factory.mktemp("voronoi"), GRID, client, "voronoi")
 
 
 def likelihood(stores, data) -> jl.JaxLikelihood:
-    if data not in _LIKELIHOODS:
-        _LIKELIHOODS[data] = jl.JaxLikelihood.from_store(stores[data], mesh="voronoi", n_pixels=N_VERTICES,
-                                                         coefficient=COEFFICIENT, batch_size=32)
-    return _LIKELIHOODS[data]
-
-
-def rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+    return cached_likelihood(stores[data], mesh="voronoi", n_pixels=N_VERTICES, coefficient=COEFFICIENT, batch_size=32)
 
 
 @pytest.mark.parametrize("data", ["equal", "unequal"])
@@ -289,9 +265,7 @@ def test_cli_invert_mesh_voronoi_both_backends(stores, tmp_path):
     from wtilde_dask.cli import main
 
     store = stores["unequal"]
-    common = ["invert", str(store.path), "--einstein-radius", "0.8", "--axis-ratio", "0.75", "--position-angle", "35",
-              "--lens-centre", "0.05", "-0.03", "--shear", "0.03", "-0.02", "--mesh", "voronoi", "--mesh-pixels",
-              str(N_VERTICES), "--coefficient", str(COEFFICIENT), "--path", "fft"]
+    common = invert_argv(store, "voronoi", N_VERTICES, COEFFICIENT)
     values = {}
     for backend in ("numpy", "jax"):
         assert main(common + ["--backend", backend, "--png", str(tmp_path / f"{backend}.png")]) == 0
