@@ -44,6 +44,19 @@ def rel(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(b)))
 
 
+def assert_store_equals_recipe(store, uv, vis, noise) -> None:
+    """``store.dataset()`` (the source reopened with the recorded selection) equals the recipe's arrays exactly;
+    the store's W-tilde and dirty image equal the slow formulas on them (1e-12 relative)."""
+    ds = store.dataset()
+    np.testing.assert_array_equal(ds.uv_wavelengths, uv)
+    np.testing.assert_array_equal(ds.visibilities, vis)
+    np.testing.assert_array_equal(ds.noise_map, noise)
+    g = store.grid().grid_radians
+    wr = 1 / noise.real**2
+    assert rel(store.to_dask().compute(), w_tilde_reference(g, uv, wr, wr)) <= 1e-12
+    assert rel(store.read_array("dirty_image"), dirty_image_reference(g, uv, vis, wr, wr)) <= 1e-12
+
+
 # ---------------------------------------------------------------------------------------------- MS selection
 def test_compute_ms_selection_resume_verify_and_dataset(tmp_path, ms_path, scheduler, capsys):
     out = tmp_path / "w.zarr"
@@ -53,15 +66,7 @@ def test_compute_ms_selection_resume_verify_and_dataset(tmp_path, ms_path, sched
     assert main(argv) == 0
     store = WTildeStore.open(out)
     uv, vis, noise, _, _ = recipe(ms_path, field_ids=[1], spws=[1], channels={1: [1, 2, 3]}, column="CORRECTED_DATA")
-    ds = store.dataset()  # reopens the Measurement Set with the recorded selection
-    np.testing.assert_array_equal(ds.uv_wavelengths, uv)
-    np.testing.assert_array_equal(ds.visibilities, vis)
-    np.testing.assert_array_equal(ds.noise_map, noise)
-    # the store's W-tilde and dirty image against the slow formulas on the recipe's arrays
-    g = store.grid().grid_radians
-    wr = 1 / noise.real**2
-    assert rel(store.to_dask().compute(), w_tilde_reference(g, uv, wr, wr)) <= 1e-12
-    assert rel(store.read_array("dirty_image"), dirty_image_reference(g, uv, vis, wr, wr)) <= 1e-12
+    assert_store_equals_recipe(store, uv, vis, noise)  # the Measurement Set reopened with the selection
     # a second run resumes: nothing to do
     capsys.readouterr()
     assert main(argv) == 0
@@ -242,14 +247,7 @@ def test_uvfits_store_and_export_fits_from_the_cli(tmp_path, scheduler, capsys):
     assert main(["compute", str(path), "--spw", "1", "--channels", "1~3", "--out", str(out), "--mask-radius", "1.5",
                  "--method", "direct", "--scheduler", scheduler, *GRID_ARGS]) == 0
     store = WTildeStore.open(out)
-    ds = store.dataset()  # the UVFITS file reopened with the recorded selection
-    np.testing.assert_array_equal(ds.uv_wavelengths, uv)
-    np.testing.assert_array_equal(ds.visibilities, vis)
-    np.testing.assert_array_equal(ds.noise_map, noise)
-    g = store.grid().grid_radians
-    wr = 1 / noise.real**2
-    assert rel(store.to_dask().compute(), w_tilde_reference(g, uv, wr, wr)) <= 1e-12
-    assert rel(store.read_array("dirty_image"), dirty_image_reference(g, uv, vis, wr, wr)) <= 1e-12
+    assert_store_equals_recipe(store, uv, vis, noise)  # the UVFITS file reopened with the selection
     # export-fits on the whole file: both IFs, every channel
     assert main(["export-fits", str(path), str(tmp_path / "fits"), "-q"]) == 0
     uv_all, vis_all, noise_all, _, _ = _expected_uvfits(uu, vv, data, weight, freqs, (0, 1), [0, 1], range(5))
