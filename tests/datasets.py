@@ -89,3 +89,36 @@ def invert_argv(store, mesh: str, mesh_pixels: int, coefficient: float) -> list:
     return ["invert", str(store.path), "--einstein-radius", "0.8", "--axis-ratio", "0.75", "--position-angle", "35",
             "--lens-centre", "0.05", "-0.03", "--shear", "0.03", "-0.02", "--mesh", mesh, "--mesh-pixels",
             str(mesh_pixels), "--coefficient", str(coefficient), "--path", "fft"]
+
+
+#: the terms of the log evidence a likelihood's ``fit`` returns, as named in ``inversion_reference``'s dict
+EVIDENCE_TERMS = ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
+                  "noise_normalization", "log_evidence")
+
+
+def assert_fit_equals_numpy_and_brute_force(store, lk, params, T, H, rtol: float) -> None:
+    """``lk.fit(params)`` and the NumPy fitter on the store (FFT path, given T and H) equal the brute force from
+    the store's visibilities (``inversion_reference``) within ``rtol`` relative: the reconstruction (the same
+    source pixels in the same order) and every evidence term."""
+    from wtilde_dask.inversion.fitter import WTildeFitter
+    from wtilde_dask.inversion.reference import inversion_reference
+
+    grid, ds = store.grid(), store.dataset()
+    ref = inversion_reference(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.noise_map, T, H)
+    numpy_result = WTildeFitter.from_store(store, path="fft").fit(T, H)
+    result = lk.fit(params)
+    assert rel(result.reconstruction, ref["reconstruction"]) <= rtol
+    for key in EVIDENCE_TERMS:
+        assert rel(getattr(result, key), ref[key]) <= rtol, key
+        assert rel(getattr(numpy_result, key), ref[key]) <= rtol, key
+
+
+def assert_vmap_equals_single_calls(lk, params, n: int, describe=None) -> None:
+    """``lk.log_evidence_batch`` on ``n`` models scattered around ``params`` (seed 3) equals ``n`` single calls to
+    1e-12 relative, the ``n`` values all different; ``describe(batch)`` is the failure message, if given."""
+    rng = np.random.default_rng(3)
+    batch = params[None] + rng.normal(scale=[0.03, 0.03, 5.0, 0.02, 0.02, 0.01, 0.01], size=(n, 7))
+    batched = np.asarray(lk.log_evidence_batch(batch))
+    single = np.array([float(lk.log_evidence(p)) for p in batch])
+    assert len(np.unique(single)) == n  # n different models
+    assert rel(batched, single) <= 1e-12, None if describe is None else describe(batch)

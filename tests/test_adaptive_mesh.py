@@ -9,15 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets import assert_grad_equals_central_differences, cached_likelihood, lattice_stores, rel
+from datasets import (assert_fit_equals_numpy_and_brute_force, assert_grad_equals_central_differences,
+                      assert_vmap_equals_single_calls, cached_likelihood, lattice_stores)
 
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.inversion import LensModel, regularization_from_mesh
 from wtilde_dask.inversion import jax_likelihood as jl
 from wtilde_dask.inversion.adaptive_mesh import RectangularAdaptDensityMesh, adapt_density_mapping
-from wtilde_dask.inversion.fitter import WTildeFitter
 from wtilde_dask.inversion.mesh import MeshError
-from wtilde_dask.inversion.reference import inversion_reference
 
 RTOL = 1e-8
 LENS = LensModel(einstein_radius=0.8, axis_ratio=0.75, position_angle=35.0, centre=(0.05, -0.03), shear=(0.03, -0.02))
@@ -79,29 +78,16 @@ def likelihood(stores, data) -> jl.JaxLikelihood:
 @pytest.mark.parametrize("data", ["equal", "unequal"])
 def test_jax_equals_numpy_fitter_and_brute_force(stores, data):
     store = stores[data]
-    grid, ds = store.grid(), store.dataset()
-    source_grid = LENS.ray_trace(grid.grid_arcsec)
+    source_grid = LENS.ray_trace(store.grid().grid_arcsec)
     mesh = RectangularAdaptDensityMesh.from_source_grid(source_grid, MESH_SHAPE)
     T = mesh.mapping_matrix(source_grid)
     H = regularization_from_mesh(mesh, COEFFICIENT)
-    ref = inversion_reference(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.noise_map, T, H)
-    numpy_result = WTildeFitter.from_store(store, path="fft").fit(T, H)
-    result = likelihood(stores, data).fit(jl.params_from_lens(LENS))
-    assert rel(result.reconstruction, ref["reconstruction"]) <= RTOL
-    for key in ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
-                "noise_normalization", "log_evidence"):
-        assert rel(getattr(result, key), ref[key]) <= RTOL, key
-        assert rel(getattr(numpy_result, key), ref[key]) <= RTOL, key
+    assert_fit_equals_numpy_and_brute_force(store, likelihood(stores, data), jl.params_from_lens(LENS), T, H, RTOL)
 
 
 def test_vmap_equals_single_calls(stores):
     lk = likelihood(stores, "unequal")
-    rng = np.random.default_rng(3)
-    batch = jl.params_from_lens(LENS)[None] + rng.normal(scale=[0.03, 0.03, 5.0, 0.02, 0.02, 0.01, 0.01], size=(4, 7))
-    batched = np.asarray(lk.log_evidence_batch(batch))
-    single = np.array([float(lk.log_evidence(p)) for p in batch])
-    assert len(np.unique(single)) == 4
-    assert rel(batched, single) <= 1e-12
+    assert_vmap_equals_single_calls(lk, jl.params_from_lens(LENS), 4)
 
 
 def test_grad_equals_central_differences(stores):

@@ -10,15 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets import cached_likelihood, invert_argv, lattice_stores, rel
+from datasets import (assert_fit_equals_numpy_and_brute_force, assert_vmap_equals_single_calls, cached_likelihood,
+                      invert_argv, lattice_stores)
 
 from wtilde_dask.grid import ImageGrid
 from wtilde_dask.inversion import LensModel
 from wtilde_dask.inversion import jax_likelihood as jl
 from wtilde_dask.inversion import jax_meshes
-from wtilde_dask.inversion.fitter import WTildeFitter
 from wtilde_dask.inversion.natural_neighbour import NEAREST, VoronoiMesh, sibson_topology, sibson_weights
-from wtilde_dask.inversion.reference import inversion_reference
 
 RTOL = 1e-8
 LENS = LensModel(einstein_radius=0.8, axis_ratio=0.75, position_angle=35.0, centre=(0.05, -0.03), shear=(0.03, -0.02))
@@ -206,30 +205,20 @@ def likelihood(stores, data) -> jl.JaxLikelihood:
 @pytest.mark.parametrize("data", ["equal", "unequal"])
 def test_jax_equals_numpy_fitter_and_brute_force(stores, data):
     store = stores[data]
-    grid, ds = store.grid(), store.dataset()
-    source_grid = LENS.ray_trace(grid.grid_arcsec)
+    source_grid = LENS.ray_trace(store.grid().grid_arcsec)
     mesh = VoronoiMesh.from_source_grid(source_grid, N_VERTICES)
     T = mesh.mapping_matrix(source_grid)
     H = mesh.regularization_matrix(COEFFICIENT)
-    ref = inversion_reference(grid.grid_radians, ds.uv_wavelengths, ds.visibilities, ds.noise_map, T, H)
-    numpy_result = WTildeFitter.from_store(store, path="fft").fit(T, H)
-    result = likelihood(stores, data).fit(jl.params_from_lens(LENS))
-    assert rel(result.reconstruction, ref["reconstruction"]) <= RTOL  # same vertices in the same order
-    for key in ("chi_squared", "regularization_term", "log_det_curvature_reg", "log_det_regularization",
-                "noise_normalization", "log_evidence"):
-        assert rel(getattr(result, key), ref[key]) <= RTOL, key
-        assert rel(getattr(numpy_result, key), ref[key]) <= RTOL, key
+    assert_fit_equals_numpy_and_brute_force(store, likelihood(stores, data), jl.params_from_lens(LENS), T, H, RTOL)
 
 
 def test_vmap_equals_single_calls(stores):
     lk = likelihood(stores, "unequal")
-    rng = np.random.default_rng(3)
-    batch = jl.params_from_lens(LENS)[None] + rng.normal(scale=[0.03, 0.03, 5.0, 0.02, 0.02, 0.01, 0.01], size=(4, 7))
-    shapes = {jax_meshes.voronoi_topology(p, lk.arrays.grid_arcsec, N_VERTICES).cavity.shape for p in batch}
-    batched = np.asarray(lk.log_evidence_batch(batch))
-    single = np.array([float(lk.log_evidence(p)) for p in batch])
-    assert len(np.unique(single)) == 4
-    assert rel(batched, single) <= 1e-12, shapes
+
+    def cavity_shapes(batch):
+        return {jax_meshes.voronoi_topology(p, lk.arrays.grid_arcsec, N_VERTICES).cavity.shape for p in batch}
+
+    assert_vmap_equals_single_calls(lk, jl.params_from_lens(LENS), 4, describe=cavity_shapes)
 
 
 def test_grad_equals_central_differences(stores):
