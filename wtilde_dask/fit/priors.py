@@ -75,12 +75,8 @@ class Prior:
         return (x >= self.lower_limit) & (x <= self.upper_limit)
 
 
-@dataclass(frozen=True)
-class BoundedPrior(Prior):
-    """Base: a prior with the support ``[lower, upper]`` given by its two fields."""
-
-    lower: float
-    upper: float
+class _LowerUpperSupport:
+    """Mixin: the support is ``[self.lower, self.upper]`` (fields of the dataclass it is mixed into)."""
 
     @property
     def lower_limit(self) -> float:
@@ -89,6 +85,14 @@ class BoundedPrior(Prior):
     @property
     def upper_limit(self) -> float:
         return self.upper
+
+
+@dataclass(frozen=True)
+class BoundedPrior(_LowerUpperSupport, Prior):
+    """Base: a prior with the support ``[lower, upper]`` given by its two fields."""
+
+    lower: float
+    upper: float
 
 
 @dataclass(frozen=True)
@@ -122,20 +126,12 @@ class Gaussian(Prior):
 
 
 @dataclass(frozen=True)
-class TruncatedGaussian(Prior):
+class TruncatedGaussian(_LowerUpperSupport, Prior):
     mean: float
     sigma: float
     lower: float
     upper: float
     kind: ClassVar[str] = "truncated_gaussian"
-
-    @property
-    def lower_limit(self) -> float:
-        return self.lower
-
-    @property
-    def upper_limit(self) -> float:
-        return self.upper
 
     def _standard_bounds(self):
         """(a, b, flip): the standardised bounds, mirrored onto the lower tail when the interval lies above the
