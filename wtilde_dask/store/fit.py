@@ -26,7 +26,6 @@ younger than :data:`HEARTBEAT_STALE_S`; a ``running`` record whose run is not li
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import pathlib
@@ -40,6 +39,8 @@ import uuid
 import numpy as np
 
 from wtilde_dask.errors import StoreError
+from wtilde_dask.store.layout import _now
+from wtilde_dask.store.lock import _pid_alive
 
 FIT_GROUP = "fit"
 STATES = ("running", "interrupted", "complete")
@@ -48,39 +49,33 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ARRAYS = ("posterior_samples", "posterior_weights", "posterior_log_likelihood")
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError, TypeError):
-        return False
-    return True
-
-
 def _store_path(store) -> pathlib.Path:
     return pathlib.Path(getattr(store, "path", store))
 
 
-def _write_json_atomic(path: pathlib.Path, record: dict) -> None:
-    """Write ``record`` as JSON to ``path`` by a temporary file in the same folder and os.replace."""
+def _replace_atomically(path: pathlib.Path, write) -> None:
+    """Make ``path`` by ``write(tmp)`` into a temporary file in the same folder, fsync, then os.replace: a kill at
+    any instant leaves either the previous or the new file whole."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
-        with open(tmp, "w") as fh:
-            json.dump(record, fh, default=_json_default)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _write_json_atomic(path: pathlib.Path, record: dict) -> None:
+    """Write ``record`` as JSON to ``path`` atomically."""
+
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(record, fh, default=_json_default)
+
+    _replace_atomically(path, write)
 
 
 def _json_default(value):
@@ -179,7 +174,7 @@ class FitRecord:
         if state != "running":
             return state
         if p.get("host") == socket.gethostname():
-            return "running" if _pid_alive(p.get("pid")) else "interrupted"
+            return "running" if p.get("pid") is not None and _pid_alive(p["pid"]) else "interrupted"
         return "running" if time.time() - float(p.get("heartbeat") or 0) < HEARTBEAT_STALE_S else "interrupted"
 
     def run_is_live(self) -> bool:
@@ -222,16 +217,7 @@ class FitRecord:
         os.replace): a kill at any instant leaves either the previous or the new checkpoint whole."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         final = self.checkpoint_path(filename)
-        tmp = final.with_name(f".{filename}.tmp-{uuid.uuid4().hex}")
-        try:
-            shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _replace_atomically(final, lambda tmp: shutil.copyfile(source, tmp))
         return final
 
     def restore_checkpoint(self, filename: str = "sampler.h5") -> pathlib.Path | None:
