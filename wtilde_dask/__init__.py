@@ -21,8 +21,8 @@ _LAZY = {
     "ImageGrid": "wtilde_dask.grid",
     # computing, checking and reading W-tilde
     "compute": "wtilde_dask.compute",
-    "verify_store": "wtilde_dask.compute",
-    "store_status": "wtilde_dask.compute",
+    "verify_store": "wtilde_dask.verify",
+    "store_status": "wtilde_dask.status",
     "WTildeStore": "wtilde_dask.store",
     "open_w_tilde": "wtilde_dask.store",
     "cluster_client": "wtilde_dask.cluster",

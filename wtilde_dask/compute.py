@@ -13,48 +13,32 @@ visibilities sums chi2_data, the noise normalisation, K, the dirty image and (la
   so small data is read once per worker; larger data is streamed for each block);
 * "lattice": each block is a gather from the kernels (:func:`wtilde_dask.kernels.lattice.w_tilde_block_lattice`);
 * "auto": "lattice" for a masked lattice grid, else "direct".
+
+This module is the entry (:func:`compute`, :func:`precheck`): it opens or creates the store under its lock and
+starts the run. The run itself is :class:`wtilde_dask.block_run.BlockRun`; checking and repairing a store is
+:mod:`wtilde_dask.verify`, its progress :mod:`wtilde_dask.status` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import pathlib
-import socket
 import sys
-import time
 import types
 
-import numpy as np
-
 from wtilde_dask import config
-from wtilde_dask.store import StoreError, StoreLock, WTildeStore, _now
-from wtilde_dask.submit import SubmitLoop, progress_bar
-from wtilde_dask.worker import DISK_FULL, block_task, worker_inputs  # noqa: F401 (worker_inputs re-exported)
+from wtilde_dask.block_run import (  # noqa: F401 (run_token, block_key, METADATA_KEY re-exported)
+    METADATA_KEY, BlockRun, block_key, os_error_message, run_token)
 from wtilde_dask.errors import ComputeError  # noqa: F401 (re-exported)
+from wtilde_dask.status import store_status  # noqa: F401 (re-exported)
+from wtilde_dask.store import StoreError, StoreLock, WTildeStore
+from wtilde_dask.verify import REPAIRABLE_ARRAYS, verify_store  # noqa: F401 (re-exported)
+from wtilde_dask.worker import worker_inputs  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
 
 METHODS = ("auto", "direct", "lattice")
-METADATA_KEY = "wtilde"
-LEDGER_FLUSH_S = 0.5
-METADATA_EVERY_S = 1.0
-
-
-def run_token(path, fingerprint: str) -> str:
-    """8 hex digits naming one store's run on a scheduler (store path + fingerprint)."""
-    return hashlib.sha256(f"{path}|{fingerprint}".encode()).hexdigest()[:8]
-
-
-def block_key(bi: int, bj: int, token: str) -> str:
-    """Dask key of the task of block (bi, bj): ``w_tilde-block-(bi,bj)-TOKEN``.
-
-    The token keeps two stores computed on one scheduler from sharing task keys (the scheduler would
-    otherwise hand one run the other's result); the dashboard groups tasks by the prefix ``w_tilde-block``.
-    """
-    return f"w_tilde-block-({bi},{bj})-{token}"
 
 
 def resolve_method(method: str, grid) -> str:
@@ -212,8 +196,8 @@ def compute(dataset, grid, out, *, block_size: int | None = None, method: str = 
             # workers read the copy in inputs/ when there is one, else the source itself (a small picklable reader)
             chunk = chunk_size or getattr(dataset, "chunk_size", None) or config.get("chunk-size")
             source = store.inputs_source(chunk) if store.copied_visibilities else dataset
-            _Run(store, client, lock, progress=progress, max_in_flight=max_in_flight,
-                 dirty_image=dirty_image, log=log, source=source).run()
+            BlockRun(store, client, lock, progress=progress, max_in_flight=max_in_flight,
+                     dirty_image=dirty_image, log=log, source=source).run()
         except ValueError as err:
             if fresh and not isinstance(err, StoreError) and store.n_done() == 0:
                 # bad visibilities found by the pass (all flagged, a bad value in a chunk): no store is left
@@ -221,21 +205,10 @@ def compute(dataset, grid, out, *, block_size: int | None = None, method: str = 
                 _remove_new_store(out)
             raise
         except OSError as err:  # disk full, quota, I/O error: say which store and why, keep what is done
-            raise ComputeError(_os_error_message(store, err)) from err
+            raise ComputeError(os_error_message(store, err)) from err
         return store
     finally:
         lock.release()
-
-
-def _os_error_message(store: WTildeStore, err: OSError) -> str:
-    """One line naming the store, the cause of an OSError that stopped a run and what is kept (ENOSPC: free space)."""
-    hint = "free space on its filesystem, then " if err.errno in DISK_FULL else ""
-    where = f" ({err.filename})" if err.filename else ""
-    try:
-        kept = f"{store.n_done()}/{store.plan.n_blocks} blocks are stored"
-    except Exception:  # noqa: BLE001 - the message must not fail
-        kept = "every block recorded in the ledger is kept"
-    return f"store {store.path}: {err.strerror or err}{where}; {kept}; {hint}run the same command again to resume"
 
 
 def clear_damaged(store: WTildeStore, *, read: bool = False, log=None) -> list[tuple[int, int, str]]:
@@ -261,430 +234,6 @@ def _remove_new_store(out: pathlib.Path) -> None:
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
-
-
-class _Run:
-    """One run of the orchestrator over one store (kept as an object for its counters)."""
-
-    def __init__(self, store: WTildeStore, client, lock: StoreLock, *, progress, max_in_flight, dirty_image, log,
-                 blocks=None, source=None):
-        from wtilde_dask.cluster import total_threads
-        from wtilde_dask.ingest import store_source
-
-        # the chunked visibilities the pass and the direct blocks read (default: the store's copy or its source)
-        self.source = source if source is not None else store_source(store)
-
-        self.only = None if blocks is None else [(int(bi), int(bj)) for bi, bj in blocks]  # repair: just these
-        self.store = store
-        self.client = client
-        self.lock = lock
-        self.log = log
-        self.progress = progress
-        self.want_dirty = dirty_image
-        self.path = str(store.path.resolve())
-        self.fp = store.fingerprint
-        self.token = run_token(self.path, self.fp)
-        self.plan = store.plan
-        self.method = store.method
-        self.threads = total_threads(client)
-        self.max_in_flight = int(max_in_flight) if max_in_flight else max(4, 3 * self.threads)
-        self.done = 0
-        self.skipped = 0
-        self.failed = 0
-        self.pending: list = []
-        self.unrecorded = 0  # finished blocks the ledger could not take (disk full): redone by the next run
-        self.last_flush = time.monotonic()
-        self.last_meta = 0.0
-        self.t_start = time.monotonic()
-        self.times = {"visibility_pass": 0.0, "compute": 0.0, "write": 0.0}
-
-    # ---- bookkeeping ---------------------------------------------------------------------------------
-    def record_finished(self) -> None:
-        """After a failure: record every finished block in the ledger; when the disk is full, free the store's
-        reserve (:meth:`WTildeStore.reserve_space`) first; what still cannot be written is logged (and redone)."""
-        for attempt in range(2):
-            try:
-                self.flush(force=True)
-                return
-            except OSError as err:
-                if attempt == 0 and err.errno in DISK_FULL and self.store.release_space():
-                    self.log(f"store {self.store.path}: disk full; freed the run's reserved space to record "
-                             f"{len(self.pending)} finished block(s) in the ledger")
-                    continue
-                self.log(f"store {self.store.path}: could not record {len(self.pending)} finished block(s) in the "
-                         f"ledger ({err}); they will be computed again")
-                self.unrecorded += len(self.pending)
-                self.pending = []
-                return
-
-    def flush(self, force=False) -> None:
-        now = time.monotonic()
-        if self.pending and (force or now - self.last_flush >= LEDGER_FLUSH_S or len(self.pending) >= 512):
-            self.store.mark_done_many(self.pending)
-            self.pending = []
-            self.last_flush = now
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.t_start
-        return self.done / elapsed if elapsed > 0 and self.done else 0.0
-
-    def publish(self, state: str, force=False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_meta < METADATA_EVERY_S:
-            return
-        self.last_meta = now
-        remaining = self.plan.n_blocks - self.skipped - self.done
-        rate = self.rate()
-        info = {
-            "store": self.path, "method": self.method, "state": state, "key_token": self.token,
-            "n_pixels": self.plan.n_pixels, "block_size": self.plan.block_size,
-            "n_blocks_side": self.plan.n_blocks_side, "n_blocks": self.plan.n_blocks,
-            "done": self.skipped + self.done, "skipped": self.skipped, "computed": self.done,
-            "failed": self.failed, "rate_blocks_per_s": rate,
-            "eta_s": (remaining / rate) if rate > 0 else None,
-            "elapsed_s": time.monotonic() - self.t_start, "updated": time.time(),
-        }
-        try:
-            self.client.set_metadata(METADATA_KEY, info)
-        except Exception as err:  # noqa: BLE001 - monitoring must never stop the run
-            self.log(f"could not publish progress to the scheduler: {err}")
-
-    # ---- the run -------------------------------------------------------------------------------------
-    def run(self) -> None:
-        store, plan = self.store, self.plan
-        ledger = store.ledger()
-        todo = [b for b in (plan.blocks() if self.only is None else self.only) if ledger[b] == 0]
-        self.skipped = plan.n_blocks - len(todo) if self.only is None else int(np.count_nonzero(np.triu(ledger)))
-        B = plan.block_size
-        self.log(f"store {store.path}: method {self.method}, M = {plan.n_pixels} pixels, B = {B}, "
-                 f"{plan.n_blocks_side}x{plan.n_blocks_side} block grid, {plan.n_blocks} upper-triangle blocks; "
-                 f"{self.skipped} already done (skipped), {len(todo)} to compute on {self.threads} worker thread(s)")
-        store.update_attrs(last_run={"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-                                     "state": "running", "worker_threads": self.threads,
-                                     "skipped": self.skipped, "to_compute": len(todo)})
-        self.publish("running", force=True)
-        try:
-            store.reserve_space()  # freed to record the ledger should the disk fill up
-            self._extras()
-            self._blocks(todo)
-        except BaseException as err:
-            self.record_finished()  # on a full disk this frees the reserve; the first error is raised
-            self.publish("failed" if not isinstance(err, KeyboardInterrupt) else "interrupted", force=True)
-            try:
-                store.update_attrs(last_run={**store.attrs.get("last_run", {}), "state": "failed",
-                                             "finished": _now(), "computed": self.done, "error": str(err)[:500]})
-            except OSError as attrs_err:
-                self.log(f"store {store.path}: could not record the failed run in its attributes ({attrs_err})")
-            store.release_space()
-            raise
-        store.release_space()
-        self.flush(force=True)
-        elapsed = time.monotonic() - self.t_start
-        self.publish("finished", force=True)
-        store.update_attrs(last_run={**store.attrs.get("last_run", {}), "state": "finished", "finished": _now(),
-                                     "computed": self.done, "seconds": elapsed, "times": self.times})
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        self.log(f"done: {self.done} blocks computed, {self.skipped} skipped, in {elapsed:.2f} s "
-                 f"({rate:.2f} blocks/s); task time totals: "
-                 + ", ".join(f"{'gather' if (k, self.method) == ('compute', 'lattice') else k} {v:.2f} s"
-                             for k, v in self.times.items() if v or k in ("compute", "write")))
-
-    def _extras(self) -> None:
-        """The visibility pass (wtilde_dask.ingest): sums, dirty image and lattice kernels, before any block."""
-        from wtilde_dask.ingest import run_pass
-
-        t0 = time.perf_counter()
-        run_pass(self.store, self.client, self.source, dirty_image=self.want_dirty, lattice=self.method == "lattice",
-                 progress=self.progress, log=self.log)
-        self.times["visibility_pass"] = time.perf_counter() - t0
-
-    def _blocks(self, todo) -> None:
-        bar = progress_bar(self.progress, total=self.plan.n_blocks, initial=self.skipped, unit="block",
-                           desc="w_tilde", smoothing=0.1)
-        first_error = None
-        # direct blocks read the visibilities through the reader (a small picklable object sent with each task;
-        # not scattered, so a lost worker loses nothing other tasks depend on)
-        source_ref = self.source if self.method == "direct" else None
-
-        def submit(block):
-            bi, bj = block
-            return self.client.submit(block_task, self.path, self.fp, bi, bj, self.method, source_ref,
-                                      key=block_key(bi, bj, self.token), retries=3, pure=False)
-
-        try:
-            with SubmitLoop(self.client, todo, submit, max_in_flight=self.max_in_flight) as loop:
-                loop.fill()
-                for fut, (bi, bj) in loop:
-                    try:
-                        result = fut.result()
-                        if isinstance(result, OSError):  # the block's write found the disk full (block_task)
-                            raise result
-                        checksum, t_compute, t_write = result
-                    except Exception as err:  # noqa: BLE001 - counted, reported, store stays resumable
-                        self.failed += 1
-                        if first_error is None:
-                            first_error = (bi, bj, err)
-                            self.log(f"block ({bi}, {bj}) failed after retries: {type(err).__name__}: {err}; "
-                                     "not submitting more blocks")
-                        continue
-                    self.pending.append((bi, bj, checksum, t_compute + t_write))
-                    self.times["compute"] += t_compute
-                    self.times["write"] += t_write
-                    self.done += 1
-                    if bar is not None:
-                        bar.update(1)
-                    self.flush()
-                    self.publish("running")
-                    if self.lock.lost:
-                        raise ComputeError(f"store {self.store.path}: another run took the lock over; stopping")
-                    if first_error is None:
-                        loop.submit_next()
-        finally:
-            if bar is not None:
-                bar.close()
-        if first_error is not None:
-            bi, bj, err = first_error
-            self.record_finished()
-            hint = "free space on its filesystem, then " if getattr(err, "errno", None) in DISK_FULL else ""
-            raise ComputeError(f"store {self.store.path}: {self.failed} block(s) failed, first ({bi}, {bj}): "
-                               f"{type(err).__name__}: {err}; {self.skipped + self.done - self.unrecorded}/"
-                               f"{self.plan.n_blocks} blocks are stored; {hint}run the same command again to resume"
-                               ) from err
-
-
-# ---------------------------------------------------------------------------------------------------
-# Status and verification of any store (running or dead)
-# ---------------------------------------------------------------------------------------------------
-
-
-def store_status(path) -> dict:
-    """Progress of the store at ``path`` from its ledger only (works while a run is live or dead).
-
-    Keys: store, method, n_pixels, block_size, n_blocks_side, n_blocks, done, remaining, fraction,
-    mean_block_s (task time, compute + write), worker_threads (of the last run), eta_s (remaining x mean /
-    threads; None when nothing is done yet), running (a live lock), lock (record or None), lock_state, last_run,
-    has_dirty_image, visibility_pass (:func:`wtilde_dask.ingest.pass_progress`: None before any pass).
-    """
-    from wtilde_dask.ingest import pass_progress
-    from wtilde_dask.store import lock_is_stale, read_lock
-
-    store = WTildeStore.open(path)
-    plan = store.plan
-    ledger = np.triu(store.ledger())
-    seconds = store.ledger_seconds()
-    done_mask = ledger != 0
-    done = int(done_mask.sum())
-    secs = seconds[done_mask]
-    secs = secs[np.isfinite(secs)]
-    mean = float(secs.mean()) if secs.size else None
-    last_run = store.attrs.get("last_run", {}) or {}
-    threads = int(last_run.get("worker_threads") or 1)
-    remaining = plan.n_blocks - done
-    record = read_lock(store.path)
-    stale, why = lock_is_stale(record)
-    return {
-        "store": str(store.path), "method": store.method, "n_pixels": plan.n_pixels, "block_size": plan.block_size,
-        "n_blocks_side": plan.n_blocks_side, "n_blocks": plan.n_blocks, "done": done, "remaining": remaining,
-        "fraction": done / plan.n_blocks, "mean_block_s": mean, "worker_threads": threads,
-        "eta_s": (remaining * mean / threads) if mean is not None else (0.0 if remaining == 0 else None),
-        "running": record is not None and not stale, "lock": record,
-        "lock_state": "none" if record is None else ("live" if not stale else f"stale ({why})"),
-        "last_run": last_run, "has_dirty_image": store.has_array("dirty_image"),
-        "visibility_pass": pass_progress(store),
-    }
-
-
-#: Named arrays that a repair recomputes when they cannot be read ("kernel" needs "kernel_hankel" with it).
-REPAIRABLE_ARRAYS = ("kernel", "kernel_hankel", "dirty_image")
-
-
-def _check_arrays(store: WTildeStore, log) -> dict:
-    """{name: why} for each stored kernel / dirty image that cannot be read back."""
-    bad = {}
-    for name in REPAIRABLE_ARRAYS:
-        if not store.has_array(name):
-            continue
-        try:
-            values = store.read_array(name)
-        except Exception as err:  # noqa: BLE001 - any decode failure means the array is bad
-            bad[name] = f"unreadable: {type(err).__name__}: {err}"
-        else:
-            if not np.all(np.isfinite(values)):
-                bad[name] = "holds non-finite values"
-        if name in bad:
-            log(f"{name}: {bad[name]}")
-    return bad
-
-
-def _reference_checks(store: WTildeStore, picks, *, entries: int, rtol: float, rng, dirty: bool, log):
-    """Recompute E x E entries of each block in ``picks`` (and E^2/16 dirty-image pixels when ``dirty``)
-    with :mod:`wtilde_dask.kernels.reference`; returns (per-block results, dirty-image result or None)."""
-    from wtilde_dask.kernels import reference
-
-    plan = store.plan
-    dataset, grid = store.dataset(), store.grid()
-    g, uv, wr, wi = grid.grid_radians, dataset.uv_wavelengths, dataset.weights_real, dataset.weights_imag
-
-    def subset(pixels: slice, n: int) -> np.ndarray:
-        index = np.arange(pixels.start, pixels.stop)
-        return index if index.size <= n else np.sort(rng.choice(index, size=n, replace=False))
-
-    recomputed = []
-    for bi, bj in picks:
-        block_rows, block_cols = plan.pixel_range(bi), plan.pixel_range(bj)
-        rows, cols = subset(block_rows, entries), subset(block_cols, entries)
-        ref = reference.w_tilde_reference(g, uv, wr, wi, rows=rows, cols=cols)
-        try:
-            got = store.read_block(bi, bj)[np.ix_(rows - block_rows.start, cols - block_cols.start)].astype(np.float64)
-        except Exception as err:  # noqa: BLE001 - a chunk damaged since the checksum pass
-            recomputed.append({"block": (bi, bj), "rel_error": float("inf"), "ok": False})
-            log(f"block ({bi}, {bj}): unreadable: {type(err).__name__}: {err}")
-            continue
-        scale = float(np.max(np.abs(ref))) or 1.0
-        err = float(np.max(np.abs(got - ref))) / scale if np.all(np.isfinite(got)) else float("inf")
-        recomputed.append({"block": (bi, bj), "rel_error": err, "ok": err <= rtol})
-        log(f"block ({bi}, {bj}) vs reference formula ({rows.size} x {cols.size} entries): max relative error {err:.2e} "
-            f"({'ok' if err <= rtol else 'FAILED'}, tolerance {rtol:g})")
-    result = None
-    if dirty:
-        pixels = subset(slice(0, plan.n_pixels), max(1, entries**2 // 16))
-        ref = reference.dirty_image_reference(g[pixels], uv, dataset.visibilities, wr, wi)
-        got = store.read_array("dirty_image")[pixels]
-        err = float(np.max(np.abs(got - ref))) / (float(np.max(np.abs(ref))) or 1.0)
-        if not np.isfinite(err):
-            err = float("inf")
-        result = {"rel_error": err, "ok": err <= rtol}
-        log(f"dirty_image vs reference formula ({pixels.size} pixels): max relative error {err:.2e} "
-            f"({'ok' if err <= rtol else 'FAILED'})")
-    return recomputed, result
-
-
-def verify_store(path, *, sample: int = 2, entries: int = 64, seed: int | None = None,
-                 rtol: float | None = None, repair: bool = False, client=None, n_workers: int | None = None,
-                 threads_per_worker: int | None = None, progress: bool = False, log=None) -> dict:
-    """Check a store, and with ``repair`` mend it; the last line logged is the summary
-    ``verify: OK|FAILED: N blocks checked, b bad, r repaired; d/n blocks stored; ...``.
-
-    1. Every block the ledger calls done: its chunk file exists, has the size of a (B, B) chunk, decodes,
-       and hashes to the ledger checksum (:meth:`WTildeStore.block_damage`); the stored kernels and dirty
-       image are readable.
-    2. ``sample`` random sound blocks (plus the dirty image) recomputed with
-       :mod:`wtilde_dask.kernels.reference`: in each at most ``entries`` random rows x ``entries`` random
-       columns (all when the block is smaller) and at most ``entries**2 // 16`` dirty-image pixels, so an
-       ALMA-scale store (K = 1e6) verifies in seconds with bounded memory. A block passes when
-       ``max|stored - reference| <= rtol * max|reference|`` (rtol 1e-10 for float64 stores, 1e-6 for float32).
-    3. ``repair``: under the store's lock (refused while a live run holds it) the bad blocks of 1. and 2. are
-       cleared from the ledger, their chunk files deleted, and only they are recomputed from the store's own
-       inputs on ``client`` (None: a LocalCluster of ``n_workers`` x ``threads_per_worker`` started for the
-       repair); unreadable kernels / dirty image are recomputed too. Repaired blocks are checked again.
-
-    Blocks not computed yet are not damage (the summary gives d/n stored). Returns a report dict with
-    ``ok`` (the store is sound now), ``checked``, ``bad_checksums``, ``bad_arrays``, ``recomputed``,
-    ``dirty_image``, ``repaired``, ``repair_error`` and ``summary``.
-    """
-    log = log or logger.info  # messages go to logging unless a callable is given
-    store = WTildeStore.open(path)
-    lock = StoreLock(store.path, log=log).acquire() if repair else None
-    try:
-        return _verify(store, sample=sample, entries=entries, seed=seed, rtol=rtol, repair=repair, lock=lock,
-                       client=client, n_workers=n_workers, threads_per_worker=threads_per_worker,
-                       progress=progress, log=log)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _verify(store: WTildeStore, *, sample, entries, seed, rtol, repair, lock, client, n_workers,
-            threads_per_worker, progress, log) -> dict:
-    plan = store.plan
-    rtol = float(rtol if rtol is not None else (1e-10 if store.dtype == "float64" else 1e-6))
-    done = store.done_blocks()
-    bad_checksums = []
-    for bi, bj, why in store.damaged_blocks(done, read=True):
-        bad_checksums.append({"block": (bi, bj), "chunk": store.chunk_key(bi, bj), "why": why})
-        log(f"block ({bi}, {bj}): {why} (chunk {store.chunk_key(bi, bj)})")
-    log(f"checksums: {len(done) - len(bad_checksums)}/{len(done)} stored blocks match the ledger "
-        f"({plan.n_blocks - len(done)} not computed yet)")
-    bad_arrays = _check_arrays(store, log)
-
-    rng = np.random.default_rng(seed)
-    bad_set = {tuple(b["block"]) for b in bad_checksums}
-    sound = [b for b in done if b not in bad_set]
-    picks = [sound[i] for i in rng.choice(len(sound), size=min(int(sample), len(sound)), replace=False)] if sound else []
-    has_dirty = store.has_array("dirty_image") and "dirty_image" not in bad_arrays
-    recomputed, dirty = _reference_checks(store, picks, entries=entries, rtol=rtol, rng=rng, dirty=has_dirty, log=log)
-
-    to_repair = [tuple(b["block"]) for b in bad_checksums] + [tuple(r["block"]) for r in recomputed if not r["ok"]]
-    arrays = set(bad_arrays) | ({"dirty_image"} if dirty is not None and not dirty["ok"] else set())
-    if arrays & {"kernel", "kernel_hankel"}:
-        arrays |= {n for n in ("kernel", "kernel_hankel") if store.has_array(n)}
-    repaired, repair_error, still_bad = [], None, list(to_repair)
-    if repair and (to_repair or arrays):
-        try:
-            _repair(store, to_repair, sorted(arrays), lock=lock, client=client, n_workers=n_workers,
-                    threads_per_worker=threads_per_worker, progress=progress, log=log)
-        except (ComputeError, OSError) as err:
-            repair_error = str(err) if isinstance(err, ComputeError) else _os_error_message(store, err)
-            log(f"repair stopped: {repair_error}")
-        store = WTildeStore.open(store.path)
-        ledger = store.ledger()
-        left = {(bi, bj) for bi, bj, _ in store.damaged_blocks([b for b in to_repair if ledger[b]], read=True)}
-        left |= {b for b in to_repair if not ledger[b]}
-        wrong = [b for b in to_repair if b not in left and b in {tuple(r["block"]) for r in recomputed}]
-        if wrong or "dirty_image" in arrays:
-            again, dirty_again = _reference_checks(store, wrong, entries=entries, rtol=rtol, rng=rng,
-                                                   dirty="dirty_image" in arrays and store.has_array("dirty_image"),
-                                                   log=log)
-            left |= {tuple(r["block"]) for r in again if not r["ok"]}
-            if "dirty_image" in arrays:
-                dirty = dirty_again
-        still_bad = sorted(left)
-        repaired = [b for b in to_repair if b not in left]
-        arrays_left = {name for name in _check_arrays(store, log)}
-        if "dirty_image" in arrays and not store.has_array("dirty_image"):
-            arrays_left.add("dirty_image")
-        if "kernel" in arrays and not store.has_array("kernel"):
-            arrays_left.add("kernel")
-        bad_arrays_now = sorted(arrays_left)
-    else:
-        bad_arrays_now = sorted(arrays)
-
-    n_done = store.n_done()
-    ok = not still_bad and not bad_arrays_now and repair_error is None
-    summary = (f"verify: {'OK' if ok else 'FAILED'}: {len(done)} blocks checked, {len(to_repair)} bad, "
-               f"{len(repaired)} repaired; {n_done}/{plan.n_blocks} blocks stored")
-    if arrays:
-        summary += f"; arrays bad: {', '.join(sorted(arrays))}" + (
-            f", repaired: {', '.join(sorted(arrays - set(bad_arrays_now)))}" if repair else "")
-    if ok:
-        summary += "; the store is sound"
-    elif repair_error is not None:
-        summary += "; repair stopped (see above): run it again"
-    elif not repair:
-        summary += f"; repair: wtilde verify {store.path} --repair"
-    log(summary)
-    return {"store": str(store.path), "ok": ok, "checked": len(done), "bad_checksums": bad_checksums,
-            "bad_arrays": bad_arrays, "recomputed": recomputed, "dirty_image": dirty, "n_blocks": plan.n_blocks,
-            "rtol": rtol, "repaired": repaired, "still_bad": still_bad, "repair_error": repair_error,
-            "summary": summary}
-
-
-def _repair(store: WTildeStore, blocks, arrays, *, lock, client, n_workers, threads_per_worker, progress, log):
-    """Clear ``blocks`` (ledger + chunk files) and ``arrays``, then recompute just them (under ``lock``)."""
-    if client is None:
-        from wtilde_dask.cluster import cluster_client
-
-        with cluster_client("local", n_workers=n_workers, threads_per_worker=threads_per_worker, log=log) as c:
-            return _repair(store, blocks, arrays, lock=lock, client=c, n_workers=None, threads_per_worker=None,
-                           progress=progress, log=log)
-    rw = WTildeStore.open(store.path, mode="r+")
-    log(f"repair: clearing {len(blocks)} block(s) from the ledger"
-        + (f" and removing {', '.join(arrays)}" if arrays else "") + "; recomputing them from the store's inputs")
-    rw.clear_blocks(blocks, delete_chunks=True)
-    for name in arrays:
-        rw.delete_array(name)
-    _Run(rw, client, lock, progress=progress, max_in_flight=None, dirty_image="dirty_image" in arrays, log=log,
-         blocks=blocks).run()
 
 
 class _CallableModule(types.ModuleType):

@@ -41,8 +41,8 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 #: loggers whose messages are the command's progress report (the run's steps, links, checks), shown on stdout
-PROGRESS_LOGGERS = ("wtilde_dask.compute", "wtilde_dask.ingest", "wtilde_dask.cluster", "wtilde_dask.slurm",
-                    "wtilde_dask.simulate", "wtilde_dask.io.export", "wtilde_dask.pyautoarray", "wtilde_dask.cli")
+PROGRESS_LOGGERS = ("wtilde_dask.compute", "wtilde_dask.verify", "wtilde_dask.ingest", "wtilde_dask.cluster",
+                    "wtilde_dask.slurm", "wtilde_dask.simulate", "wtilde_dask.io.export", "wtilde_dask.pyautoarray", "wtilde_dask.cli")
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -221,7 +221,7 @@ def _fmt_s(seconds) -> str:
 
 
 def cmd_status(args) -> int:
-    from wtilde_dask.compute import store_status
+    from wtilde_dask.status import store_status
 
     from wtilde_dask.cli.fit import fit_status, fit_status_lines
 
@@ -265,7 +265,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from wtilde_dask.compute import verify_store
+    from wtilde_dask.verify import verify_store
 
     if args.sample < 0:
         raise _err(f"--sample: must be >= 0, got {args.sample}")
