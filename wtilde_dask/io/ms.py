@@ -41,6 +41,10 @@ sum over visibilities (the W-tilde pass) wants. Rows are read with ``getcol`` / 
 the selected rows (found once by a bounded scan of DATA_DESC_ID and FIELD_ID), never through a TaQL reference
 table; memory is bounded by the chunk size.
 
+Three modules: the plan (:mod:`wtilde_dask.io.ms_plan`: subtables and selection -> windows, row runs, chunks, once
+on the client), the reads (:mod:`wtilde_dask.io.ms_table`: the only reader module that opens casacore tables) and
+this one (:class:`MeasurementSetSource`: a chunk's cells -> Stokes I, flags and noise, on the workers).
+
 Why python-casacore directly (and not dask-ms / xarray-ms): the chunks are row runs of one window with a channel
 slice, which ``getcol`` / ``getcolslice`` read with nothing in between, and dask-ms (itself built on
 python-casacore) was not faster. ``python -m wtilde_dask.bench.ms_read`` (XX/YY, chunks of 1e6 visibilities,
@@ -57,7 +61,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -65,8 +68,9 @@ import numpy as np
 from wtilde_dask.constants import DEFAULT_CHUNK_SIZE, SPEED_OF_LIGHT
 from wtilde_dask.errors import DatasetError
 from wtilde_dask.io.base import VisibilityChunk, VisibilitySource
-from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES as CORR_NAMES
-from wtilde_dask.io.selection import parse_channels
+from wtilde_dask.io.ms_plan import DATA_COLUMNS, NOISE_COLUMNS, ORDERS, chunk_ids, plan_selection, row_segments
+from wtilde_dask.io.ms_table import CORR_TYPE_NAMES as CORR_NAMES
+from wtilde_dask.io.ms_table import read_rows
 
 __all__ = [
     "C_LIGHT",
@@ -77,17 +81,6 @@ __all__ = [
 ]
 
 C_LIGHT = SPEED_OF_LIGHT  # m / s
-DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
-NOISE_COLUMNS = ("SIGMA_SPECTRUM", "SIGMA", "WEIGHT_SPECTRUM", "WEIGHT")
-PARALLEL_PAIRS = ((9, 12), (5, 8))
-PARALLEL_SINGLE = (9, 12, 5, 8)
-ORDERS = ("recipe", "rows")
-SCAN_ROWS = 1_000_000  # rows of DATA_DESC_ID / FIELD_ID / FLAG_ROW read at a time when planning
-
-# casacore tables are not thread-safe: one read at a time per process (python-casacore holds the GIL in getcol
-# anyway, so nothing is lost); several worker processes read in parallel.
-_CASACORE_LOCK = threading.RLock()
-_ROW_CACHE: dict = {}  # {"key": (path, mtime, fields, ddid, i0, i1, noise column), "columns": {name: array}}
 
 
 class _Cells(NamedTuple):
@@ -115,35 +108,6 @@ def is_measurement_set(path) -> bool:
     except (OSError, IndexError):
         return False
     return first.split("=", 1)[-1].strip().lower() == "measurement set"
-
-
-def _open(path: str):
-    from casacore import tables
-
-    return tables.table(path, ack=False, readonly=True, lockoptions="autonoread")
-
-
-def _split_items(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [t.strip() for t in value.split(",") if t.strip()]
-    if isinstance(value, (list, tuple, range, np.ndarray)):
-        return [str(v).strip() if isinstance(v, str) else v for v in value]
-    return [value]
-
-
-def _merge_runs(runs: np.ndarray) -> np.ndarray:
-    """Merge sorted (n, 2) [start, length] row runs that touch into (m, 2) runs."""
-    if runs.shape[0] == 0:
-        return np.zeros((0, 2), np.int64)
-    runs = runs[np.argsort(runs[:, 0], kind="stable")]
-    ends = runs[:, 0] + runs[:, 1]
-    new = np.r_[True, runs[1:, 0] != ends[:-1]]
-    group = np.cumsum(new) - 1
-    starts = runs[new, 0]
-    lengths = np.bincount(group, weights=runs[:, 1]).astype(np.int64)
-    return np.stack([starts, lengths], axis=1).astype(np.int64)
 
 
 class MeasurementSetSource(VisibilitySource):
@@ -203,244 +167,16 @@ class MeasurementSetSource(VisibilitySource):
                 return [value.start, value.stop]
             return [x if isinstance(x, str) else int(x) for x in value]
 
+
         self.selection = {"field": plain(field), "spw": plain(spw), "channels": plain(channels), "column": self.column}
-        with _CASACORE_LOCK:
-            self._plan(src, field, spw, channels, noise_column)
+        plan = plan_selection(src, self.column, field, spw, channels, noise_column)
+        self.windows = plan.windows  # one dict per selected DATA_DESC_ID (wtilde_dask.io.ms_plan.plan_selection)
+        self.field_ids, self.field_names = plan.field_ids, plan.field_names
+        self.spw_ids, self.spw_names = plan.spw_ids, plan.spw_names
+        self.noise_column = plan.noise_column
+        self._files = plan.files
         if check_usable:
             self._check_usable()
-
-    # ------------------------------------------------------------------ planning (on the client, once)
-    def _plan(self, src, field, spw, channels, noise_column):
-        from casacore import tables
-
-        try:
-            ms = _open(src)
-        except RuntimeError as exc:
-            raise DatasetError(f"{src}: cannot open as a Measurement Set ({exc})") from None
-        try:
-            colnames = set(ms.colnames())
-            for need in ("UVW", "FLAG", "FLAG_ROW", "DATA_DESC_ID", "FIELD_ID", self.column):
-                if need not in colnames:
-                    raise DatasetError(
-                        f"{src}: column {need} is missing from the main table (it has {', '.join(sorted(colnames))})"
-                    )
-            n_rows = ms.nrows()
-            keywords = ms.getkeywords()
-
-            def sub(name):
-                if name not in keywords:
-                    raise DatasetError(f"{src}: subtable {name} is missing")
-                return tables.table(f"{src}/{name}", ack=False, readonly=True, lockoptions="autonoread")
-
-            with sub("FIELD") as t:
-                field_names = [str(n) for n in t.getcol("NAME")] if t.nrows() else []
-                phase_dirs = [np.asarray(t.getcell("PHASE_DIR", i), np.float64) for i in range(t.nrows())]
-            with sub("DATA_DESCRIPTION") as t:
-                dd_spw = t.getcol("SPECTRAL_WINDOW_ID").astype(int) if t.nrows() else np.zeros(0, int)
-                dd_pol = t.getcol("POLARIZATION_ID").astype(int) if t.nrows() else np.zeros(0, int)
-            with sub("SPECTRAL_WINDOW") as t:
-                chan_freq = [np.asarray(t.getcell("CHAN_FREQ", i), np.float64) for i in range(t.nrows())]
-                spw_names = [str(n) for n in t.getcol("NAME")] if t.nrows() else []
-            with sub("POLARIZATION") as t:
-                corr_types = [np.asarray(t.getcell("CORR_TYPE", i)).astype(int).tolist() for i in range(t.nrows())]
-
-            # runs of rows with one (DATA_DESC_ID, FIELD_ID): a bounded scan of two integer columns
-            segments = []  # (start, length, ddid, field id)
-            for start in range(0, n_rows, SCAN_ROWS):
-                n = min(SCAN_ROWS, n_rows - start)
-                dd = ms.getcol("DATA_DESC_ID", start, n).astype(np.int64)
-                fi = ms.getcol("FIELD_ID", start, n).astype(np.int64)
-                change = np.flatnonzero((np.diff(dd) != 0) | (np.diff(fi) != 0)) + 1
-                first = np.r_[0, change]
-                lengths = np.diff(np.r_[first, n])
-                segments.append(np.stack([first + start, lengths, dd[first], fi[first]], axis=1))
-            segments = np.concatenate(segments) if segments else np.zeros((0, 4), np.int64)
-            counts = {}
-            for f_id in np.unique(segments[:, 3]):
-                counts[int(f_id)] = int(segments[segments[:, 3] == f_id, 1].sum())
-            field_ids = self._select_fields(src, field, field_names, sorted(counts), counts)
-            used = [f for f in field_ids if f in counts and f < len(phase_dirs)]
-            for f in used[1:]:  # one phase centre: the image grid is relative to it
-                d0, d1 = phase_dirs[used[0]], phase_dirs[f]
-                if d0.shape != d1.shape or not np.allclose(d0, d1, rtol=0.0, atol=1e-10):
-                    raise DatasetError(
-                        f"{src}: FIELD {used[0]} ({field_names[used[0]]!r}) and FIELD {f} ({field_names[f]!r}) have "
-                        f"different PHASE_DIR ({d0.ravel().tolist()} vs {d1.ravel().tolist()} rad): a mosaic; "
-                        "select one field"
-                    )
-            chosen = segments[np.isin(segments[:, 3], field_ids)]
-            runs = {int(d): _merge_runs(chosen[chosen[:, 2] == d, :2]) for d in np.unique(chosen[:, 2])}
-            for d in runs:
-                if not 0 <= d < dd_spw.size:
-                    raise DatasetError(
-                        f"{src}: DATA_DESC_ID {d} in the main table has no DATA_DESCRIPTION row "
-                        f"({dd_spw.size} rows)"
-                    )
-            spw_with_data = sorted({int(dd_spw[d]) for d in runs})
-            spw_chans = self._select_spws(
-                src, spw, channels, spw_names, chan_freq, spw_with_data, field_ids, field_names
-            )
-
-            self.windows = []  # one entry per selected DATA_DESC_ID, in the recipe's order
-            for s, chans in spw_chans:
-                ddids = [d for d in sorted(runs) if int(dd_spw[d]) == s]
-                if not ddids:
-                    raise DatasetError(
-                        f"{src}: spw {s} ({spw_names[s] if s < len(spw_names) else ''}) has no rows for field "
-                        f"{self._field_label(field_ids, field_names)}"
-                    )
-                for d in ddids:
-                    pol = int(dd_pol[d])
-                    if not 0 <= pol < len(corr_types):
-                        raise DatasetError(
-                            f"{src}: DATA_DESCRIPTION row {d} names POLARIZATION row {pol}, which is missing"
-                        )
-                    codes = corr_types[pol]
-                    hands = self._hands(src, codes, pol, s)
-                    r = runs[d]
-                    self.windows.append(
-                        {
-                            "ddid": d,
-                            "spw": s,
-                            "pol": pol,
-                            "corr_types": codes,
-                            "hands": hands,
-                            "channels": chans,
-                            "chan_freq": chan_freq[s][chans],
-                            "n_chan_spw": int(chan_freq[s].size),
-                            "n_corr": len(codes),
-                            "runs": r,
-                            "run_offsets": np.r_[0, np.cumsum(r[:, 1])].astype(np.int64),
-                            "n_rows": int(r[:, 1].sum()),
-                        }
-                    )
-            self.field_ids = field_ids
-            self.field_names = [field_names[f] if f < len(field_names) else str(f) for f in field_ids]
-            self.spw_ids = [s for s, _ in spw_chans]
-            self.spw_names = [spw_names[s] if s < len(spw_names) else str(s) for s in self.spw_ids]
-            first_row = int(self.windows[0]["runs"][0, 0])
-            if not ms.iscelldefined(self.column, first_row):
-                raise DatasetError(f"{src}: column {self.column} has no value in row {first_row} (an empty column)")
-            self.noise_column = self._noise(src, ms, colnames, noise_column, first_row)
-        finally:
-            ms.close()
-        self._files = self._file_records(pathlib.Path(src))
-
-    @staticmethod
-    def _field_label(field_ids, field_names) -> str:
-        return ", ".join(f"{f} ({field_names[f]})" if f < len(field_names) else str(f) for f in field_ids)
-
-    def _select_fields(self, src, field, field_names, used, counts) -> list[int]:
-        listing = ", ".join(
-            f"{i}: {n!r} ({counts.get(i, 0)} rows)" for i, n in enumerate(field_names)
-        ) or "none"
-        if field is None:
-            if len(used) == 1:
-                return used
-            if not used:
-                raise DatasetError(f"{src}: the main table has no rows")
-            raise DatasetError(
-                f"{src}: the main table holds {len(used)} fields ({listing}); choose one with field (--field NAME|ID)"
-            )
-        ids = []
-        for item in _split_items(field):
-            text = str(item).strip()
-            matches = [i for i, n in enumerate(field_names) if n == text]
-            if matches:
-                ids.extend(matches)
-            elif text.lstrip("-").isdigit() and 0 <= int(text) < len(field_names):
-                ids.append(int(text))
-            else:
-                raise DatasetError(f"{src}: FIELD {text!r} not found (FIELD table: {listing})")
-        ids = sorted(set(ids))
-        if not any(i in used for i in ids):
-            raise DatasetError(
-                f"{src}: FIELD {field!r} has no rows in the main table (FIELD table: {listing})"
-            )
-        return ids
-
-    def _select_spws(self, src, spw, channels, spw_names, chan_freq, with_data, field_ids, field_names):
-        """[(spw id, selected channel indices)] in selection order."""
-        n_spw = len(chan_freq)
-        out = []
-        items = _split_items(spw)
-        if not items:
-            items = with_data
-        for item in items:
-            text = str(item).strip()
-            spec, chan_text = (text.split(":", 1) + [None])[:2] if ":" in text else (text, None)
-            spec = spec.strip()
-            ids = []
-            if spec in spw_names:
-                ids = [i for i, n in enumerate(spw_names) if n == spec]
-            elif any(sep in spec and all(t.strip().isdigit() for t in spec.split(sep, 1)) for sep in "~-"):
-                sep = "~" if "~" in spec else "-"
-                a, b = (int(t) for t in spec.split(sep, 1))
-                ids = list(range(a, b + 1))
-            elif spec.isdigit() or (isinstance(item, (int, np.integer))):
-                ids = [int(spec)]
-            else:
-                names = ", ".join(f"{i}: {n!r}" for i, n in enumerate(spw_names))
-                raise DatasetError(f"{src}: spw {text!r} not found (SPECTRAL_WINDOW table: {names})")
-            for s in ids:
-                if not 0 <= s < n_spw:
-                    names = ", ".join(f"{i}: {n!r}" for i, n in enumerate(spw_names))
-                    raise DatasetError(f"{src}: spw {s} not found (SPECTRAL_WINDOW table: {names})")
-                if s not in with_data:
-                    raise DatasetError(
-                        f"{src}: spw {s} ({spw_names[s]!r}) has no rows for field "
-                        f"{self._field_label(field_ids, field_names)} (spws with data: {with_data})"
-                    )
-                if any(s == done for done, _ in out):
-                    raise DatasetError(f"{src}: spw {s} is selected twice in spw {spw!r}")
-                chans = parse_channels(chan_text if chan_text is not None else channels, chan_freq[s].size,
-                                        f"{src}: spw {s}")
-                out.append((s, chans))
-        return out
-
-    @staticmethod
-    def _hands(src, codes, pol, spw) -> tuple:
-        for a, b in PARALLEL_PAIRS:
-            if a in codes and b in codes:
-                return (codes.index(a), codes.index(b))
-        for a in PARALLEL_SINGLE:
-            if a in codes:
-                return (codes.index(a),)
-        names = ", ".join(CORR_NAMES.get(c, str(c)) for c in codes)
-        raise DatasetError(
-            f"{src}: POLARIZATION row {pol} (spw {spw}) has CORR_TYPE {codes} ({names}): no parallel hand "
-            "(XX, YY, RR, LL) to form Stokes I from (cross hands only)"
-        )
-
-    def _noise(self, src, ms, colnames, noise_column, row) -> str:
-        def usable(name):
-            return name in colnames and ms.iscelldefined(name, row)
-
-        if noise_column is not None:
-            name = str(noise_column).upper()
-            if name not in NOISE_COLUMNS:
-                raise DatasetError(f"{src}: noise column {noise_column!r} is not one of {', '.join(NOISE_COLUMNS)}")
-            if not usable(name):
-                raise DatasetError(f"{src}: noise column {name} is missing or empty in row {row}")
-            return name
-        for name in NOISE_COLUMNS:
-            if usable(name):
-                return name
-        raise DatasetError(f"{src}: no noise column: none of {', '.join(NOISE_COLUMNS)} is present with values")
-
-    @staticmethod
-    def _file_records(root: pathlib.Path) -> dict:
-        """size and mtime of the main table's files and of the subtables the reader uses."""
-        out = {}
-        for sub in ("", "SPECTRAL_WINDOW", "POLARIZATION", "DATA_DESCRIPTION", "FIELD"):
-            folder = root / sub if sub else root
-            if not folder.is_dir():
-                continue
-            for f in sorted(folder.iterdir()):
-                if f.is_file() and f.name.startswith("table.") and f.name != "table.lock":
-                    st = f.stat()
-                    out[f"{sub}/{f.name}" if sub else f.name] = {"size": int(st.st_size), "mtime": float(st.st_mtime)}
-        return out
 
     def _check_usable(self):
         n_flagged = n_bad = 0
@@ -461,41 +197,13 @@ class MeasurementSetSource(VisibilitySource):
         return self._chunk_ids(self.order)
 
     def _chunk_ids(self, order: str) -> list:
-        out = []
-        for w in self.windows:
-            n_r, n_c = w["n_rows"], int(w["channels"].size)
-            if order == "rows":
-                per = max(1, self.chunk_size // n_c)
-                out.extend([w["ddid"], 0, n_c, r, min(r + per, n_r)] for r in range(0, n_r, per))
-            elif n_r <= self.chunk_size:
-                per = max(1, min(n_c, self.chunk_size // n_r))
-                out.extend([w["ddid"], c, min(c + per, n_c), 0, n_r] for c in range(0, n_c, per))
-            else:
-                out.extend(
-                    [w["ddid"], c, c + 1, r, min(r + self.chunk_size, n_r)]
-                    for c in range(n_c)
-                    for r in range(0, n_r, self.chunk_size)
-                )
-        return out
+        return chunk_ids(self.windows, self.chunk_size, order)
 
     def _window(self, ddid: int) -> dict:
         for w in self.windows:
             if w["ddid"] == ddid:
                 return w
         raise KeyError(f"{self.path}: chunk names DATA_DESC_ID {ddid}, which is not selected")
-
-    @staticmethod
-    def _segments(w: dict, i0: int, i1: int) -> list[tuple[int, int]]:
-        """Table (startrow, nrow) runs covering selected rows i0:i1 of a window."""
-        offs, runs = w["run_offsets"], w["runs"]
-        first = int(np.searchsorted(offs, i0, side="right")) - 1
-        out = []
-        j = first
-        while j < runs.shape[0] and offs[j] < i1:
-            lo, hi = max(i0, offs[j]), min(i1, offs[j + 1])
-            out.append((int(runs[j, 0] + (lo - offs[j])), int(hi - lo)))
-            j += 1
-        return out
 
     def _read(self, chunk_id, masks_only: bool = False):
         ddid, c0, c1, i0, i1 = (int(x) for x in chunk_id)
@@ -513,39 +221,8 @@ class MeasurementSetSource(VisibilitySource):
         # large window channel by channel): the last ones read in this process are kept (bounded by one chunk)
         row_key = (self.path, self._files.get("table.dat", {}).get("mtime"), tuple(self.field_ids), ddid, i0, i1,
                    self.noise_column)
-        cached = {}
-        with _CASACORE_LOCK:
-            if _ROW_CACHE.get("key") == row_key:
-                cached = {c: v for c, v in _ROW_CACHE["columns"].items() if c in cols and not cols[c]}
-        parts = {c: [] for c in cols if c not in cached}
-        with _CASACORE_LOCK:
-            ms = _open(self.path)
-            try:
-                for start, n in self._segments(w, i0, i1):
-                    for c in parts:
-                        sliced = cols[c]
-                        try:
-                            if sliced and not whole:
-                                parts[c].append(ms.getcolslice(c, blc, trc, startrow=start, nrow=n))
-                            else:
-                                parts[c].append(ms.getcol(c, start, n))
-                        except RuntimeError as exc:  # an undefined cell, a cell of another shape, a damaged file
-                            raise DatasetError(
-                                f"{self.path}: column {c} rows {start}..{start + n - 1} (spw {w['spw']}, "
-                                f"DATA_DESC_ID {ddid}) cannot be read: {exc}"
-                            ) from None
-            finally:
-                ms.close()
-        got = {c: (v[0] if len(v) == 1 else np.concatenate(v)) for c, v in parts.items()}
-        got.update(cached)
-        with _CASACORE_LOCK:
-            if _ROW_CACHE.get("key") != row_key:
-                _ROW_CACHE.clear()
-                _ROW_CACHE.update(key=row_key, columns={})
-            for c in cols:
-                if not cols[c]:
-                    got[c].setflags(write=False)  # shared with later chunks of these rows
-                    _ROW_CACHE["columns"][c] = got[c]
+        got = read_rows(self.path, row_segments(w, i0, i1), cols, blc, trc, whole=whole,
+                        where=f"spw {w['spw']}, DATA_DESC_ID {ddid}", cache_key=row_key)
         hands = w["hands"]
 
         def hand(cube, h):

@@ -28,15 +28,10 @@ import shutil
 
 import numpy as np
 
+from wtilde_dask.io.ms_table import CORR_TYPE_CODES, CORR_TYPE_NAMES
+
 __all__ = ["CORR_TYPE_CODES", "CORR_TYPE_NAMES", "MeasurementSetWriter", "corr_type_codes"]
 
-#: casacore Stokes enum codes of the correlation products an interferometer records
-CORR_TYPE_CODES = {
-    "I": 1, "Q": 2, "U": 3, "V": 4,
-    "RR": 5, "RL": 6, "LR": 7, "LL": 8,
-    "XX": 9, "XY": 10, "YX": 11, "YY": 12,
-}  # fmt: skip
-CORR_TYPE_NAMES = {code: name for name, code in CORR_TYPE_CODES.items()}
 
 #: (receptor a, receptor b) of each correlation code, for POLARIZATION.CORR_PRODUCT
 _RECEPTORS = {5: (0, 0), 6: (0, 1), 7: (1, 0), 8: (1, 1), 9: (0, 0), 10: (0, 1), 11: (1, 0), 12: (1, 1)}

@@ -59,16 +59,14 @@ def summarize(path, **options) -> dict:
 
 # ---- Measurement Set ---------------------------------------------------------------------------------------
 def _summarize_ms(path: pathlib.Path, **options) -> dict:
-    from casacore.tables import table
-
     from wtilde_dask.io.ms import MeasurementSetSource
-    from wtilde_dask.io.ms_writer import CORR_TYPE_NAMES
+    from wtilde_dask.io.ms_table import CORR_TYPE_NAMES, open_table
 
     try:  # the reader's own checks and its choice of noise column
         described, unusable = MeasurementSetSource(path, **options).describe(), None
     except DatasetError as err:  # still summarized (as listobs would); the reason is reported
         described, unusable = {}, str(err)
-    with table(str(path), readonly=True, ack=False) as main:
+    with open_table(path) as main:
         n_rows = int(main.nrows())
         columns = set(main.colnames())
         times = main.getcol("TIME") if n_rows else np.zeros(0)
@@ -83,15 +81,15 @@ def _summarize_ms(path: pathlib.Path, **options) -> dict:
                 cells = cells | flag_row[:, None]
             flagged += int(np.count_nonzero(cells))
             total += int(cells.size)
-    with table(str(path / "FIELD"), readonly=True, ack=False) as t:
+    with open_table(path, "FIELD") as t:
         names = list(t.getcol("NAME"))
         phase = t.getcol("PHASE_DIR")  # (n_field, 1, 2) radians
     fields = [{"id": i, "name": str(n), "ra_deg": float(np.degrees(phase[i, 0, 0]) % 360.0),
                "dec_deg": float(np.degrees(phase[i, 0, 1]))} for i, n in enumerate(names)]
-    with table(str(path / "DATA_DESCRIPTION"), readonly=True, ack=False) as t:
+    with open_table(path, "DATA_DESCRIPTION") as t:
         dd_spw = t.getcol("SPECTRAL_WINDOW_ID")
         dd_pol = t.getcol("POLARIZATION_ID")
-    with table(str(path / "SPECTRAL_WINDOW"), readonly=True, ack=False) as t:
+    with open_table(path, "SPECTRAL_WINDOW") as t:
         spws = []
         for s in range(t.nrows()):
             freq = np.asarray(t.getcell("CHAN_FREQ", s), dtype=np.float64)
@@ -99,7 +97,7 @@ def _summarize_ms(path: pathlib.Path, **options) -> dict:
             rows = int(np.count_nonzero(np.isin(ddids, np.flatnonzero(dd_spw == s))))
             spws.append({"id": s, "n_channels": int(freq.size), "first_hz": float(freq[0]), "last_hz": float(freq[-1]),
                          "width_hz": float(width[0]), "rows": rows})
-    with table(str(path / "POLARIZATION"), readonly=True, ack=False) as t:
+    with open_table(path, "POLARIZATION") as t:
         pols = [[CORR_TYPE_NAMES.get(int(c), str(c)) for c in t.getcell("CORR_TYPE", i)] for i in range(t.nrows())]
     used_pols = sorted({int(dd_pol[d]) for d in np.unique(ddids)}) if n_rows else []
     correlations = sorted({c for i in used_pols for c in pols[i]}, key=lambda c: [x for p in pols for x in p].index(c))
