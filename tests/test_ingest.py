@@ -3,7 +3,7 @@ resumed bit-identical, the sign convention end to end from a Measurement Set, an
 themselves (sums stored, visibilities read through the recorded source).
 
 Everything is real: a LocalCluster, Zarr stores on disk, Measurement Sets written with python-casacore (our
-io/ms_writer), `wtilde compute` subprocesses killed with SIGKILL. References are independent: the slow element-wise
+simulate/ms_writer), `wtilde compute` subprocesses killed with SIGKILL. References are independent: the slow element-wise
 formulas of kernels/reference.py, the lattice kernels of all visibilities at once, sums written out in the test.
 """
 
@@ -222,7 +222,7 @@ L_ARCSEC, M_ARCSEC = 0.30, -0.20  # the point source: 0.30" East (x = l), 0.20" 
 def point_ms(tmp_path_factory):
     """A two-window, XX/YY Measurement Set of a 2 Jy point source at (l, m), V = S exp(-2 pi i (u l + v m)); every
     fifth row flagged in one channel, two rows flagged whole (FLAG_ROW)."""
-    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+    from wtilde_dask.simulate.ms_writer import MeasurementSetWriter
 
     rng = np.random.default_rng(5)
     freqs = [np.linspace(230e9, 231e9, 6), np.linspace(240e9, 241e9, 6)]
@@ -322,7 +322,7 @@ def test_fits_folder_store_is_keyed_by_content_not_by_path_or_mtime(tmp_path, cl
 
 
 def test_all_flagged_leaves_no_store(tmp_path, capsys):
-    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+    from wtilde_dask.simulate.ms_writer import MeasurementSetWriter
 
     ms = tmp_path / "flagged.ms"
     with MeasurementSetWriter(ms, chan_freqs=[np.linspace(230e9, 231e9, 4)], corr_types=["XX", "YY"]) as w:

@@ -368,8 +368,8 @@ def test_export_fits_leaves_nothing_on_error(tmp_path, rng, sma_dataset):
 
 # ---------------------------------------------------------------------------------------------- MS -> FITS
 def _write_ms(path, rng, corr_types, n_rows=60, chans=(7, 5)):
-    """A small multi-spw, partly flagged Measurement Set with known contents (io/ms_writer)."""
-    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+    """A small multi-spw, partly flagged Measurement Set with known contents (simulate/ms_writer)."""
+    from wtilde_dask.simulate.ms_writer import MeasurementSetWriter
 
     freqs = [230e9 + 31.25e6 * np.arange(n) + 2e9 * s for s, n in enumerate(chans)]
     n_corr = len(corr_types)

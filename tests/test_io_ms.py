@@ -23,7 +23,7 @@ import casacore.tables as casacore_tables  # a required dependency: an import er
 
 from wtilde_dask.dataset import DatasetError  # noqa: E402
 from wtilde_dask.io import concatenate_chunks, open_visibilities  # noqa: E402
-from wtilde_dask.io.ms_writer import MeasurementSetWriter  # noqa: E402
+from wtilde_dask.simulate.ms_writer import MeasurementSetWriter  # noqa: E402
 
 REAL_MS = pathlib.Path(__file__).parent / "data" / "ms" / "alma_gama567624_1bl.ms"
 C = 299792458.0

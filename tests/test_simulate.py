@@ -196,10 +196,10 @@ def test_simulate_ms_point_source_sign_and_chunks(tmp_path, monkeypatch):
     """A point at (l, m) = (0.4", -0.3"): DATA = exp(-2 pi i (u l + v m)) and the dirty image from our MS reader
     peaks at x = l, y = m; rows are written in blocks of at most chunk_size visibilities."""
     from wtilde_dask.grid import ARCSEC_TO_RADIANS as ARCSEC
-    from wtilde_dask.io import concatenate_chunks, ms_writer
+    from wtilde_dask.io import concatenate_chunks
     from wtilde_dask.io.ms import MeasurementSetSource
     from wtilde_dask.kernels.reference import dirty_image_reference
-    from wtilde_dask.simulate import simulate_ms
+    from wtilde_dask.simulate import ms_writer, simulate_ms
 
     sizes = []
     real_write = ms_writer.MeasurementSetWriter.write_rows

@@ -10,7 +10,7 @@ read):
 * ``MeasurementSetSource order=rows`` / ``order=recipe`` -- our reader, everything included (Stokes I, uv in
   wavelengths, flags, noise), one chunk after the other.
 
-The Measurement Set is generated with :mod:`wtilde_dask.io.ms_writer` (``--rows`` per spectral window,
+The Measurement Set is generated with :mod:`wtilde_dask.simulate.ms_writer` (``--rows`` per spectral window,
 ``--channels``, ``--spw``, XX/YY, 5% flags) under ``--dir`` (default a temporary folder), or given with ``--ms``.
 """
 
@@ -28,7 +28,7 @@ from wtilde_dask.constants import DEFAULT_CHUNK_SIZE
 
 
 def make_ms(path, rows: int, channels: int, spw: int, seed: int = 0):
-    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+    from wtilde_dask.simulate.ms_writer import MeasurementSetWriter
 
     rng = np.random.default_rng(seed)
     freqs = [np.linspace(230e9 + 2e9 * s, 231e9 + 2e9 * s, channels) for s in range(spw)]

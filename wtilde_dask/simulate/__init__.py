@@ -393,13 +393,13 @@ def simulate_ms(out, config: SimulationConfig | None = None, *, overwrite: bool 
     unpolarised source: XX = YY = I) plus Gaussian noise of ``sqrt(2) sigma`` per part, so that Stokes I
     ``(XX + YY) / 2`` has noise ``sigma``; SIGMA = sqrt(2) sigma and WEIGHT = 1 / SIGMA^2 per correlation. A
     fraction ``flag_fraction`` of (row, channel, correlation) cells is flagged at random, and a quarter of that
-    fraction of the rows have FLAG_ROW. Written with :class:`wtilde_dask.io.ms_writer.MeasurementSetWriter` in
+    fraction of the rows have FLAG_ROW. Written with :class:`wtilde_dask.simulate.ms_writer.MeasurementSetWriter` in
     blocks of about ``chunk_size`` visibilities (memory O(chunk_size)), under ``OUT.partial`` renamed at the end;
     ``OUT/simulation.json`` records every parameter. The UVW are in metres (u = (sin H Bx + cos H By), ...), so a
     reader's ``uv_wavelengths = UVW[:, :2] x f / c`` gives back the formulas of the module docstring.
     """
     log = log or logger.info  # messages go to logging unless a callable is given
-    from wtilde_dask.io.ms_writer import MeasurementSetWriter
+    from wtilde_dask.simulate.ms_writer import MeasurementSetWriter
 
     if config is None:
         config = SimulationConfig(**params)
