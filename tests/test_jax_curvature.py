@@ -29,7 +29,10 @@ S = 20
 N_COLS = 4
 
 
-def lattice_case(seed: int, hankel: bool):
+FFT_WAYS = ["xla", "ducc0"]  # jnp.fft (every backend) and ducc0 through JAXbind (CPU, every core)
+
+
+def lattice_case(seed: int, hankel: bool, fft: str = "xla"):
     """Random even offset kernel k (and index-sum kernel h), ~80% of the box's pixels, a random mapping with
     repeated columns in a row, zero weights and 3 columns nobody maps to."""
     rng = np.random.default_rng(seed)
@@ -50,7 +53,7 @@ def lattice_case(seed: int, hankel: bool):
     K_hat = np.asarray(op.K_hat)
     real_kernel = not hankel and bool(np.max(np.abs(K_hat.imag)) <= 1e-12 * np.max(np.abs(K_hat)))
     config = jl.LikelihoodConfig(mesh="mapping", n_pixels=S, shape_box=(NY, NX), fft_shape=op.fft_shape,
-                                 has_hankel=hankel, batch_size=4, real_kernel=real_kernel)
+                                 has_hankel=hankel, batch_size=4, real_kernel=real_kernel, fft=fft)
     arrays = (jnp.asarray(op.K_hat), jnp.asarray(op.H_hat if hankel else np.zeros_like(op.K_hat)),
               jnp.asarray(box[:, 0] * NX + box[:, 1], dtype=jnp.int32))
     return cols, wts, W, arrays, config, rng
@@ -68,9 +71,10 @@ def dense_F(cols, wts, W):
     return T.T @ W @ T
 
 
+@pytest.mark.parametrize("fft", FFT_WAYS)
 @pytest.mark.parametrize("hankel", [False, True])
-def test_curvature_and_data_vector_equal_the_dense_formula(hankel):
-    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(1, hankel)
+def test_curvature_and_data_vector_equal_the_dense_formula(hankel, fft):
+    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(1, hankel, fft)
     assert config.real_kernel == (not hankel)
     F = np.asarray(jc.curvature_from_mapping(jnp.asarray(cols, jnp.int32), jnp.asarray(wts), K_hat, H_hat, box_flat, config))
     assert rel(F, dense_F(cols, wts, W)) <= 1e-12
@@ -80,9 +84,10 @@ def test_curvature_and_data_vector_equal_the_dense_formula(hankel):
     assert rel(D, dense_T(cols, wts).T @ d) <= 1e-13
 
 
+@pytest.mark.parametrize("fft", FFT_WAYS)
 @pytest.mark.parametrize("hankel", [False, True])
-def test_custom_vjp_equals_central_differences_of_the_dense_formula(hankel):
-    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(2, hankel)
+def test_custom_vjp_equals_central_differences_of_the_dense_formula(hankel, fft):
+    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(2, hankel, fft)
     R = rng.normal(size=(S, S))  # not symmetric: the cotangent G = R is general
     d = rng.normal(size=len(cols))
     r_d = rng.normal(size=S)
@@ -116,8 +121,9 @@ def test_custom_vjp_equals_central_differences_of_the_dense_formula(hankel):
     assert rel(g_d, fd_d) <= 1e-6
 
 
-def test_vmap_with_named_axis_equals_single_calls():
-    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(3, True)
+@pytest.mark.parametrize("fft", FFT_WAYS)
+def test_vmap_with_named_axis_equals_single_calls(fft):
+    cols, wts, W, (K_hat, H_hat, box_flat), config, rng = lattice_case(3, True, fft)
     B = 3
     w_batch = wts[None] * (1 + 0.1 * rng.normal(size=(B,) + wts.shape))
     w_batch[2, :, :] = 0.0  # one item maps nowhere
@@ -151,7 +157,9 @@ REPEAT_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     from wtilde_dask.inversion import jax_likelihood as jl
-    lk = jl.JaxLikelihood.from_store(sys.argv[1], mesh="rectangular", mesh_shape=(9, 9), coefficient=0.5, batch_size=8)
+    lk = jl.JaxLikelihood.from_store(sys.argv[1], mesh="rectangular", mesh_shape=(9, 9), coefficient=0.5, batch_size=8,
+                                     fft=sys.argv[2])
+    assert lk.config.fft == sys.argv[2]
     p = np.array([0.8, 0.75, 35.0, 0.05, -0.03, 0.03, -0.02])
     batch = p[None] * (1 + 0.01 * np.random.default_rng(0).normal(size=(4, 7)))
     first = (float(lk.log_evidence(p)), np.asarray(lk.log_evidence_batch(batch)), np.asarray(lk.value_and_grad(p)[1]))
@@ -164,14 +172,33 @@ REPEAT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_value_vmap_and_value_and_grad_200_times_in_a_row(stores):  # noqa: F811
+@pytest.mark.parametrize("fft", FFT_WAYS)
+def test_value_vmap_and_value_and_grad_200_times_in_a_row(stores, fft):  # noqa: F811
     """A child process (so that a hang is a failure, after 600 s, not a stuck test run): 200 rounds of value,
-    vmap and value_and_grad on the same inputs give the same numbers each time."""
-    proc = subprocess.run([sys.executable, "-c", REPEAT_SCRIPT, str(stores["unequal"].path)], capture_output=True,
+    vmap and value_and_grad on the same inputs give the same numbers each time, with either FFT way."""
+    proc = subprocess.run([sys.executable, "-c", REPEAT_SCRIPT, str(stores["unequal"].path), fft], capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("RAN 200 ")
     lk = jl.JaxLikelihood.from_store(stores["unequal"], mesh="rectangular", mesh_shape=MESH_SHAPE,
-                                     coefficient=COEFFICIENT, batch_size=8)
+                                     coefficient=COEFFICIENT, batch_size=8, fft="xla")
     assert float(line.split()[2]) == pytest.approx(float(lk.log_evidence(jl.params_from_lens(LENS))), rel=1e-12)
+
+
+def test_fft_setting_auto_picks_ducc0_on_cpu_and_names_a_bad_value(stores):  # noqa: F811
+    import dask.config
+
+    from wtilde_dask.inversion import jax_fft
+
+    assert jax.default_backend() == "cpu"
+    assert jax_fft.resolve_fft() == "xla"  # the packaged default
+    with dask.config.set({"wtilde.likelihood-fft": "auto"}):
+        assert jax_fft.resolve_fft() == "ducc0"  # on a CPU backend
+        assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "ducc0"
+    with pytest.raises(ValueError, match="likelihood-fft: unknown 'fftw'"):
+        jax_fft.resolve_fft("fftw")
+    values = {fft: float(jl.JaxLikelihood.from_store(stores["unequal"], mesh_shape=MESH_SHAPE, coefficient=COEFFICIENT,
+                                                     fft=fft).log_evidence(jl.params_from_lens(LENS)))
+              for fft in FFT_WAYS}
+    assert values["ducc0"] == pytest.approx(values["xla"], rel=1e-12)

@@ -21,7 +21,9 @@ Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-u
   FFTs of the box, :mod:`wtilde_dask.bench.fft_floor`), the fastest of XLA at batch sizes 8-64 and ducc0 with
   one thread per core, measured in the same run; ``eval_vs_floor`` = the JAX evaluation / the floor;
 * ``ours JAX jit, one thread``: the same likelihood in a child process pinned to core 0 (``taskset -c 0``,
-  XLA's intra-op pool at one thread); ``--no-one-thread`` skips it;
+  XLA's intra-op pool at one thread, ducc0 on one thread); ``--no-one-thread`` skips it;
+* ``ours JAX jit, single, XLA FFT``: the same likelihood with F's FFTs by ``jnp.fft`` instead of ducc0
+  (:mod:`wtilde_dask.inversion.jax_fft`; what a GPU runs);
 * ``peer jit``: PyAutoLens ``FitInterferometer(..., xp=jax.numpy)`` under ``jax.jit`` (Isothermal + ExternalShear,
   ``RectangularUniform`` mesh, ``Constant`` regularization, its sparse operator preloaded with our kernel in its
   ``nufft_precision_operator`` layout; linear solver, and its default positive-only solver); ``peer NumPy``: the
@@ -116,6 +118,10 @@ def main(argv=None) -> int:
 
         lk = fitter.jax_likelihood(grid_arcsec, mesh="rectangular", mesh_shape=mesh_shape, regularization="constant",
                                    coefficient=1.0)
+        lk_xla = fitter.jax_likelihood(grid_arcsec, mesh="rectangular", mesh_shape=mesh_shape, regularization="constant",
+                                       coefficient=1.0, fft="xla")
+        print(f"JAX likelihood: F's FFTs by {lk.config.fft} ({lk.config.batch_size} columns per batch); the XLA row: "
+              f"jnp.fft ({lk_xla.config.batch_size} columns per batch)")
         params = jnp.asarray(params_from_lens(lens))
         rng = np.random.default_rng(0)
         batch = jnp.asarray(params_from_lens(lens)[None] * (1 + 0.01 * rng.normal(size=(args.batch, 7))))
@@ -126,6 +132,8 @@ def main(argv=None) -> int:
             "ours JAX value_and_grad (7 params)": (lambda: jax.block_until_ready(lk.value_and_grad(params)), 1),
             "ours NumPy (lens -> T, H -> evidence)": (ours_numpy, 1),
         }
+        if lk.config.fft != "xla":
+            runners["ours JAX jit, single, XLA FFT"] = (lambda: float(jax.block_until_ready(lk_xla.log_evidence(params))), 1)
         peer_note = None
         if not args.no_peer:
             from wtilde_dask.bench.inversion import _peer_fit_factory
@@ -178,6 +186,8 @@ def main(argv=None) -> int:
             ratios += f" one_thread_s={min(one[0]):.4f} speedup_vs_one_thread={min(one[0]) / t_eval:.2f}"
         print(f"value_and_grad / eval = {grad_over_eval:.2f}; eval / FFT floor = {t_eval / floor_s:.2f}"
               + (f"; one thread / eval = {min(one[0]) / t_eval:.2f}" if one is not None else ""))
+        if "ours JAX jit, single, XLA FFT" in best:
+            ratios += f" xla_fft_s={best['ours JAX jit, single, XLA FFT']:.4f}"
         print(ratios)
         jax_vs_numpy = best["ours NumPy (lens -> T, H -> evidence)"] / best["ours JAX jit, single"]
         line = (f"jax_s={best['ours JAX jit, single']:.4f} jax_vmap_s_per_item={best[f'ours JAX vmap, per item of {B}']:.4f} "

@@ -8,6 +8,7 @@ Shapes: T (M, S) scipy.sparse CSR mapping matrix, W (M, M) W-tilde, d (M,) dirty
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +149,23 @@ def lattice_operator(kernel_sum: np.ndarray, kernel_hankel: np.ndarray | None = 
     return LatticeOperator(K_hat, H_hat, (ny, nx), (Ny, Nx))
 
 
-def lattice_apply(images: np.ndarray, op: LatticeOperator, workers=None) -> np.ndarray:
+def _workspace(nb: int, ny: int, fft_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's reused (zero-padded image, spectrum, inverse) buffers for ``nb`` images (fresh large
+    buffers cost page faults on every call; one set per thread, so concurrent callers never share one)."""
+    Ny, Nx = fft_shape
+    key = (nb, ny, Ny, Nx)
+    cache = _WORKSPACES.__dict__.setdefault("buffers", {})
+    if key not in cache:
+        cache.clear()  # one shape at a time per thread
+        cache[key] = (np.zeros((nb, ny, Nx)), np.zeros((nb, Ny, Nx // 2 + 1), dtype=np.complex128),
+                      np.empty((nb, ny, Nx)))
+    return cache[key]
+
+
+_WORKSPACES = threading.local()
+
+
+def lattice_apply(images: np.ndarray, op: LatticeOperator, workers=None, out: np.ndarray | None = None) -> np.ndarray:
     """Apply W to a batch of (nb, ny, nx) box images by FFT on the zero-padded (Ny, Nx) box.
 
     ``out[p] = sum_q k[p - q] x[q] + sum_q h[p + q] x[q]``; the Toeplitz part is a circular
@@ -156,34 +173,48 @@ def lattice_apply(images: np.ndarray, op: LatticeOperator, workers=None) -> np.n
     ``irfft(conj(X) H_hat)`` (``conj(X)`` is the spectrum of the index-reversed image). Pruned: the
     real-to-complex transform runs along x on the ny non-zero rows only, the inverse along x on the
     ny output rows only. FFTs by ducc0 (the library behind JAX's CPU FFT; about 2x pocketfft's speed
-    on the strided axis here), scipy.fft when ducc0 is missing. ``workers``: threads (None: all).
+    on the strided axis here) in this thread's reused buffers, scipy.fft when ducc0 is missing.
+    ``workers``: threads (None: all). ``op.K_hat`` may be real (an even offset kernel). ``out``: an
+    (nb, ny, nx) float64 array to write the result into (returned); default a new array.
     """
     images = np.asarray(images, dtype=np.float64)
     nb, ny, nx = images.shape
     Ny, Nx = op.fft_shape
-    buf = np.zeros((nb, ny, Nx))
-    buf[:, :, :nx] = images
-    X = np.zeros((nb, Ny, Nx // 2 + 1), dtype=np.complex128)
-    if _ducc_fft is not None:
-        nthreads = 0 if workers is None or workers < 0 else int(workers)
-        _ducc_fft.r2c(buf, axes=(2,), out=X[:, :ny, :], nthreads=nthreads)
-        _ducc_fft.c2c(X, axes=(1,), out=X, nthreads=nthreads)
-    else:
+    if out is None:
+        out = np.empty((nb, ny, nx))
+    if _ducc_fft is None:
+        buf = np.zeros((nb, ny, Nx))
+        buf[:, :, :nx] = images
+        X = np.zeros((nb, Ny, Nx // 2 + 1), dtype=np.complex128)
         X[:, :ny, :] = scipy.fft.rfft(buf, axis=2, workers=workers)
         X = scipy.fft.fft(X, axis=1, workers=workers, overwrite_x=True)
-    if op.H_hat is not None:
-        Y = X * op.K_hat[None]
-        Y += np.conj(X) * op.H_hat[None]
-    else:
+        X = _kernel_product(X, op)
+        X = scipy.fft.ifft(X, axis=1, workers=workers, overwrite_x=True)[:, :ny, :]
+        out[...] = scipy.fft.irfft(X, n=Nx, axis=2, workers=workers)[:, :, :nx]
+        return out
+    nthreads = 0 if workers is None or workers < 0 else int(workers)
+    buf, X, inverse = _workspace(nb, ny, op.fft_shape)
+    buf[:, :, :nx] = images  # columns nx: stay zero
+    X[:, ny:, :] = 0.0
+    _ducc_fft.r2c(buf, axes=(2,), out=X[:, :ny, :], nthreads=nthreads)
+    _ducc_fft.c2c(X, axes=(1,), out=X, nthreads=nthreads)
+    X = _kernel_product(X, op)
+    _ducc_fft.c2c(X, axes=(1,), forward=False, inorm=2, out=X, nthreads=nthreads)
+    _ducc_fft.c2r(X[:, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=inverse, nthreads=nthreads)
+    out[...] = inverse[:, :, :nx]
+    return out
+
+
+def _kernel_product(X: np.ndarray, op: LatticeOperator) -> np.ndarray:
+    """``X K_hat + conj(X) H_hat`` (the Hankel term when ``op.H_hat`` is not None), in place in X."""
+    if op.H_hat is None:
         X *= op.K_hat[None]
-        Y = X
-    if _ducc_fft is not None:
-        _ducc_fft.c2c(Y, axes=(1,), forward=False, inorm=2, out=Y, nthreads=nthreads)
-        out = _ducc_fft.c2r(Y[:, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, nthreads=nthreads)
-    else:
-        Y = scipy.fft.ifft(Y, axis=1, workers=workers, overwrite_x=True)[:, :ny, :]
-        out = scipy.fft.irfft(Y, n=Nx, axis=2, workers=workers)
-    return out[:, :, :nx]
+        return X
+    hankel = np.conj(X)
+    hankel *= op.H_hat[None]
+    X *= op.K_hat[None]
+    X += hankel
+    return X
 
 
 def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 16, workers=None) -> np.ndarray:

@@ -35,26 +35,9 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-def lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bool, real_kernel: bool = False):
-    """W applied to (nb, ny, nx) box images: ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]``.
+from wtilde_dask.inversion import jax_fft  # noqa: E402
 
-    Zero-padded (Ny, Nx) FFTs (rfft along x on the ny rows, full along y), the Hankel part as
-    ``conj(X) H_hat`` (the spectrum of the index-reversed image), as ``curvature_kernels.lattice_apply``.
-    The y transforms run along the last axis (one explicit transpose each way: XLA's FFT works on the
-    minor axes), the inverse keeps only the ny output rows. ``real_kernel`` (static): the offset kernel is
-    even (``k[d] = k[-d]``, W symmetric), so ``K_hat`` is real and the product is real x complex
-    (only without a Hankel part; the builder checks the imaginary part is round-off).
-    """
-    ny, nx = shape_box
-    Ny, Nx = fft_shape
-    X = jnp.fft.rfft(images, n=Nx, axis=2)  # (nb, ny, Nx//2+1)
-    X = jnp.fft.fft(jnp.swapaxes(X, 1, 2), n=Ny, axis=2)  # (nb, Nx//2+1, Ny)
-    if has_hankel:
-        Y = X * K_hat.T[None] + jnp.conj(X) * H_hat.T[None]
-    else:
-        Y = X * (jnp.real(K_hat).T if real_kernel else K_hat.T)[None]
-    Y = jnp.swapaxes(jnp.fft.ifft(Y, axis=2)[:, :, :ny], 1, 2)  # (nb, ny, Nx//2+1)
-    return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+lattice_apply = jax_fft.lattice_apply  # W on (nb, ny, nx) box images (re-exported)
 
 
 def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
@@ -83,7 +66,7 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
             ok = (local >= 0) & (local < bs)
             imgs = jnp.zeros((bs, ny * nx), dtype=wflat.dtype).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
             out = lattice_apply(imgs.reshape(bs, ny, nx), K_hat, H_hat, config.shape_box, config.fft_shape,
-                                config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
+                                config.has_hankel, config.real_kernel, config.fft, config.fft_threads).reshape(bs, ny * nx)
             At = out[:, box_flat]  # (bs, M) = (W T[:, batch])^T
             block = jax.ops.segment_sum(wflat[:, None] * At.T[rows], cflat, num_segments=S)  # (S, bs)
             return (block, At) if keep_wt else block
@@ -109,7 +92,7 @@ def curvature_from_mapping(cols, wts, K_hat, H_hat, box_flat, config):
     ``K_hat``, ``H_hat`` (Ny, Nx//2+1) the rfft2 spectra of the offset and index-sum kernels; ``box_flat``
     (M,) int the flat box index ``r * nx + c`` of each image pixel; ``config`` the static
     :class:`~wtilde_dask.inversion.jax_likelihood.LikelihoodConfig` (shape_box, fft_shape, has_hankel,
-    real_kernel, batch_size, batch_axis, n_source_pixels). Differentiable in ``wts`` (custom VJP).
+    real_kernel, fft, fft_threads, batch_size, batch_axis, n_source_pixels). Differentiable in ``wts`` (custom VJP).
     """
     return _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=False)[0]
 

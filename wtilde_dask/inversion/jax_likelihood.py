@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wtilde_dask.inversion import jax_curvature, jax_meshes
+from wtilde_dask.inversion import jax_curvature, jax_evidence, jax_fft, jax_meshes
 from wtilde_dask.inversion.jax_lens import _ray_trace_jit, ray_trace  # noqa: F401 (re-exported)
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
@@ -89,9 +89,11 @@ class LikelihoodConfig:
     shape_box: tuple[int, int] = (1, 1)
     fft_shape: tuple[int, int] = (1, 1)
     has_hankel: bool = False
-    batch_size: int = 8  # source columns per FFT batch (8 ran fastest at the ALMA preset on 2 CPU cores)
+    batch_size: int = 8  # source columns per FFT batch (JaxLikelihood.from_fitter picks 8 for XLA, 16 for ducc0)
     real_kernel: bool = False  # K_hat real (even offset kernel; set by the builder): real x complex product
     batch_axis: str | None = None  # the vmap axis name when evaluated under jax.vmap (log_evidence_batch)
+    fft: str = "xla"  # how F's FFTs run: "xla" (jnp.fft, any backend) | "ducc0" (CPU, every core; jax_fft)
+    fft_threads: int = 0  # ducc0 threads (0: every core the process may use)
 
     @property
     def n_source_pixels(self) -> int:
@@ -276,30 +278,8 @@ def data_vector(cols, wts, dirty_image, n_source_pixels: int):
 # ----------------------------------------------------------------------------------------------
 # Solve and score (solve.py in JAX)
 # ----------------------------------------------------------------------------------------------
-class JaxInversion(NamedTuple):
-    """One evaluation's numbers (JAX scalars; reconstruction (S,), vertices (S, 2) source-plane arcsec)."""
-
-    reconstruction: jax.Array
-    chi_squared: jax.Array
-    regularization_term: jax.Array
-    log_det_curvature_reg: jax.Array
-    log_det_regularization: jax.Array
-    noise_normalization: jax.Array
-    log_evidence: jax.Array
-
-
-def solve_and_score(F, D, H, chi_squared_data, noise_normalization, log_det_h=None) -> JaxInversion:
-    """Cholesky solve of ``(F + H) s = D``, chi2, log determinants and the log evidence (module doc).
-    ``log_det_h``: ln det H when known (:class:`FixedRegularization`), else by a Cholesky of H."""
-    L_fh = jnp.linalg.cholesky(F + H)
-    s = jax.scipy.linalg.cho_solve((L_fh, True), D)
-    log_det_fh = 2.0 * jnp.sum(jnp.log(jnp.diag(L_fh)))
-    if log_det_h is None:
-        log_det_h = 2.0 * jnp.sum(jnp.log(jnp.diag(jnp.linalg.cholesky(H))))
-    chi2 = chi_squared_data - 2.0 * s @ D + s @ (F @ s)
-    reg = s @ (H @ s)
-    log_ev = -0.5 * (chi2 + reg + log_det_fh - log_det_h + noise_normalization)
-    return JaxInversion(s, chi2, reg, log_det_fh, log_det_h, noise_normalization, log_ev)
+JaxInversion = jax_evidence.JaxInversion  # re-exported
+solve_and_score = jax_evidence.solve_and_score
 
 
 def mapping_and_regularization(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient, topology=None):
@@ -345,8 +325,14 @@ def inversion(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficie
 
 
 def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coefficient=1.0, topology=None):
-    """Scalar log evidence for lens ``params`` (7,) (what a sampler / optimiser calls)."""
-    return inversion(params, arrays, config, coefficient, topology).log_evidence
+    """Scalar log evidence for lens ``params`` (7,) (what a sampler / optimiser calls): the numbers of
+    :func:`inversion`, differentiated through the solve by the envelope theorem
+    (:func:`~wtilde_dask.inversion.jax_evidence.log_evidence_from_matrices`)."""
+    cols, wts, H, log_det_h, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
+    F = curvature_matrix(cols, wts, arrays, config)
+    D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
+    return jax_evidence.log_evidence_from_matrices(F, D, H, arrays.chi_squared_data, arrays.noise_normalization,
+                                                   log_det_h)
 
 
 def delaunay_topology(params, grid_arcsec, n_pixels: int) -> DelaunayTopology:
@@ -454,13 +440,23 @@ class JaxLikelihood:
 
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
-                    regularization="constant", coefficient=1.0, batch_size=8, buffer=1e-3) -> "JaxLikelihood":
-        """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec."""
+                    regularization="constant", coefficient=1.0, batch_size=None, buffer=1e-3,
+                    fft=None) -> "JaxLikelihood":
+        """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec.
+        ``fft``: "xla", "ducc0" or "auto" (default: the ``wtilde.likelihood-fft`` setting, :mod:`jax_fft`);
+        ``batch_size``: source columns per FFT batch (default 16 with ducc0, 8 with XLA: the fastest at the
+        ALMA preset on 2 CPU cores)."""
+        from wtilde_dask import config as wtilde_config
+
+        fft = jax_fft.resolve_fft(fft)
+        if batch_size is None:
+            batch_size = 16 if fft == "ducc0" else 8
         arrays, shape_box, fft_shape, has_hankel = lattice_arrays_from_fitter(fitter, grid_arcsec)
         config = LikelihoodConfig(mesh=mesh, mesh_shape=tuple(int(n) for n in mesh_shape), n_pixels=int(n_pixels),
                                   buffer=float(buffer), regularization=regularization, shape_box=shape_box,
                                   fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size),
-                                  real_kernel=not has_hankel and kernel_spectrum_is_real(arrays.K_hat))
+                                  real_kernel=not has_hankel and kernel_spectrum_is_real(arrays.K_hat),
+                                  fft=fft, fft_threads=int(wtilde_config.get("fft-threads")))
         return cls(arrays, config, coefficient)
 
     @classmethod
