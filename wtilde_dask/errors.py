@@ -27,6 +27,7 @@ __all__ = [
     "InversionError",
     "FitterError",
     "JaxLikelihoodError",
+    "BenchFitError",
 ]
 
 
@@ -104,3 +105,8 @@ class FitterError(WTildeError, ValueError):
 
 class JaxLikelihoodError(WTildeError, ValueError):
     """The JAX likelihood cannot be built as asked (the message names the option and the value)."""
+
+
+# ---- benchmarks ---------------------------------------------------------------------------------------------
+class BenchFitError(WTildeError, ValueError):
+    """A bad option of the fit benchmark (the message names it and the value)."""
