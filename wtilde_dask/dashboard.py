@@ -1,5 +1,11 @@
 """Our page on the Dask dashboard: the W-tilde block map of the run the scheduler is serving.
 
+Kept as one module (about 500 lines, 150 of them the page's HTML and JavaScript in ``_PAGE``): it is the routes
+module that distributed imports by name on the scheduler (``routes``, :data:`ROUTE_MODULES`), and the state it
+reads (block states, fit progress), the JSON and the page that draws that JSON change together, one field at a
+time; split, each change would touch three modules. The block states themselves are shared with the PNG block
+map in :mod:`wtilde_dask.blockstate`, the fit image in :mod:`wtilde_dask.fit.view`.
+
 Served by the scheduler's own web server (the one behind the Dask dashboard, port 8787 by default):
 
 * ``/wtilde/blocks`` — an HTML page drawing the upper triangle of blocks coloured done / running /
