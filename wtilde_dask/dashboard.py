@@ -3,8 +3,8 @@
 Kept as one module (about 500 lines, 150 of them the page's HTML and JavaScript in ``_PAGE``): it is the routes
 module that distributed imports by name on the scheduler (``routes``, :data:`ROUTE_MODULES`), and the state it
 reads (block states, fit progress), the JSON and the page that draws that JSON change together, one field at a
-time; split, each change would touch three modules. The block states themselves are shared with the PNG block
-map in :mod:`wtilde_dask.blockstate`, the fit image in :mod:`wtilde_dask.fit.view`.
+time; split, each such change would touch three modules. What is shared lives elsewhere already: the block
+states in :mod:`wtilde_dask.blockstate` (with the PNG block map), the fit's image route in :mod:`wtilde_dask.fit.view`.
 
 Served by the scheduler's own web server (the one behind the Dask dashboard, port 8787 by default):
 
