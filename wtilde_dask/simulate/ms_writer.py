@@ -162,97 +162,9 @@ class MeasurementSetWriter:
     # ------------------------------------------------------------------ creation
     def _create(self):
         tables = self._tables
-        extra = [
-            tables.makearrcoldesc(name, 0j, ndim=2, valuetype="complex", comment=f"{name} (n_chan, n_corr)")
-            for name in self.data_columns
-        ] + [
-            tables.makearrcoldesc(name, 0.0, ndim=2, valuetype="float", comment=f"{name} (n_chan, n_corr)")
-            for name in self.spectrum_columns
-        ]
-        dminfo = {}
-        if self.tile_shape is not None:
-            tiled = {
-                "TiledData": list(self.data_columns),
-                "TiledFlag": ["FLAG"],
-                "TiledSigma": ["SIGMA"],
-                "TiledWeight": ["WEIGHT"],
-            }
-            tiled.update({f"Tiled{c.title().replace('_', '')}": [c] for c in self.spectrum_columns})
-            for i, (name, cols) in enumerate(tiled.items()):
-                if not cols:
-                    continue
-                shape = self.tile_shape if name not in ("TiledSigma", "TiledWeight") else [
-                    self.tile_shape[0], self.tile_shape[1] * self.tile_shape[2]
-                ]
-                dminfo[f"*{i + 1}"] = {
-                    "TYPE": "TiledShapeStMan",
-                    "NAME": name,
-                    "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)},
-                    "COLUMNS": cols,
-                }
-        self._ms = tables.default_ms(
-            str(self.partial_path), tables.maketabdesc(extra) if extra else None, dminfo or None
-        )
-        p = str(self.partial_path)
-
-        with tables.table(f"{p}/ANTENNA", readonly=False, ack=False) as t:
-            n = len(self.antenna_names)
-            t.addrows(n)
-            t.putcol("NAME", self.antenna_names)
-            t.putcol("STATION", self.antenna_names)
-            t.putcol("TYPE", ["GROUND-BASED"] * n)
-            t.putcol("MOUNT", ["ALT-AZ"] * n)
-            t.putcol("POSITION", self.antenna_positions)
-            t.putcol("OFFSET", np.zeros((n, 3)))
-            t.putcol("DISH_DIAMETER", np.full(n, 12.0))
-
-        with tables.table(f"{p}/SPECTRAL_WINDOW", readonly=False, ack=False) as t:
-            t.addrows(len(self.chan_freqs))
-            for i, f in enumerate(self.chan_freqs):
-                width = np.full(f.size, np.abs(f[1] - f[0]) if f.size > 1 else 1.0e6)
-                t.putcell("CHAN_FREQ", i, f)
-                t.putcell("CHAN_WIDTH", i, width)
-                t.putcell("EFFECTIVE_BW", i, width)
-                t.putcell("RESOLUTION", i, width)
-                t.putcell("NUM_CHAN", i, int(f.size))
-                t.putcell("REF_FREQUENCY", i, float(f[0]))
-                t.putcell("TOTAL_BANDWIDTH", i, float(width.sum()))
-                t.putcell("NAME", i, self.spw_names[i])
-                t.putcell("MEAS_FREQ_REF", i, 5)  # TOPO
-                t.putcell("NET_SIDEBAND", i, 1)
-
-        with tables.table(f"{p}/POLARIZATION", readonly=False, ack=False) as t:
-            t.addrows(len(self.polarizations))
-            for i, codes in enumerate(self.polarizations):
-                t.putcell("CORR_TYPE", i, np.asarray(codes, np.int32))
-                t.putcell("NUM_CORR", i, len(codes))
-                t.putcell("CORR_PRODUCT", i, np.array([_RECEPTORS.get(c, (0, 0)) for c in codes], np.int32).T)
-
-        with tables.table(f"{p}/DATA_DESCRIPTION", readonly=False, ack=False) as t:
-            t.addrows(len(self.data_descriptions))
-            t.putcol("SPECTRAL_WINDOW_ID", np.array([s for s, _ in self.data_descriptions], np.int32))
-            t.putcol("POLARIZATION_ID", np.array([q for _, q in self.data_descriptions], np.int32))
-
-        with tables.table(f"{p}/FIELD", readonly=False, ack=False) as t:
-            n = len(self.field_names)
-            t.addrows(n)
-            t.putcol("NAME", self.field_names)
-            t.putcol("CODE", [""] * n)
-            dirs = self.phase_dirs.reshape(n, 1, 2)
-            for col in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
-                t.putcol(col, dirs)
-            t.putcol("SOURCE_ID", np.arange(n, dtype=np.int32))
-
-        with tables.table(f"{p}/OBSERVATION", readonly=False, ack=False) as t:
-            t.addrows(1)
-            t.putcell("TELESCOPE_NAME", 0, self.telescope_name)
-            t.putcell("OBSERVER", 0, "wtilde_dask")
-
-        with tables.table(f"{p}/FEED", readonly=False, ack=False) as t:
-            t.addrows(len(self.antenna_names))
-            t.putcol("ANTENNA_ID", np.arange(len(self.antenna_names), dtype=np.int32))
-            t.putcol("SPECTRAL_WINDOW_ID", np.full(len(self.antenna_names), -1, np.int32))
-            t.putcol("NUM_RECEPTORS", np.full(len(self.antenna_names), 2, np.int32))
+        description, dminfo = _main_table_layout(tables, self.data_columns, self.spectrum_columns, self.tile_shape)
+        self._ms = tables.default_ms(str(self.partial_path), description, dminfo)
+        _write_subtables(tables, str(self.partial_path), self)
 
     # ------------------------------------------------------------------ rows
     def write_rows(
@@ -387,3 +299,101 @@ class MeasurementSetWriter:
         else:
             self.abort()
         return False
+
+
+def _main_table_layout(tables, data_columns, spectrum_columns, tile_shape):
+    """(table description of the extra data / spectrum columns, data-manager info of the tiled columns) for
+    ``tables.default_ms``."""
+    extra = [
+        tables.makearrcoldesc(name, 0j, ndim=2, valuetype="complex", comment=f"{name} (n_chan, n_corr)")
+        for name in data_columns
+    ] + [
+        tables.makearrcoldesc(name, 0.0, ndim=2, valuetype="float", comment=f"{name} (n_chan, n_corr)")
+        for name in spectrum_columns
+    ]
+    dminfo = {}
+    if tile_shape is not None:
+        tiled = {
+            "TiledData": list(data_columns),
+            "TiledFlag": ["FLAG"],
+            "TiledSigma": ["SIGMA"],
+            "TiledWeight": ["WEIGHT"],
+        }
+        tiled.update({f"Tiled{c.title().replace('_', '')}": [c] for c in spectrum_columns})
+        for i, (name, cols) in enumerate(tiled.items()):
+            if not cols:
+                continue
+            shape = tile_shape if name not in ("TiledSigma", "TiledWeight") else [
+                tile_shape[0], tile_shape[1] * tile_shape[2]
+            ]
+            dminfo[f"*{i + 1}"] = {
+                "TYPE": "TiledShapeStMan",
+                "NAME": name,
+                "SPEC": {"DEFAULTTILESHAPE": np.array(shape, np.int32)},
+                "COLUMNS": cols,
+            }
+    return (tables.maketabdesc(extra) if extra else None), (dminfo or None)
+
+
+def _write_subtables(tables, path: str, w) -> None:
+    """ANTENNA, SPECTRAL_WINDOW, POLARIZATION, DATA_DESCRIPTION, FIELD, OBSERVATION and FEED rows of the writer ``w``
+    into the new set at ``path``."""
+
+    with tables.table(f"{path}/ANTENNA", readonly=False, ack=False) as t:
+        n = len(w.antenna_names)
+        t.addrows(n)
+        t.putcol("NAME", w.antenna_names)
+        t.putcol("STATION", w.antenna_names)
+        t.putcol("TYPE", ["GROUND-BASED"] * n)
+        t.putcol("MOUNT", ["ALT-AZ"] * n)
+        t.putcol("POSITION", w.antenna_positions)
+        t.putcol("OFFSET", np.zeros((n, 3)))
+        t.putcol("DISH_DIAMETER", np.full(n, 12.0))
+
+    with tables.table(f"{path}/SPECTRAL_WINDOW", readonly=False, ack=False) as t:
+        t.addrows(len(w.chan_freqs))
+        for i, f in enumerate(w.chan_freqs):
+            width = np.full(f.size, np.abs(f[1] - f[0]) if f.size > 1 else 1.0e6)
+            t.putcell("CHAN_FREQ", i, f)
+            t.putcell("CHAN_WIDTH", i, width)
+            t.putcell("EFFECTIVE_BW", i, width)
+            t.putcell("RESOLUTION", i, width)
+            t.putcell("NUM_CHAN", i, int(f.size))
+            t.putcell("REF_FREQUENCY", i, float(f[0]))
+            t.putcell("TOTAL_BANDWIDTH", i, float(width.sum()))
+            t.putcell("NAME", i, w.spw_names[i])
+            t.putcell("MEAS_FREQ_REF", i, 5)  # TOPO
+            t.putcell("NET_SIDEBAND", i, 1)
+
+    with tables.table(f"{path}/POLARIZATION", readonly=False, ack=False) as t:
+        t.addrows(len(w.polarizations))
+        for i, codes in enumerate(w.polarizations):
+            t.putcell("CORR_TYPE", i, np.asarray(codes, np.int32))
+            t.putcell("NUM_CORR", i, len(codes))
+            t.putcell("CORR_PRODUCT", i, np.array([_RECEPTORS.get(c, (0, 0)) for c in codes], np.int32).T)
+
+    with tables.table(f"{path}/DATA_DESCRIPTION", readonly=False, ack=False) as t:
+        t.addrows(len(w.data_descriptions))
+        t.putcol("SPECTRAL_WINDOW_ID", np.array([s for s, _ in w.data_descriptions], np.int32))
+        t.putcol("POLARIZATION_ID", np.array([q for _, q in w.data_descriptions], np.int32))
+
+    with tables.table(f"{path}/FIELD", readonly=False, ack=False) as t:
+        n = len(w.field_names)
+        t.addrows(n)
+        t.putcol("NAME", w.field_names)
+        t.putcol("CODE", [""] * n)
+        dirs = w.phase_dirs.reshape(n, 1, 2)
+        for col in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
+            t.putcol(col, dirs)
+        t.putcol("SOURCE_ID", np.arange(n, dtype=np.int32))
+
+    with tables.table(f"{path}/OBSERVATION", readonly=False, ack=False) as t:
+        t.addrows(1)
+        t.putcell("TELESCOPE_NAME", 0, w.telescope_name)
+        t.putcell("OBSERVER", 0, "wtilde_dask")
+
+    with tables.table(f"{path}/FEED", readonly=False, ack=False) as t:
+        t.addrows(len(w.antenna_names))
+        t.putcol("ANTENNA_ID", np.arange(len(w.antenna_names), dtype=np.int32))
+        t.putcol("SPECTRAL_WINDOW_ID", np.full(len(w.antenna_names), -1, np.int32))
+        t.putcol("NUM_RECEPTORS", np.full(len(w.antenna_names), 2, np.int32))
