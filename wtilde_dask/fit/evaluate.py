@@ -120,3 +120,28 @@ class DaskLikelihood:
         out[ok] = values[ok]
         self.n_evaluations += n
         return out
+
+
+class DaskSamplerPool:
+    """The pool Nautilus runs its own computations on (training its neural networks, sampling its bounds):
+    ``map(func, iterable)`` as a list computed on ``client``'s workers, idle while the sampler works.
+
+    ``size`` is fixed by the caller (the workers at the fit's start, recorded with its settings): Nautilus
+    splits its bound sampling into ``size`` random streams, so a resumed fit draws the same points whatever
+    number of workers it then has.
+    """
+
+    def __init__(self, client, size: int, *, retries: int = 3):
+        if int(size) < 1:
+            raise ValueError(f"size: must be >= 1, got {size!r}")
+        self.client = client
+        self.size = int(size)
+        self.retries = int(retries)
+
+    def map(self, func, iterable) -> list:
+        futures = self.client.map(func, list(iterable), pure=False, retries=self.retries)
+        try:
+            return list(self.client.gather(futures))
+        finally:
+            for f in futures:
+                f.release()

@@ -223,14 +223,15 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
     options = dict(model.likelihood_options())
     with _Heartbeat(record), _interrupted_on_error(record):
         if settings["name"] == "nautilus":
-            from wtilde_dask.fit.evaluate import DaskLikelihood
+            from wtilde_dask.fit.evaluate import DaskLikelihood, DaskSamplerPool
 
             from wtilde_dask.dashboard import publish_fit
 
             publish_fit(client, store.path, name)  # the dashboard's fit view follows this fit
             likelihood = DaskLikelihood(client, store.path, options, int(settings["chunk_size"]), retries=retries)
+            pool = DaskSamplerPool(client, settings["pool_size"], retries=retries) if settings.get("pool_size") else None
             search = NautilusSearch(model, likelihood, record, settings, report=report, slice_batches=slice_batches,
-                                    slice_seconds=slice_seconds)
+                                    slice_seconds=slice_seconds, pool=pool)
         else:
             from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
 

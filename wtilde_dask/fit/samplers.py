@@ -9,7 +9,9 @@ at most ``slice_batches`` batches and ``slice_seconds`` seconds); after each sli
 into the fit's ``checkpoint/`` atomically. On resume the committed checkpoint is copied back to the working file
 and ``Sampler(..., resume=True)`` reads it: since the random state is in the file and a point's log likelihood
 does not depend on the batch split, a resumed run draws the same points as an uninterrupted one and ends with
-the same evidence, bit for bit.
+the same evidence, bit for bit. Nautilus' own work between batches (training its neural-network bounds, sampling
+them) runs on the same Dask workers, idle meanwhile (``pool=(None, DaskSamplerPool)``), split into a number of
+random streams fixed at the fit's start.
 
 The evidence error is the importance-sampling estimate ``1 / sqrt(n_eff)`` (relative error of Z, n_eff the
 effective sample size of the weighted posterior).
@@ -58,7 +60,8 @@ class SearchOutcome:
 def sampler_settings(sampler: dict, n_workers: int) -> dict:
     """The settings a run records and resumes with: the model's sampler settings (every default filled in by
     the model), a drawn seed where the model leaves it None (so that a resumed run continues the same stream),
-    and for Nautilus ``chunk_size``, the points per Dask task, ``ceil(n_batch / n_workers)``."""
+    and for Nautilus ``chunk_size``, the points per Dask task, ``ceil(n_batch / n_workers)``, and ``pool_size``, the
+    random streams its bound sampling is split into on the workers (:class:`~wtilde_dask.fit.evaluate.DaskSamplerPool`)."""
     out = dict(sampler)
     name = out.get("name")
     if name not in SAMPLERS:
@@ -67,6 +70,7 @@ def sampler_settings(sampler: dict, n_workers: int) -> dict:
         out["seed"] = int(np.random.SeedSequence().entropy % (2**31))
     if name == "nautilus":
         out["chunk_size"] = int(math.ceil(int(out["n_batch"]) / max(1, int(n_workers))))
+        out["pool_size"] = max(1, int(n_workers))
     return out
 
 
@@ -78,14 +82,17 @@ class NautilusSearch:
 
     ``model``: the FitModel; ``likelihood``: ``(params (N, 7), coefficients (N,)) -> (N,)``; ``record``: the
     :class:`~wtilde_dask.store.fit.FitRecord`; ``settings``: :func:`sampler_settings`; ``report(**progress)``
-    is called after every batch (n_evaluations, best point) and every slice (also log_evidence).
+    is called after every batch (n_evaluations, best point) and every slice (also log_evidence); ``pool``: where
+    Nautilus trains its networks and samples its bounds (:class:`~wtilde_dask.fit.evaluate.DaskSamplerPool`;
+    None: in this process, as a fit recorded without ``pool_size`` always does).
     """
 
     FILE = "nautilus.h5"
 
     def __init__(self, model, likelihood, record, settings: dict, *, report=None, slice_batches: int = 5,
-                 slice_seconds: float = 60.0):
+                 slice_seconds: float = 60.0, pool=None):
         self.model = model
+        self.pool = pool if settings.get("pool_size") else None
         self.likelihood = likelihood
         self.record = record
         self.settings = settings
@@ -145,7 +152,8 @@ class NautilusSearch:
                                n_batch=int(st["n_batch"]), n_networks=int(st["n_networks"]),
                                enlarge_per_dim=float(st.get("enlarge_per_dim", 1.1)),
                                split_threshold=float(st.get("split_threshold", 100)), vectorized=True,
-                               pass_dict=False, seed=int(st["seed"]), filepath=str(work), resume=True, **optional)
+                               pass_dict=False, seed=int(st["seed"]), filepath=str(work), resume=True,
+                               pool=(None, self.pool), **optional)
         s = self.sampler
         self._n0, self._t0 = int(s.n_like), time.perf_counter()
         if s.n_like:
