@@ -114,11 +114,17 @@ def assert_fit_equals_numpy_and_brute_force(store, lk, params, T, H, rtol: float
 
 
 def assert_vmap_equals_single_calls(lk, params, n: int, describe=None) -> None:
-    """``lk.log_evidence_batch`` on ``n`` models scattered around ``params`` (seed 3) equals ``n`` single calls to
-    1e-12 relative, the ``n`` values all different; ``describe(batch)`` is the failure message, if given."""
+    """``log_evidence_batch`` on ``n`` models scattered around ``params`` (seed 3), by ``jax.vmap`` and by
+    ``jax.lax.map``, equals ``n`` single calls to 1e-12 relative, the ``n`` values all different;
+    ``describe(batch)`` is the failure message, if given."""
+    from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
+
     rng = np.random.default_rng(3)
     batch = params[None] + rng.normal(scale=[0.03, 0.03, 5.0, 0.02, 0.02, 0.01, 0.01], size=(n, 7))
-    batched = np.asarray(lk.log_evidence_batch(batch))
     single = np.array([float(lk.log_evidence(p)) for p in batch])
     assert len(np.unique(single)) == n  # n different models
-    assert rel(batched, single) <= 1e-12, None if describe is None else describe(batch)
+    for way in ("vmap", "map"):
+        other = JaxLikelihood(lk.arrays, lk.config, lk.coefficient, batch=way)
+        assert other.batch == way
+        batched = np.asarray(other.log_evidence_batch(batch))
+        assert rel(batched, single) <= 1e-12, (way, None if describe is None else describe(batch))

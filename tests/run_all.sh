@@ -27,16 +27,8 @@ fi
 
 # ---- 2. Python environment ----------------------------------------------------------------------
 # Python 3.12 when there is one (the current PyAutoArray / PyAutoLens, the `peer` extra, need >= 3.12):
-# $PYTHON if set, else python3.12 on PATH (a pyenv shim counts only if it runs), else pyenv's 3.12, else python3.
-find_python() {
-    if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
-    if python3.12 -c 'import sys' >/dev/null 2>&1; then command -v python3.12; return; fi
-    for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12; do
-        if [ -x "$p" ] && "$p" -c 'import sys' >/dev/null 2>&1; then echo "$p"; return; fi
-    done
-    echo python3
-}
-PYTHON=$(find_python)
+# $PYTHON if set, else 3.12 / 3.13 on PATH or under pyenv, else python3 (deployments/local/python.sh says why).
+PYTHON=$(bash deployments/local/python.sh)
 if [ ! -x .venv/bin/python ]; then
     echo "== creating .venv with $PYTHON ($("$PYTHON" --version 2>&1))"
     "$PYTHON" -m venv .venv

@@ -198,6 +198,10 @@ def test_fft_setting_auto_picks_ducc0_on_cpu_and_names_a_bad_value(stores):  # n
         assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "ducc0"
     with pytest.raises(ValueError, match="likelihood-fft: unknown 'fftw'"):
         jax_fft.resolve_fft("fftw")
+    # a batch of lenses: lax.map on a CPU backend by default, vmap when asked; an unknown way named
+    assert jl.resolve_batch() == "map" and jl.resolve_batch("vmap") == "vmap"
+    with pytest.raises(ValueError, match="likelihood-batch: unknown 'pmap'"):
+        jl.resolve_batch("pmap")
     values = {fft: float(jl.JaxLikelihood.from_store(stores["unequal"], mesh_shape=MESH_SHAPE, coefficient=COEFFICIENT,
                                                      fft=fft).log_evidence(jl.params_from_lens(LENS)))
               for fft in FFT_WAYS}

@@ -8,7 +8,7 @@ The packaged ``wtilde.yaml`` is merged into dask's defaults on import (the patte
     with dask.config.set({"wtilde.chunk-size": 250_000}):
         wtilde_dask.compute("DATA.ms", grid, "w.zarr")
 
-Keys (defaults in :mod:`wtilde_dask.constants`): ``chunk-size``, ``block-size``, ``max-groups``, ``read-order``, ``likelihood-fft``, ``fft-threads``.
+Keys (defaults in :mod:`wtilde_dask.constants`): ``chunk-size``, ``block-size``, ``max-groups``, ``read-order``, ``likelihood-fft``, ``fft-threads``, ``likelihood-batch``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark of the lens-model likelihood per evaluation: our JAX path (single, per item of a vmap batch,
+"""Benchmark of the lens-model likelihood per evaluation: our JAX path (single, per item of a batch,
 gradient), our NumPy path, and PyAutoLens's jitted ``FitInterferometer`` on the same data, mask, mesh and
 regularization, all measured in one run.
 
@@ -14,7 +14,8 @@ constant regularization (coefficient 1). The lattice W-tilde store is computed f
 Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-up that compiles; median in brackets):
 
 * ``ours JAX jit``: ``JaxLikelihood.log_evidence(params)`` (ray tracing, mapping, H, F by FFT, solve, evidence);
-* ``ours JAX vmap``: ``log_evidence_batch`` of ``--batch`` parameter vectors, time per item;
+* ``ours JAX batch (lax.map)`` / ``ours JAX vmap``: ``log_evidence_batch`` of ``--batch`` parameter vectors, time per
+  item, with the lenses one after the other in one compiled function (the CPU default) and under ``jax.vmap``;
 * ``ours JAX grad``: ``value_and_grad`` w.r.t. the 7 lens parameters (value and gradient);
 * ``ours NumPy``: ray tracing, ``RectangularMesh``, T, H and ``WTildeFitter.log_evidence`` (fft path);
 * ``FFT floor``: only the transforms F needs at this lens (the used columns' pruned forward and inverse 2D
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-scale", type=float, default=0.05, help="arcsec")
     p.add_argument("--mask-radius", type=float, default=3.5, help="arcsec")
     p.add_argument("--mesh-shape", type=int, nargs=2, default=(32, 32))
-    p.add_argument("--batch", type=int, default=8, help="parameter vectors per vmap batch")
+    p.add_argument("--batch", type=int, default=8, help="parameter vectors per batch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers for the store")
     p.add_argument("--store", default=None, help="store path to create or reuse (default: temporary)")
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     from wtilde_dask.grid import ImageGrid
     from wtilde_dask.inversion import LensModel, RectangularMesh, regularization_from_mesh
     from wtilde_dask.inversion.fitter import WTildeFitter
-    from wtilde_dask.inversion.jax_likelihood import params_from_lens
+    from wtilde_dask.inversion.jax_likelihood import JaxLikelihood, params_from_lens
 
     tmp = tempfile.mkdtemp(prefix="wtilde-bench-likelihood-")
     try:
@@ -122,13 +123,17 @@ def main(argv=None) -> int:
                                        coefficient=1.0, fft="xla")
         print(f"JAX likelihood: F's FFTs by {lk.config.fft} ({lk.config.batch_size} columns per batch); the XLA row: "
               f"jnp.fft ({lk_xla.config.batch_size} columns per batch)")
+        lk_map = JaxLikelihood(lk.arrays, lk.config, lk.coefficient, batch="map")
+        lk_vmap = JaxLikelihood(lk.arrays, lk.config, lk.coefficient, batch="vmap")
         params = jnp.asarray(params_from_lens(lens))
         rng = np.random.default_rng(0)
         batch = jnp.asarray(params_from_lens(lens)[None] * (1 + 0.01 * rng.normal(size=(args.batch, 7))))
         B = int(args.batch)
         runners = {
             "ours JAX jit, single": (lambda: float(jax.block_until_ready(lk.log_evidence(params))), 1),
-            f"ours JAX vmap, per item of {B}": (lambda: np.asarray(jax.block_until_ready(lk.log_evidence_batch(batch))), B),
+            f"ours JAX batch (lax.map), per item of {B}": (
+                lambda: np.asarray(jax.block_until_ready(lk_map.log_evidence_batch(batch))), B),
+            f"ours JAX vmap, per item of {B}": (lambda: np.asarray(jax.block_until_ready(lk_vmap.log_evidence_batch(batch))), B),
             "ours JAX value_and_grad (7 params)": (lambda: jax.block_until_ready(lk.value_and_grad(params)), 1),
             "ours NumPy (lens -> T, H -> evidence)": (ours_numpy, 1),
         }
@@ -190,7 +195,8 @@ def main(argv=None) -> int:
             ratios += f" xla_fft_s={best['ours JAX jit, single, XLA FFT']:.4f}"
         print(ratios)
         jax_vs_numpy = best["ours NumPy (lens -> T, H -> evidence)"] / best["ours JAX jit, single"]
-        line = (f"jax_s={best['ours JAX jit, single']:.4f} jax_vmap_s_per_item={best[f'ours JAX vmap, per item of {B}']:.4f} "
+        line = (f"jax_s={best['ours JAX jit, single']:.4f} jax_map_s_per_item={best[f'ours JAX batch (lax.map), per item of {B}']:.4f} "
+                f"jax_vmap_s_per_item={best[f'ours JAX vmap, per item of {B}']:.4f} "
                 f"grad_s={best['ours JAX value_and_grad (7 params)']:.4f} "
                 f"numpy_s={best['ours NumPy (lens -> T, H -> evidence)']:.4f} jax_vs_numpy={jax_vs_numpy:.2f}")
         if peer_name in best:

@@ -2,7 +2,8 @@
 
 A batch of N points, (N, 7) lens parameters in :data:`~wtilde_dask.inversion.jax_likelihood.PARAM_NAMES`
 order and (N,) regularization coefficients, is cut into chunks of a fixed ``chunk_size`` (the last one
-padded by repeating a valid row), so each worker compiles one vmapped function of one shape; each worker
+padded by repeating a valid row), so each worker compiles one batched function of one shape (``jax.lax.map`` over the chunk's lenses on a
+CPU, ``jax.vmap`` on a GPU: :func:`~wtilde_dask.inversion.jax_likelihood.resolve_batch`); each worker
 builds the :class:`~wtilde_dask.inversion.jax_likelihood.JaxLikelihood` once from the store path and options
 (:func:`wtilde_dask.inversion.jax_batch.worker_likelihood`, a bounded per-process cache) and evaluates its
 chunks. Only the store path, the options and the chunks travel through the scheduler.
@@ -14,7 +15,7 @@ NaN / inf (a failed Cholesky solve) gets :data:`REJECTED_LOG_LIKELIHOOD`: -inf, 
 (its shells and bounds treat -inf as "outside the likelihood contour"; NaN would break its ranks).
 
 A point's value depends only on the point: the same chunk size and padding always give the same compiled
-function, and vmapped evaluation does not mix the lenses of a chunk (checked in tests/test_fit_run.py).
+function, and batched evaluation does not mix the lenses of a chunk (checked in tests/test_fit_run.py).
 A task lost with its worker is recomputed (``retries``).
 """
 

@@ -77,7 +77,7 @@ DEFAULT_PRIORS: dict[str, Prior] = {
 # there are n_live=3000, n_batch=100, while the PyAutoLens workspace's lens-modelling scripts pass n_live=150,
 # n_batch=50, which we take. n_like_max None = no limit (PyAutoFit: inf); seed None = fresh entropy.
 # nuts (blackjax): window adaptation's target acceptance 0.8 and NUTS's max_num_doublings 10 are blackjax's defaults;
-# the initial step size, warm-up / sample counts and chains are ours.
+# the initial step size, warm-up / sample counts, chains and the draws between checkpoints are ours.
 SAMPLERS: dict[str, dict] = {
     "nautilus": {
         "n_live": 150, "n_batch": 50, "seed": None, "f_live": 0.01, "n_shell": 1, "n_eff": 500, "n_like_max": None,
@@ -86,7 +86,7 @@ SAMPLERS: dict[str, dict] = {
     },
     "nuts": {
         "num_warmup": 500, "num_samples": 1000, "n_chains": 4, "seed": None, "step_size": 0.1,
-        "target_acceptance_rate": 0.8, "max_num_doublings": 10,
+        "target_acceptance_rate": 0.8, "max_num_doublings": 10, "checkpoint_draws": 50,
     },
 }
 # The fewest free parameters each sampler runs with (nautilus.Sampler raises "Cannot run Nautilus with less than 2

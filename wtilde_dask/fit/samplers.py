@@ -22,7 +22,7 @@ posterior. It samples ``z`` in R^n with ``u = sigmoid(z)`` in the unit cube and 
 there the posterior density is ``L(x(u)) prod u (1 - u)`` (the prior is uniform in u), smooth and unbounded.
 ``L`` is :func:`~wtilde_dask.inversion.jax_likelihood.log_evidence` at ``likelihood_inputs(x)`` with the
 rectangular mesh's fixed regularization. Checkpoint (``nuts.npz``): the adapted step size and inverse mass
-matrix, the chains' positions, the PRNG key and the draws so far, after every 50 draws (a kill during warm-up
+matrix, the chains' positions, the PRNG key and the draws so far, after every ``checkpoint_draws`` (50) draws (a kill during warm-up
 repeats the warm-up). ``n_chains`` chains start near the prior median and step together (vmap), warm-up included.
 NUTS gives no evidence: its ``log_evidence`` is None.
 """
@@ -283,7 +283,7 @@ class NutsSearch:
 
         st = self.settings
         n_chains, n_samples = int(st.get("n_chains", 1)), int(st["num_samples"])
-        chunk = max(1, int(st.get("chunk", 50)))
+        chunk = max(1, int(st.get("checkpoint_draws", 50)))
         logdensity, to_x, log_l_many = self._functions()
         kernel = blackjax.nuts.build_kernel()
         max_doublings = int(st["max_num_doublings"])

@@ -24,7 +24,7 @@ def worker_likelihood(store_path: str, options: tuple):
 
 
 def evaluate_chunk(store_path: str, options: tuple, params: np.ndarray, coefficients=None) -> np.ndarray:
-    """(n,) log evidences of the (n, 7) ``params`` by the worker's cached, vmapped likelihood;
+    """(n,) log evidences of the (n, 7) ``params`` by the worker's cached, batched likelihood;
     ``coefficients`` (n,): one regularization coefficient per lens (default: the options' coefficient)."""
     return np.asarray(worker_likelihood(store_path, options).log_evidence_batch(params, coefficients))
 

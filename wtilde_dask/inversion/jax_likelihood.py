@@ -29,7 +29,7 @@ A JAX twin of the NumPy per-evaluation path (:mod:`lens`, :mod:`mesh`, :mod:`reg
   ``log_evidence = -1/2 [chi2 + s.H.s + ln det(F + H) - ln det(H) + noise_normalization]``.
 
 :class:`JaxLikelihood` holds the arrays (built once from a store or a :class:`WTildeFitter`) and the jitted
-``log_evidence``, ``log_evidence_batch`` (vmap) and ``grad`` (jax.grad w.r.t. the lens parameters).
+``log_evidence``, ``log_evidence_batch`` (vmap or lax.map) and ``grad`` (jax.grad w.r.t. the lens parameters).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wtilde_dask.inversion import jax_curvature, jax_evidence, jax_fft, jax_meshes
+from wtilde_dask.inversion import jax_curvature, jax_evidence, jax_fft, jax_meshes, jax_regularization
 from wtilde_dask.inversion.jax_lens import _ray_trace_jit, ray_trace  # noqa: F401 (re-exported)
 from wtilde_dask.inversion.mesh import rectangular_edges
-from wtilde_dask.inversion.regularization import REGULARIZATION_EPS, SCHEMES
+from wtilde_dask.inversion.regularization import SCHEMES
 from wtilde_dask.kernels import enable_x64
 from wtilde_dask.errors import JaxLikelihoodError  # noqa: F401 (re-exported)
 
@@ -100,155 +100,18 @@ class LikelihoodConfig:
         return int(self.mesh_shape[0] * self.mesh_shape[1]) if self.mesh in LATTICE_MESHES else int(self.n_pixels)
 
 
-# ----------------------------------------------------------------------------------------------
-# Mapping: (M, P) column indices and weights (PyAutoArray's padded triplets, here dense-P)
-# ----------------------------------------------------------------------------------------------
-def rectangular_mapping(source_grid, mesh_shape, buffer=1e-3):
-    """Bilinear (M, 4) columns and weights on the (ny, nx) mesh covering the traced points (mesh.py).
+# Mapping of the rectangular and Delaunay meshes: jax_meshes (re-exported)
+rectangular_mapping = jax_meshes.rectangular_mapping
+delaunay_topology_host = jax_meshes.delaunay_topology_host
+DelaunayTopology = jax_meshes.DelaunayTopology
+delaunay_mapping = jax_meshes.delaunay_mapping
 
-    Extent: ``lo, hi = min, max`` of the points, ``pad = (hi - lo) buffer + 1e-9``; node (r, c) at
-    ``(y_max + pad - r dy, x_min - pad + c dx)``; points are clamped to the box.
-    """
-    ny, nx = mesh_shape
-    lo, hi = jnp.min(source_grid, axis=0), jnp.max(source_grid, axis=0)
-    pad = (hi - lo) * buffer + 1e-9
-    y0, y1 = lo[0] - pad[0], hi[0] + pad[0]
-    x0, x1 = lo[1] - pad[1], hi[1] + pad[1]
-    dy, dx = (y1 - y0) / (ny - 1), (x1 - x0) / (nx - 1)
-    fy = jnp.clip((y1 - source_grid[:, 0]) / dy, 0.0, ny - 1.0)
-    fx = jnp.clip((source_grid[:, 1] - x0) / dx, 0.0, nx - 1.0)
-    r = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fy)).astype(jnp.int32), ny - 2)
-    c = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fx)).astype(jnp.int32), nx - 2)
-    ty, tx = fy - r, fx - c
-    cols = jnp.stack([r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1], axis=1)
-    wts = jnp.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=1)
-    return cols, wts
-
-
-def delaunay_topology_host(source_grid, n_pixels: int):
-    """Host side (NumPy / SciPy) of the Delaunay mesh of :meth:`DelaunayMesh.from_source_grid`.
-
-    Returns int32 arrays: ``vertex_index`` (S,) rows of ``source_grid`` that are vertices, in the vertex
-    order of :class:`DelaunayMesh` (lexicographic (y, x)); ``simplex`` (M, 3) the vertices of each point's
-    triangle (a point outside the hull: its nearest vertex three times, ``inside`` 0); ``inside`` (M,);
-    ``edges`` (3S, 2) triangle edges padded with (0, 0) and ``edge_mask`` (3S,) 1.0 for real edges.
-    """
-    from scipy.spatial import ConvexHull, Delaunay, cKDTree
-
-    pts_all = np.asarray(source_grid, dtype=np.float64)
-    n = int(n_pixels)
-    pts, first = np.unique(pts_all, axis=0, return_index=True)
-    hull = ConvexHull(pts).vertices
-    if not (len(hull) + 1 <= n <= len(pts)):
-        raise JaxLikelihoodError(
-            f"n_pixels: must lie in [{len(hull) + 1}, {len(pts)}] (hull corners + 1 .. traced points), got {n}")
-    rest = np.setdiff1d(np.arange(len(pts)), hull)
-    pick = rest[np.unique(np.linspace(0, len(rest) - 1, n - len(hull)).round().astype(np.int64))]
-    chosen = np.sort(np.concatenate([hull, pick]))  # rows of the lexicographically sorted pts = DelaunayMesh order
-    vertices = pts[chosen]
-    vertex_index = first[chosen]
-    tri = Delaunay(vertices)
-    simplex_id = tri.find_simplex(pts_all)
-    inside = simplex_id >= 0
-    simplex = np.empty((len(pts_all), 3), dtype=np.int64)
-    simplex[inside] = tri.simplices[simplex_id[inside]]
-    if (~inside).any():
-        _, nearest = cKDTree(vertices).query(pts_all[~inside])
-        simplex[~inside] = np.atleast_1d(nearest)[:, None]
-    simp = tri.simplices
-    e = np.unique(np.sort(np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]]), axis=1), axis=0)
-    edges = np.zeros((3 * n, 2), dtype=np.int64)
-    edges[: len(e)] = e
-    edge_mask = np.zeros(3 * n)
-    edge_mask[: len(e)] = 1.0
-    return (vertex_index.astype(np.int32), simplex.astype(np.int32), inside.astype(np.int32), edges.astype(np.int32),
-            edge_mask)
-
-
-class DelaunayTopology(NamedTuple):
-    """The discrete part of a Delaunay mesh (from :func:`delaunay_topology_host`; held fixed in a derivative)."""
-
-    vertex_index: jax.Array  # (S,) int32 rows of the traced grid that are vertices
-    simplex: jax.Array  # (M, 3) int32 vertices of each traced point's triangle
-    inside: jax.Array  # (M,) int32
-    edges: jax.Array  # (3S, 2) int32, padded
-    edge_mask: jax.Array  # (3S,) float64
-
-
-def delaunay_mapping(source_grid, topology: DelaunayTopology):
-    """Barycentric (M, 3) columns and weights of the traced points on the mesh of ``topology``.
-
-    The vertex positions ``source_grid[vertex_index]`` and the weights are JAX functions of the traced
-    points, so they are differentiable in the lens parameters; the topology (which points are vertices,
-    the triangle of each point) is an integer input, fixed inside a derivative.
-    """
-    vertices = source_grid[topology.vertex_index]
-    simplex, inside = topology.simplex, topology.inside == 1
-    a, b, c = vertices[simplex[:, 0]], vertices[simplex[:, 1]], vertices[simplex[:, 2]]
-
-    def cross(u, v):
-        return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
-
-    p = source_grid
-    area = jnp.where(inside, cross(b - a, c - a), 1.0)
-    wa = cross(b - p, c - p) / area
-    wb = cross(c - p, a - p) / area
-    wts = jnp.stack([wa, wb, 1.0 - wa - wb], axis=1)
-    wts = jnp.where(inside[:, None], wts, jnp.array([1.0, 0.0, 0.0]))
-    return simplex, wts
-
-
-# ----------------------------------------------------------------------------------------------
-# Regularization (regularization.py in JAX)
-# ----------------------------------------------------------------------------------------------
-def laplacian(edges, edge_mask, n_pixels: int):
-    """(S, S) graph Laplacian ``L = B^T B`` of the (E, 2) edges (masked-out rows add nothing)."""
-    i, j = edges[:, 0], edges[:, 1]
-    L = jnp.zeros((n_pixels, n_pixels))
-    L = L.at[i, i].add(edge_mask).at[j, j].add(edge_mask)
-    return L.at[i, j].add(-edge_mask).at[j, i].add(-edge_mask)
-
-
-def regularization_matrix(L, coefficient, scheme: str):
-    """(S, S) H of ``scheme`` from the Laplacian L (module doc)."""
-    S = L.shape[0]
-    c2 = coefficient * coefficient
-    if scheme == "zeroth":
-        return c2 * jnp.eye(S)
-    base = L if scheme in ("constant", "gradient") else L.T @ L
-    return c2 * base + REGULARIZATION_EPS * jnp.eye(S)
-
-
-class FixedRegularization(NamedTuple):
-    """H of a mesh whose edges do not depend on the lens (the rectangular mesh), factored once on the host.
-
-    ``H = c^2 base + eps I`` with ``base`` (S, S) = L (constant / gradient), ``L^T L`` (curvature) or I (zeroth,
-    eps = 0); ``base_eigenvalues`` (S,) its eigenvalues (``numpy.linalg.eigvalsh``, the null space's
-    round-off set to exactly 0), so ``ln det H = sum ln(c^2 mu + eps)``: no Cholesky of H per evaluation,
-    and still a function of the coefficient c (differentiable in it).
-    """
-
-    base: jax.Array
-    base_eigenvalues: jax.Array
-    eps: jax.Array
-
-
-def fixed_regularization(edges, n_pixels: int, scheme: str) -> FixedRegularization:
-    """Host step: :class:`FixedRegularization` of the (E, 2) mesh ``edges`` for ``scheme``."""
-    from wtilde_dask.inversion.regularization import regularization_matrix as numpy_regularization_matrix
-
-    base = numpy_regularization_matrix(edges, int(n_pixels), 1.0, scheme, eps=0.0)  # c = 1, eps = 0: the base
-    eps = 0.0 if scheme == "zeroth" else REGULARIZATION_EPS
-    mu = np.linalg.eigvalsh(base)
-    mu[np.abs(mu) <= 1e-12 * max(float(np.max(np.abs(mu))), 1.0)] = 0.0  # L's null space (constants): exactly 0
-    return FixedRegularization(jnp.asarray(base), jnp.asarray(np.maximum(mu, 0.0)), jnp.asarray(eps))
-
-
-def fixed_regularization_matrix(fixed: FixedRegularization, coefficient):
-    """(H (S, S), ln det H) of :class:`FixedRegularization` for ``coefficient``."""
-    c2 = coefficient * coefficient
-    H = c2 * fixed.base + fixed.eps * jnp.eye(fixed.base.shape[0])
-    return H, jnp.sum(jnp.log(c2 * fixed.base_eigenvalues + fixed.eps))
+# Regularization: jax_regularization (re-exported)
+laplacian = jax_regularization.laplacian
+regularization_matrix = jax_regularization.regularization_matrix
+FixedRegularization = jax_regularization.FixedRegularization
+fixed_regularization = jax_regularization.fixed_regularization
+fixed_regularization_matrix = jax_regularization.fixed_regularization_matrix
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,15 +258,52 @@ def kernel_spectrum_is_real(K_hat, rtol: float = 1e-12) -> bool:
     return bool(np.max(np.abs(K.imag)) <= rtol * np.max(np.abs(K))) if K.size else True
 
 
+BATCH_WAYS = ("vmap", "map")
+
+
+def resolve_batch(batch: str | None = None) -> str:
+    """How a batch of lenses is evaluated: ``batch`` or the ``wtilde.likelihood-batch`` setting. ``"vmap"``: one
+    ``jax.vmap`` over the batch (every lens's FFT batches together); ``"map"``: ``jax.lax.map``, one lens after
+    the other inside one compiled function; ``"auto"`` (the default): map on a CPU backend, where a vmapped
+    evaluation cost more per lens than a single one (its FFT batches grow with the lenses), vmap elsewhere.
+    Raises ValueError naming an unknown value."""
+    from wtilde_dask import config as wtilde_config
+
+    way = wtilde_config.get("likelihood-batch") if batch is None else batch
+    if way not in ("auto",) + BATCH_WAYS:
+        raise ValueError(f"likelihood-batch: unknown {way!r}, expected auto, vmap or map")
+    if way == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return way
+
+
+def _batched(single, vmapped, way: str, coefficient_axis, topology_axis):
+    """Jitted ``(params (N, 7), arrays, coefficient, topology) -> (N,)``: ``vmapped`` under ``jax.vmap`` (axis name
+    "lens") or ``single`` under ``jax.lax.map``; ``coefficient_axis`` / ``topology_axis``: 0 when batched, else None."""
+    if way == "vmap":
+        return jax.jit(jax.vmap(vmapped, in_axes=(0, None, coefficient_axis, topology_axis), axis_name="lens"))
+
+    def mapped(params, arrays, coefficient, topology):
+        def one(item):
+            p, c, t = item
+            return single(p, arrays, coefficient if c is None else c, topology if t is None else t)
+
+        return jax.lax.map(one, (params, coefficient if coefficient_axis == 0 else None,
+                                 topology if topology_axis == 0 else None))
+
+    return jax.jit(mapped)
+
+
 class JaxLikelihood:
     """The jitted lens-model log evidence on one dataset, mesh and regularization.
 
-    ``log_evidence(params)`` (7,) -> scalar; ``log_evidence_batch(params)`` (N, 7) -> (N,) by ``jax.vmap``;
+    ``log_evidence(params)`` (7,) -> scalar; ``log_evidence_batch(params)`` (N, 7) -> (N,) by ``jax.vmap`` or
+    ``jax.lax.map`` (:func:`resolve_batch`);
     ``grad(params)`` (7,) -> (7,) by ``jax.grad``; ``value_and_grad``; ``inversion(params)`` all numbers.
     Each is compiled once per mesh shape (and batch size) on first call.
     """
 
-    def __init__(self, arrays: LatticeArrays, config: LikelihoodConfig, coefficient: float = 1.0):
+    def __init__(self, arrays: LatticeArrays, config: LikelihoodConfig, coefficient: float = 1.0, batch: str | None = None):
         if config.mesh not in MESHES:
             raise JaxLikelihoodError(f"mesh: unknown {config.mesh!r}, expected one of {', '.join(MESHES)}")
         if config.regularization not in SCHEMES:
@@ -427,13 +327,13 @@ class JaxLikelihood:
                                             config.regularization) if config.mesh in LATTICE_MESHES else None)
         f = bound(log_evidence, config)
         self._log_evidence = jax.jit(f)
-        self._batch = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
-                                       in_axes=(0, None, None, 0 if config.mesh in TOPOLOGY_MESHES else None),
-                                       axis_name="lens"))
+        topology_axis = 0 if config.mesh in TOPOLOGY_MESHES else None
+        self.batch = resolve_batch(batch)
+        self._batch = _batched(f, bound(log_evidence, replace(config, batch_axis="lens")), self.batch, None,
+                               topology_axis)
         # the same with one regularization coefficient per lens (a free coefficient in a search)
-        self._batch_coefficients = jax.jit(jax.vmap(bound(log_evidence, replace(config, batch_axis="lens")),
-                                                    in_axes=(0, None, 0, 0 if config.mesh in TOPOLOGY_MESHES else None),
-                                                    axis_name="lens"))
+        self._batch_coefficients = _batched(f, bound(log_evidence, replace(config, batch_axis="lens")), self.batch, 0,
+                                            topology_axis)
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(bound(inversion, config))
@@ -441,11 +341,12 @@ class JaxLikelihood:
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
                     regularization="constant", coefficient=1.0, batch_size=None, buffer=1e-3,
-                    fft=None) -> "JaxLikelihood":
+                    fft=None, batch=None) -> "JaxLikelihood":
         """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec.
         ``fft``: "xla", "ducc0" or "auto" (default: the ``wtilde.likelihood-fft`` setting, :mod:`jax_fft`);
         ``batch_size``: source columns per FFT batch (default 16 with ducc0, 8 with XLA: the fastest at the
-        ALMA preset on 2 CPU cores)."""
+        ALMA preset on 2 CPU cores); ``batch``: how :meth:`log_evidence_batch` runs its lenses, "vmap" or "map"
+        (:func:`resolve_batch`)."""
         from wtilde_dask import config as wtilde_config
 
         fft = jax_fft.resolve_fft(fft)
@@ -457,7 +358,7 @@ class JaxLikelihood:
                                   fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size),
                                   real_kernel=not has_hankel and kernel_spectrum_is_real(arrays.K_hat),
                                   fft=fft, fft_threads=int(wtilde_config.get("fft-threads")))
-        return cls(arrays, config, coefficient)
+        return cls(arrays, config, coefficient, batch)
 
     @classmethod
     def from_store(cls, store, **kwargs) -> "JaxLikelihood":

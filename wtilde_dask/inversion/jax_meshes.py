@@ -1,5 +1,11 @@
-"""The natural-neighbour (``voronoi``) and density-adapted rectangular (``rectangular_adapt_density``) source
-meshes of the JAX likelihood (:mod:`~wtilde_dask.inversion.jax_likelihood`).
+"""The source meshes of the JAX likelihood (:mod:`~wtilde_dask.inversion.jax_likelihood`): each gives the (M, P)
+column indices and weights of the mapping matrix T for the (M, 2) traced image pixels.
+
+* ``rectangular``: bilinear weights on the (ny, nx) nodes over the box of the traced points
+  (:func:`rectangular_mapping`, :class:`~wtilde_dask.inversion.mesh.RectangularMesh`).
+* ``delaunay``: barycentric weights on the triangles of S traced points chosen as vertices; the triangulation
+  comes from the host (:func:`delaunay_topology_host`, SciPy) as a :class:`DelaunayTopology` of integers held
+  fixed inside a derivative (:func:`delaunay_mapping`).
 
 * ``voronoi``: Sibson weights (:mod:`~wtilde_dask.inversion.natural_neighbour`). The vertices are the traced
   image pixels of :func:`~wtilde_dask.inversion.natural_neighbour.slim_vertex_index` (the same rows for every
@@ -27,6 +33,7 @@ import numpy as np
 from wtilde_dask.inversion.adaptive_mesh import DEFAULT_BANDWIDTH, adapt_density_mapping
 from wtilde_dask.inversion.natural_neighbour import (SibsonTopology, delaunay_edges_and_opposites, sibson_topology,
                                                      sibson_weights, slim_vertex_index, voronoi_edge_weights)
+from wtilde_dask.errors import JaxLikelihoodError
 from wtilde_dask.kernels import enable_x64
 
 enable_x64()
@@ -143,3 +150,101 @@ def voronoi_topology(params, grid_arcsec, n_pixels: int) -> VoronoiTopology:
 
     source_grid = np.asarray(_ray_trace_jit(jnp.asarray(params, jnp.float64), grid_arcsec))
     return VoronoiTopology(*(jnp.asarray(a) for a in voronoi_topology_host(source_grid, n_pixels)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The rectangular (box of the traced points) and Delaunay (barycentric) meshes: (M, P) columns and weights
+# ----------------------------------------------------------------------------------------------
+def rectangular_mapping(source_grid, mesh_shape, buffer=1e-3):
+    """Bilinear (M, 4) columns and weights on the (ny, nx) mesh covering the traced points (mesh.py).
+
+    Extent: ``lo, hi = min, max`` of the points, ``pad = (hi - lo) buffer + 1e-9``; node (r, c) at
+    ``(y_max + pad - r dy, x_min - pad + c dx)``; points are clamped to the box.
+    """
+    ny, nx = mesh_shape
+    lo, hi = jnp.min(source_grid, axis=0), jnp.max(source_grid, axis=0)
+    pad = (hi - lo) * buffer + 1e-9
+    y0, y1 = lo[0] - pad[0], hi[0] + pad[0]
+    x0, x1 = lo[1] - pad[1], hi[1] + pad[1]
+    dy, dx = (y1 - y0) / (ny - 1), (x1 - x0) / (nx - 1)
+    fy = jnp.clip((y1 - source_grid[:, 0]) / dy, 0.0, ny - 1.0)
+    fx = jnp.clip((source_grid[:, 1] - x0) / dx, 0.0, nx - 1.0)
+    r = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fy)).astype(jnp.int32), ny - 2)
+    c = jnp.minimum(jnp.floor(jax.lax.stop_gradient(fx)).astype(jnp.int32), nx - 2)
+    ty, tx = fy - r, fx - c
+    cols = jnp.stack([r * nx + c, r * nx + c + 1, (r + 1) * nx + c, (r + 1) * nx + c + 1], axis=1)
+    wts = jnp.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=1)
+    return cols, wts
+
+
+def delaunay_topology_host(source_grid, n_pixels: int):
+    """Host side (NumPy / SciPy) of the Delaunay mesh of :meth:`DelaunayMesh.from_source_grid`.
+
+    Returns int32 arrays: ``vertex_index`` (S,) rows of ``source_grid`` that are vertices, in the vertex
+    order of :class:`DelaunayMesh` (lexicographic (y, x)); ``simplex`` (M, 3) the vertices of each point's
+    triangle (a point outside the hull: its nearest vertex three times, ``inside`` 0); ``inside`` (M,);
+    ``edges`` (3S, 2) triangle edges padded with (0, 0) and ``edge_mask`` (3S,) 1.0 for real edges.
+    """
+    from scipy.spatial import ConvexHull, Delaunay, cKDTree
+
+    pts_all = np.asarray(source_grid, dtype=np.float64)
+    n = int(n_pixels)
+    pts, first = np.unique(pts_all, axis=0, return_index=True)
+    hull = ConvexHull(pts).vertices
+    if not (len(hull) + 1 <= n <= len(pts)):
+        raise JaxLikelihoodError(
+            f"n_pixels: must lie in [{len(hull) + 1}, {len(pts)}] (hull corners + 1 .. traced points), got {n}")
+    rest = np.setdiff1d(np.arange(len(pts)), hull)
+    pick = rest[np.unique(np.linspace(0, len(rest) - 1, n - len(hull)).round().astype(np.int64))]
+    chosen = np.sort(np.concatenate([hull, pick]))  # rows of the lexicographically sorted pts = DelaunayMesh order
+    vertices = pts[chosen]
+    vertex_index = first[chosen]
+    tri = Delaunay(vertices)
+    simplex_id = tri.find_simplex(pts_all)
+    inside = simplex_id >= 0
+    simplex = np.empty((len(pts_all), 3), dtype=np.int64)
+    simplex[inside] = tri.simplices[simplex_id[inside]]
+    if (~inside).any():
+        _, nearest = cKDTree(vertices).query(pts_all[~inside])
+        simplex[~inside] = np.atleast_1d(nearest)[:, None]
+    simp = tri.simplices
+    e = np.unique(np.sort(np.concatenate([simp[:, [0, 1]], simp[:, [1, 2]], simp[:, [0, 2]]]), axis=1), axis=0)
+    edges = np.zeros((3 * n, 2), dtype=np.int64)
+    edges[: len(e)] = e
+    edge_mask = np.zeros(3 * n)
+    edge_mask[: len(e)] = 1.0
+    return (vertex_index.astype(np.int32), simplex.astype(np.int32), inside.astype(np.int32), edges.astype(np.int32),
+            edge_mask)
+
+
+class DelaunayTopology(NamedTuple):
+    """The discrete part of a Delaunay mesh (from :func:`delaunay_topology_host`; held fixed in a derivative)."""
+
+    vertex_index: jax.Array  # (S,) int32 rows of the traced grid that are vertices
+    simplex: jax.Array  # (M, 3) int32 vertices of each traced point's triangle
+    inside: jax.Array  # (M,) int32
+    edges: jax.Array  # (3S, 2) int32, padded
+    edge_mask: jax.Array  # (3S,) float64
+
+
+def delaunay_mapping(source_grid, topology: DelaunayTopology):
+    """Barycentric (M, 3) columns and weights of the traced points on the mesh of ``topology``.
+
+    The vertex positions ``source_grid[vertex_index]`` and the weights are JAX functions of the traced
+    points, so they are differentiable in the lens parameters; the topology (which points are vertices,
+    the triangle of each point) is an integer input, fixed inside a derivative.
+    """
+    vertices = source_grid[topology.vertex_index]
+    simplex, inside = topology.simplex, topology.inside == 1
+    a, b, c = vertices[simplex[:, 0]], vertices[simplex[:, 1]], vertices[simplex[:, 2]]
+
+    def cross(u, v):
+        return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+    p = source_grid
+    area = jnp.where(inside, cross(b - a, c - a), 1.0)
+    wa = cross(b - p, c - p) / area
+    wb = cross(c - p, a - p) / area
+    wts = jnp.stack([wa, wb, 1.0 - wa - wb], axis=1)
+    wts = jnp.where(inside[:, None], wts, jnp.array([1.0, 0.0, 0.0]))
+    return simplex, wts
