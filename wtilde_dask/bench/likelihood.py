@@ -50,6 +50,8 @@ import numpy as np
 
 from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
+MESHES = ("rectangular", "delaunay", "voronoi")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wtilde_dask.bench likelihood", description=__doc__,
@@ -59,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=2, default=(800, 800))
     p.add_argument("--pixel-scale", type=float, default=0.05, help="arcsec")
     p.add_argument("--mask-radius", type=float, default=3.5, help="arcsec")
-    p.add_argument("--mesh-shape", type=int, nargs=2, default=(32, 32))
+    p.add_argument("--mesh", choices=MESHES, default="rectangular",
+                   help="source mesh (default rectangular; delaunay / voronoi: --mesh-pixels vertices)")
+    p.add_argument("--mesh-shape", type=int, nargs=2, default=(32, 32), help="rectangular mesh nodes (ny nx)")
+    p.add_argument("--mesh-pixels", type=int, default=400, help="delaunay / voronoi vertices (default 400)")
     p.add_argument("--batch", type=int, default=8, help="parameter vectors per batch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers for the store")
@@ -78,7 +83,8 @@ def main(argv=None) -> int:
     from wtilde_dask.compute import compute
     from wtilde_dask.io import load_dataset
     from wtilde_dask.grid import ImageGrid
-    from wtilde_dask.inversion import LensModel, RectangularMesh, regularization_from_mesh
+    from wtilde_dask.inversion import DelaunayMesh, LensModel, RectangularMesh, regularization_from_mesh
+    from wtilde_dask.inversion.natural_neighbour import VoronoiMesh
     from wtilde_dask.inversion.fitter import WTildeFitter
     from wtilde_dask.inversion.jax_likelihood import JaxLikelihood, params_from_lens
 
@@ -99,10 +105,15 @@ def main(argv=None) -> int:
             t_store, store = timed(lambda: compute(dataset, grid, store_path, method="lattice", client=client,
                                                     progress=False, log=lambda *a, **k: None))
         mesh_shape = tuple(args.mesh_shape)
+        mesh = args.mesh
+        n_mesh = int(args.mesh_pixels)
+        if mesh == "rectangular":
+            mesh_text = f"{mesh_shape[0] * mesh_shape[1]} ({mesh_shape[0]}x{mesh_shape[1]} rectangular)"
+        else:
+            mesh_text = f"{n_mesh} ({mesh} vertices: {_MESH_WORDS[mesh]})"
         print(f"likelihood benchmark: M = {grid.n_pixels:,} image pixels ({args.shape[0]}x{args.shape[1]} at "
               f"{args.pixel_scale}\", r = {args.mask_radius}\"), K = {dataset.n_visibilities:,}, S = "
-              f"{mesh_shape[0] * mesh_shape[1]} ({mesh_shape[0]}x{mesh_shape[1]} rectangular), constant regularization; "
-              f"store ready in {t_store:.1f} s")
+              f"{mesh_text}, constant regularization; store ready in {t_store:.1f} s")
         print(f"machine: {platform.machine()}, python {platform.python_version()}, jax {jax.__version__} on "
               f"{jax.devices()[0].platform} ({jax.device_count()} device(s))")
 
@@ -114,13 +125,22 @@ def main(argv=None) -> int:
 
         def ours_numpy():
             src = lens.ray_trace(grid_arcsec)
-            mesh = RectangularMesh.from_source_grid(src, mesh_shape)
-            return fitter.log_evidence(mesh.mapping_matrix(src), regularization_from_mesh(mesh, 1.0, "constant"))
+            if mesh == "rectangular":
+                source_mesh = RectangularMesh.from_source_grid(src, mesh_shape)
+                H = regularization_from_mesh(source_mesh, 1.0, "constant")
+            elif mesh == "delaunay":
+                source_mesh = DelaunayMesh.from_source_grid(src, n_mesh)
+                H = regularization_from_mesh(source_mesh, 1.0, "constant")
+            else:
+                source_mesh = VoronoiMesh.from_source_grid(src, n_mesh)
+                H = source_mesh.regularization_matrix(1.0, "constant")  # Voronoi-weighted Delaunay edges
+            return fitter.log_evidence(source_mesh.mapping_matrix(src), H)
 
-        lk = fitter.jax_likelihood(grid_arcsec, mesh="rectangular", mesh_shape=mesh_shape, regularization="constant",
-                                   coefficient=1.0)
-        lk_xla = fitter.jax_likelihood(grid_arcsec, mesh="rectangular", mesh_shape=mesh_shape, regularization="constant",
-                                       coefficient=1.0, fft="xla")
+        mesh_kwargs = (dict(mesh="rectangular", mesh_shape=mesh_shape) if mesh == "rectangular"
+                       else dict(mesh=mesh, n_pixels=n_mesh))
+        lk = fitter.jax_likelihood(grid_arcsec, **mesh_kwargs, regularization="constant", coefficient=1.0)
+        lk_xla = fitter.jax_likelihood(grid_arcsec, **mesh_kwargs, regularization="constant", coefficient=1.0,
+                                       fft="xla")
         print(f"JAX likelihood: F's FFTs by {lk.config.fft} ({lk.config.batch_size} columns per batch); the XLA row: "
               f"jnp.fft ({lk_xla.config.batch_size} columns per batch)")
         lk_map = JaxLikelihood(lk.arrays, lk.config, lk.coefficient, batch="map")
@@ -140,7 +160,13 @@ def main(argv=None) -> int:
         if lk.config.fft != "xla":
             runners["ours JAX jit, single, XLA FFT"] = (lambda: float(jax.block_until_ready(lk_xla.log_evidence(params))), 1)
         peer_note = None
-        if not args.no_peer:
+        peer_name = "peer FitInterferometer jit, linear solver"
+        peer_values = {}  # row name -> what its log evidence is, for the lines under the table
+        peer_check = None
+        if not args.no_peer and mesh != "rectangular":
+            peer_name, peer_note, peer_check = _peer_mesh_rows(runners, peer_values, store, lens, mesh, n_mesh,
+                                                               fitter)
+        elif not args.no_peer:
             from wtilde_dask.bench.inversion import _peer_fit_factory
 
             made = _peer_fit_factory(store, lens, mesh_shape)
@@ -168,19 +194,26 @@ def main(argv=None) -> int:
             best["ours JAX jit, one thread (taskset -c 0)"] = min(one[0])
         times[f"FFT floor ({floor_name})"] = [floor_s]
         best[f"FFT floor ({floor_name})"] = floor_s
-        peer_name = "peer FitInterferometer jit, linear solver"
-        print(f"\n{'s per evaluation':46s} {'s':>9s} {'median':>9s} {'peer jit / this':>16s}")
+        width = max([46] + [len(name) for name in times])
+        print(f"\n{'s per evaluation':{width}s} {'s':>9s} {'median':>9s} {'peer jit / this':>16s}")
         for name in times:
             vs = f"{best[peer_name] / best[name]:15.2f}x" if peer_name in best else f"{'-':>16s}"
-            print(f"{name:46s} {best[name]:9.4f} {statistics.median(times[name]):9.4f} {vs}")
+            print(f"{name:{width}s} {best[name]:9.4f} {statistics.median(times[name]):9.4f} {vs}")
         v_jax = float(values["ours JAX jit, single"])
         v_np = float(values["ours NumPy (lens -> T, H -> evidence)"])
         v_vg = values["ours JAX value_and_grad (7 params)"]
         print(f"\nlog evidence: JAX {v_jax:.10f}, NumPy {v_np:.10f}, relative difference {abs(v_jax - v_np) / abs(v_np):.1e}; "
               f"value_and_grad value {float(v_vg[0]):.10f}; gradient {np.array2string(np.asarray(v_vg[1]), precision=4)}")
-        if peer_name in values:
+        if peer_name in values and mesh == "rectangular":
             print(f"peer log evidence {float(values[peer_name]):.6f} (its own Isothermal normalisation and mesh "
                   f"placement: not the same number as ours)")
+        for name, what in peer_values.items():
+            if name in values:
+                print(f"peer log evidence {float(values[name]):.6f} ({what}; its own Isothermal normalisation and "
+                      f"vertex choice: not the same number as ours)")
+        if peer_check is not None:
+            print(f"check: ours log_evidence(T, H) on the peer's own T and H (Constant) = {peer_check[0]:.8f}, the "
+                  f"peer's {peer_check[1]:.8f} (relative difference {abs(peer_check[0] - peer_check[1]) / abs(peer_check[1]):.1e})")
         t_eval = best["ours JAX jit, single"]
         grad_over_eval = best["ours JAX value_and_grad (7 params)"] / t_eval
         ratios = (f"eval_vs_floor={t_eval / floor_s:.2f} grad_over_eval={grad_over_eval:.2f} floor_s={floor_s:.4f} "
@@ -204,10 +237,52 @@ def main(argv=None) -> int:
                      f"speedup_vs_peer_jit={best[peer_name] / best['ours JAX jit, single']:.2f}")
         elif peer_note:
             line += f" peer=skipped({peer_note.replace(' ', '_')})"
+        if mesh != "rectangular":
+            line += f" mesh={mesh} S={lk.config.n_source_pixels}"
+            if peer_check is not None:
+                line += f" peer_S={peer_check[2]}"
         print(line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+_MESH_WORDS = {"delaunay": "Delaunay, barycentric", "voronoi": "natural neighbour, Sibson"}
+
+
+def _peer_mesh_rows(runners, peer_values, store, lens, mesh, n_mesh, fitter):
+    """Add the peer rows of a ``delaunay`` / ``voronoi`` run to ``runners`` (:mod:`wtilde_dask.bench.peer_mesh`):
+    ``Delaunay`` / ``DelaunayNN`` with ``ConstantSplit`` under ``jax.jit`` (linear and default solvers) and with
+    ``Constant`` by NumPy (not jittable there). Returns (the jitted linear row's name, a note when skipped,
+    (ours on the peer's Constant T and H, the peer's log evidence, the peer's S) or None)."""
+    import jax
+    import jax.numpy as jnp
+
+    from wtilde_dask.bench.peer_mesh import peer_mesh_fit_factory
+
+    made = peer_mesh_fit_factory(store, lens, mesh, n_mesh)
+    if made is None:
+        return "peer jit", "autolens not importable", None
+    fit, linear, info = made
+    cls, S = info["mesh_class"], info["n_pixels"]
+    print(f"peer: al.mesh.{cls}, S = {S} (Overlay {info['overlay_shape'][0]}x{info['overlay_shape'][1]} image-plane "
+          f"mesh grid inside the mask), jitted with al.reg.ConstantSplit (its Constant builds neighbours with SciPy "
+          f"from the traced vertices: NumPy only)")
+    er = float(lens.einstein_radius)
+    peer_lin = jax.jit(lambda e: fit(e, jnp, linear, "constant_split").log_evidence)
+    peer_default = jax.jit(lambda e: fit(e, jnp, None, "constant_split").log_evidence)
+    name = f"peer {cls} jit, ConstantSplit, linear solver"
+    runners[name] = (lambda: float(jax.block_until_ready(peer_lin(er))), 1)
+    runners[f"peer {cls} jit, ConstantSplit, default solver"] = (
+        lambda: float(jax.block_until_ready(peer_default(er))), 1)
+    numpy_name = f"peer {cls} NumPy (not jittable), Constant, linear"
+    runners[numpy_name] = (lambda: float(fit(er, np, linear, "constant").log_evidence), 1)
+    peer_values[name] = f"{cls}, ConstantSplit, linear solver"
+    peer_values[numpy_name] = f"{cls}, Constant, linear solver"
+    reference = fit(er, np, linear, "constant")
+    ours_on_peer = fitter.log_evidence(np.asarray(reference.inversion.mapping_matrix),
+                                       np.asarray(reference.inversion.regularization_matrix))
+    return name, None, (float(ours_on_peer), float(reference.log_evidence), S)
 
 
 def _used_columns(lk, params) -> int:
@@ -237,7 +312,8 @@ import jax
 from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
 store, ny, nx, reg, coef, bs, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 params = np.array([float(v) for v in sys.argv[8].split(",")])
-lk = JaxLikelihood.from_store(store, mesh="rectangular", mesh_shape=(ny, nx), regularization=reg, coefficient=coef, batch_size=bs)
+mesh, n_pixels = sys.argv[9], int(sys.argv[10])
+lk = JaxLikelihood.from_store(store, mesh=mesh, mesh_shape=(ny, nx), n_pixels=n_pixels, regularization=reg, coefficient=coef, batch_size=bs)
 value = float(jax.block_until_ready(lk.log_evidence(params)))
 times = []
 for _ in range(repeats):
@@ -260,7 +336,7 @@ def _one_thread(store_path, lk, params, repeats: int):
     cfg = lk.config
     cmd = [taskset, "-c", "0", sys.executable, "-c", _ONE_THREAD_SCRIPT, str(store_path), str(cfg.mesh_shape[0]),
            str(cfg.mesh_shape[1]), cfg.regularization, repr(lk.coefficient), str(cfg.batch_size),
-           str(max(int(repeats), 1)), ",".join(repr(float(v)) for v in np.asarray(params))]
+           str(max(int(repeats), 1)), ",".join(repr(float(v)) for v in np.asarray(params)), cfg.mesh, str(cfg.n_pixels)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("ONE_THREAD ")), None)
     if proc.returncode != 0 or line is None:
