@@ -3,8 +3,10 @@ gradient), our NumPy path, and PyAutoLens's jitted ``FitInterferometer`` on the 
 regularization, all measured in one run.
 
     python -m wtilde_dask.bench likelihood [--visibilities 1000000] [--shape 800 800] [--pixel-scale 0.05]
-                                           [--mask-radius 3.5] [--mesh-shape 32 32] [--batch 8] [--repeats 3]
+                                           [--mask-radius 3.5] [--mesh {rectangular,delaunay,voronoi}]
+                                           [--mesh-shape 32 32] [--mesh-pixels 400] [--batch 8] [--repeats 3]
                                            [--dataset DIR] [--store PATH] [--workers 2] [--no-peer]
+                                           [--no-one-thread]
 
 Defaults are the ALMA preset: an 800 x 800 grid of 0.05" pixels, circular mask of 3.5"
 (M = 15,380), K = 1e6 visibilities simulated by ``wtilde simulate`` (ALMA-like, equal real / imaginary noise,
@@ -30,8 +32,29 @@ Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-u
   ``nufft_precision_operator`` layout; linear solver, and its default positive-only solver); ``peer NumPy``: the
   same fit with ``xp=numpy``.
 
+``--mesh delaunay`` / ``--mesh voronoi`` (``--mesh-pixels`` S vertices, default 400) time the same rows on the
+image-plane meshes, whose vertex table (which traced points are vertices, the triangulation, each traced point's
+triangle or natural neighbours) is built on the host per lens and enters the compiled function as an input:
+
+* ``ours JAX jit, single`` / ``value_and_grad``: ``fitter.jax_likelihood(mesh=..., n_pixels=S)``, host table
+  included in each call; the gradient holds the table fixed;
+* the batch rows: ``log_evidence_batch`` builds one table per lens (``voronoi``: padded to a common size) and
+  stacks them;
+* ``ours NumPy``: :class:`~wtilde_dask.inversion.DelaunayMesh` (barycentric, Constant on the Delaunay edges) or
+  :class:`~wtilde_dask.inversion.natural_neighbour.VoronoiMesh` (Sibson weights, Voronoi-weighted edges);
+* FFT floor, one-thread and XLA FFT rows as above (the one-thread child gets the mesh and S);
+* the peer (:mod:`wtilde_dask.bench.peer_mesh`): ``al.mesh.Delaunay`` (for ``delaunay``) or ``al.mesh.DelaunayNN``
+  (its Sibson natural-neighbour mesh, for ``voronoi``) on an ``al.image_mesh.Overlay`` image-plane mesh grid of
+  about S points; ``peer <mesh> jit, ConstantSplit, linear solver`` / ``default solver``: under ``jax.jit`` with
+  ``al.reg.ConstantSplit`` (coefficient 1), the reference of the ``peer jit / this`` column and of
+  ``speedup_vs_peer_jit``; ``peer <mesh> NumPy (not jittable), Constant, linear``: ``al.reg.Constant`` (the scheme
+  ours uses), which builds its neighbours with SciPy from the traced vertices and so runs with ``xp=numpy`` only.
+  The peer's vertices are not ours, so its log evidences are not the same number as ours; the ``check`` line
+  gives ours evaluated on the peer's own T and H (Constant), which equals the peer's.
+
 The JAX and NumPy log evidences are printed with their relative difference, then ``value_and_grad / eval``.
-The last two lines are machine-readable (the floor, one-thread and gradient ratios; then the times).
+The last two lines are machine-readable (the floor, one-thread and gradient ratios; then the times; for
+``delaunay`` / ``voronoi`` the times line ends with ``mesh=<mesh> S=<ours> peer_S=<the peer's>``).
 """
 
 from __future__ import annotations
