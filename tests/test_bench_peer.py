@@ -61,9 +61,10 @@ def test_bench_likelihood_against_the_peer(capsys):
     # the JAX evaluation equals the NumPy one on the same lens, mesh and regularization
     rel = float(re.search(r"NumPy [0-9.e+-]+, relative difference ([0-9.e+-]+);", out).group(1))
     assert rel < 1e-8, out
-    for row in ("ours JAX jit, single", "ours JAX vmap, per item of 2", "ours JAX value_and_grad (7 params)",
+    for row in ("ours JAX jit, single", "ours JAX batch (lax.map), per item of 2", "ours JAX vmap, per item of 2",
+                "ours JAX value_and_grad (7 params)",
                 "ours NumPy (lens -> T, H -> evidence)", "peer FitInterferometer jit, linear solver"):
         assert row in out
     last = out.strip().splitlines()[-1]
-    assert re.fullmatch(r"jax_s=\S+ jax_vmap_s_per_item=\S+ grad_s=\S+ numpy_s=\S+ jax_vs_numpy=\S+ "
+    assert re.fullmatch(r"jax_s=\S+ jax_map_s_per_item=\S+ jax_vmap_s_per_item=\S+ grad_s=\S+ numpy_s=\S+ jax_vs_numpy=\S+ "
                         r"peer_jit_s=\S+ speedup_vs_peer_jit=\S+", last), last
