@@ -190,6 +190,38 @@ def test_batches_do_not_depend_on_the_split_and_bad_points_are_rejected(store, c
     assert f.n_evaluations == 18
 
 
+def test_sampler_pool_trains_networks_on_the_workers_and_equals_local_training(client):
+    """Nautilus' network training through DaskSamplerPool runs on the workers and gives the networks a local
+    map gives (each network's seed is its index); any other sampler computation runs in this process."""
+    from functools import partial
+
+    from nautilus.neural import train_network
+
+    from wtilde_dask.fit.evaluate import DaskSamplerPool
+
+    rng = np.random.default_rng(14)
+    x = rng.uniform(size=(200, 2))
+    y = np.argsort(np.argsort(-np.sum((x - 0.5) ** 2, axis=1))) / 200.0
+    train = partial(train_network, x, y, {})
+    from distributed import get_task_stream
+
+    pool = DaskSamplerPool(client, 2)
+    with get_task_stream(client) as stream:
+        remote = pool.map(train, range(2))
+    assert len(stream.data) == 2  # two tasks ran on the workers
+    local = list(map(train, range(2)))
+    probe = rng.uniform(size=(50, 2))
+    for a, b in zip(remote, local):
+        np.testing.assert_array_equal(a.predict(probe), b.predict(probe))
+    worker_pids = set(client.run(os.getpid).values())
+    assert os.getpid() not in worker_pids
+    with get_task_stream(client) as stream:
+        assert pool.map(lambda _: os.getpid(), range(3)) == [os.getpid()] * 3  # not network training: here
+    assert stream.data == []
+    with pytest.raises(ValueError, match="size: must be >= 1, got 0"):
+        DaskSamplerPool(client, 0)
+
+
 def test_worker_memory_does_not_grow_with_the_number_of_evaluations(store, client):
     """Each worker keeps one likelihood and one compiled chunk shape: after a warm-up, 1,600 more evaluations
     (80 batches of 20 new points) leave every worker's resident memory within 40 MB of where it was (keeping each

@@ -182,6 +182,10 @@ def precheck(store_path, model, name: str = "default", overwrite: bool = False):
     return store, record
 
 
+#: the shortest interval between two per-batch progress writes (the dashboard and `wtilde status` read them)
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
 def run_fit(store_path, model, name: str = "default", client=None, overwrite: bool = False, *,
             slice_batches: int = 5, slice_seconds: float = 60.0, retries: int = 3) -> FitResult:
     """Fit ``model`` (a :class:`~wtilde_dask.fit.model.FitModel`) to the lattice store at ``store_path``.
@@ -217,8 +221,16 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
 
     t0 = time.perf_counter()
 
+    last_written = [-float("inf")]
+
     def report(**values):
-        record.update_progress(state="running", wall_seconds=previous_wall + time.perf_counter() - t0, **values)
+        """Progress into the store: every slice's report (it carries ``n_slices``), per-batch ones at most once a
+        second (each is an fsynced attribute write)."""
+        now = time.perf_counter()
+        if "n_slices" not in values and now - last_written[0] < PROGRESS_INTERVAL_SECONDS:
+            return
+        last_written[0] = now
+        record.update_progress(state="running", wall_seconds=previous_wall + now - t0, **values)
 
     options = dict(model.likelihood_options())
     with _Heartbeat(record), _interrupted_on_error(record):
@@ -229,6 +241,7 @@ def run_fit(store_path, model, name: str = "default", client=None, overwrite: bo
 
             publish_fit(client, store.path, name)  # the dashboard's fit view follows this fit
             likelihood = DaskLikelihood(client, store.path, options, int(settings["chunk_size"]), retries=retries)
+            likelihood.warm_up()  # the workers compile while Nautilus starts
             pool = DaskSamplerPool(client, settings["pool_size"], retries=retries) if settings.get("pool_size") else None
             search = NautilusSearch(model, likelihood, record, settings, report=report, slice_batches=slice_batches,
                                     slice_seconds=slice_seconds, pool=pool)
