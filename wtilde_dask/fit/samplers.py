@@ -3,8 +3,9 @@
 **Nautilus** (``nautilus.Sampler``, vectorized): the prior is the model's unit-cube transform, the likelihood a
 callable that sends each batch of ``n_batch`` points to the Dask workers (:class:`~wtilde_dask.fit.evaluate.
 DaskLikelihood`). Nautilus writes its whole state (points, log likelihoods, bounds, shell statistics and the
-PCG64 state of its random generator) to an HDF5 file after every batch, but that file is rewritten in place
-(not kill-safe). So Nautilus works on a copy in ``work/`` and runs in slices (``run(n_like_max=..., timeout=...)``:
+PCG64 state of its random generator) to an HDF5 file, rewritten in place (not kill-safe), and rewrites it whole
+after every new bound. So Nautilus reads a copy in ``work/`` when it resumes, writes it once per slice
+(``Sampler.write``, the same complete state) and runs in slices (``run(n_like_max=..., timeout=...)``:
 at most ``slice_batches`` batches and ``slice_seconds`` seconds); after each slice the working file is copied
 into the fit's ``checkpoint/`` atomically. On resume the committed checkpoint is copied back to the working file
 and ``Sampler(..., resume=True)`` reads it: since the random state is in the file and a point's log likelihood
@@ -155,6 +156,7 @@ class NautilusSearch:
                                pass_dict=False, seed=int(st["seed"]), filepath=str(work), resume=True,
                                pool=(None, self.pool), **optional)
         s = self.sampler
+        s.filepath = None  # read on resume above; written once per slice below, not rewritten after every bound
         self._n0, self._t0 = int(s.n_like), time.perf_counter()
         if s.n_like:
             self._recover_best()
@@ -169,7 +171,8 @@ class NautilusSearch:
             finished = s.run(f_live=float(st["f_live"]), n_shell=int(st.get("n_shell", 1)), n_eff=int(st["n_eff"]),
                              n_like_max=target,
                              timeout=self.slice_seconds, discard_exploration=bool(st["discard_exploration"]))
-            if work.exists():
+            if s.n_like:
+                s.write(str(work), overwrite=True)  # the whole state, as Nautilus' own checkpoint
                 self.record.commit_checkpoint(work, self.FILE)
             n_slices += 1
             log_z = float(s.log_z) if s.n_like and np.isfinite(s.log_z) else None
