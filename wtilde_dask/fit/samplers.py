@@ -93,7 +93,7 @@ class NautilusSearch:
     def __init__(self, model, likelihood, record, settings: dict, *, report=None, slice_batches: int = 5,
                  slice_seconds: float = 60.0, pool=None):
         self.model = model
-        self.pool = pool if settings.get("pool_size") else None
+        self.pool = pool
         self.likelihood = likelihood
         self.record = record
         self.settings = settings

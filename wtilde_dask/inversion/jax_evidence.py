@@ -73,53 +73,50 @@ def _inverse(cholesky_factor):
 
 def log_evidence_from_matrices(F, D, H, chi_squared_data, noise_normalization, log_det_h=None):
     """Scalar log evidence of :func:`solve_and_score`, differentiable in every array argument by the
-    envelope-theorem VJP of the module doc (``log_det_h`` None: ln det H by a Cholesky of H here)."""
+    envelope-theorem VJP of the module doc (``log_det_h`` None: ln det H by :func:`log_det_spd`, whose VJP
+    adds the ``+1/2 H^-1`` term)."""
     if log_det_h is None:
-        return _evidence_inner_log_det(F, D, H, chi_squared_data, noise_normalization)
-    return _evidence_given_log_det(F, D, H, chi_squared_data, noise_normalization, log_det_h)
+        log_det_h = log_det_spd(H)
+    return _evidence(F, D, H, chi_squared_data, noise_normalization, log_det_h)
 
 
 @jax.custom_vjp
-def _evidence_given_log_det(F, D, H, chi_squared_data, noise_normalization, log_det_h):
+def log_det_spd(A):
+    """ln det A of a symmetric positive-definite (S, S) A by its Cholesky factor; VJP ``g A^-1``."""
+    return _log_det(jnp.linalg.cholesky(A))
+
+
+def _log_det_fwd(A):
+    L = jnp.linalg.cholesky(A)
+    return _log_det(L), L
+
+
+def _log_det_bwd(L, g):
+    return (g * _inverse(L),)
+
+
+log_det_spd.defvjp(_log_det_fwd, _log_det_bwd)
+
+
+@jax.custom_vjp
+def _evidence(F, D, H, chi_squared_data, noise_normalization, log_det_h):
     return solve_and_score(F, D, H, chi_squared_data, noise_normalization, log_det_h).log_evidence
 
 
-def _given_fwd(F, D, H, chi_squared_data, noise_normalization, log_det_h):
+def _evidence_fwd(F, D, H, chi_squared_data, noise_normalization, log_det_h):
     L_fh = jnp.linalg.cholesky(F + H)
     inv = _score(F, D, H, L_fh, chi_squared_data, noise_normalization, log_det_h)
     return inv.log_evidence, (inv.reconstruction, L_fh)
 
 
-def _given_bwd(residuals, g):
+def _evidence_bwd(residuals, g):
     s, L_fh = residuals
     G_f = -0.5 * g * (jnp.outer(s, s) + _inverse(L_fh))
     half = -0.5 * g
     return G_f, g * s, G_f, half, half, -half
 
 
-_evidence_given_log_det.defvjp(_given_fwd, _given_bwd)
+_evidence.defvjp(_evidence_fwd, _evidence_bwd)
 
 
-@jax.custom_vjp
-def _evidence_inner_log_det(F, D, H, chi_squared_data, noise_normalization):
-    return solve_and_score(F, D, H, chi_squared_data, noise_normalization).log_evidence
-
-
-def _inner_fwd(F, D, H, chi_squared_data, noise_normalization):
-    L_fh = jnp.linalg.cholesky(F + H)
-    L_h = jnp.linalg.cholesky(H)
-    inv = _score(F, D, H, L_fh, chi_squared_data, noise_normalization, _log_det(L_h))
-    return inv.log_evidence, (inv.reconstruction, L_fh, L_h)
-
-
-def _inner_bwd(residuals, g):
-    s, L_fh, L_h = residuals
-    G_f = -0.5 * g * (jnp.outer(s, s) + _inverse(L_fh))
-    half = -0.5 * g
-    return G_f, g * s, G_f + 0.5 * g * _inverse(L_h), half, half
-
-
-_evidence_inner_log_det.defvjp(_inner_fwd, _inner_bwd)
-
-
-__all__ = ["JaxInversion", "solve_and_score", "log_evidence_from_matrices"]
+__all__ = ["JaxInversion", "solve_and_score", "log_evidence_from_matrices", "log_det_spd"]

@@ -329,11 +329,10 @@ class JaxLikelihood:
         self._log_evidence = jax.jit(f)
         topology_axis = 0 if config.mesh in TOPOLOGY_MESHES else None
         self.batch = resolve_batch(batch)
-        self._batch = _batched(f, bound(log_evidence, replace(config, batch_axis="lens")), self.batch, None,
-                               topology_axis)
+        f_vmapped = bound(log_evidence, replace(config, batch_axis="lens"))
+        self._batch = _batched(f, f_vmapped, self.batch, None, topology_axis)
         # the same with one regularization coefficient per lens (a free coefficient in a search)
-        self._batch_coefficients = _batched(f, bound(log_evidence, replace(config, batch_axis="lens")), self.batch, 0,
-                                            topology_axis)
+        self._batch_coefficients = _batched(f, f_vmapped, self.batch, 0, topology_axis)
         self._value_and_grad = jax.jit(jax.value_and_grad(f))
         self._grad = jax.jit(jax.grad(f))
         self._inversion = jax.jit(bound(inversion, config))
