@@ -186,6 +186,50 @@ def test_value_vmap_and_value_and_grad_200_times_in_a_row(stores, fft):  # noqa:
     assert float(line.split()[2]) == pytest.approx(float(lk.log_evidence(jl.params_from_lens(LENS))), rel=1e-12)
 
 
+THREADS_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    import numpy as np
+    from wtilde_dask.inversion import jax_likelihood as jl
+    lk = jl.JaxLikelihood.from_store(sys.argv[1], mesh="rectangular", mesh_shape=(12, 12), coefficient=0.5,
+                                     batch_size=64, fft="xla")
+    p = np.array([0.8, 0.75, 35.0, 0.05, -0.03, 0.03, -0.02])
+    batch = p[None] * (1 + 0.01 * np.random.default_rng(0).normal(size=(4, 7)))
+    first = np.asarray(lk.log_evidence_batch(batch))
+    errors = []
+
+    def work():
+        try:
+            for _ in range(40):
+                assert np.array_equal(np.asarray(lk.log_evidence_batch(batch)), first)
+                assert float(lk.log_evidence(p)) == float(lk.log_evidence(p))
+        except Exception as err:  # noqa: BLE001
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors
+    print("RAN", 3 * 40, float(first[0]))
+""")
+
+
+def test_likelihood_called_from_several_threads_at_once_never_hangs(stores):  # noqa: F811
+    """Three threads of one process evaluating at once (as the tasks of a Dask worker with several threads do):
+    XLA:CPU's FFTs, run side by side, once waited on each other for ever here; the likelihood now runs one
+    execution at a time per process on a CPU. A child process, so that a hang is a failure after the timeout."""
+    proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(stores["unequal"].path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("RAN 120 ")
+    # the threads' value is the single-threaded one of the same lens (batch item 0, as drawn in the child)
+    p = np.array([0.8, 0.75, 35.0, 0.05, -0.03, 0.03, -0.02])
+    item0 = (p[None] * (1 + 0.01 * np.random.default_rng(0).normal(size=(4, 7))))[0]
+    lk = jl.JaxLikelihood.from_store(stores["unequal"], mesh="rectangular", mesh_shape=(12, 12), coefficient=0.5,
+                                     fft="xla")
+    assert float(line.split()[2]) == pytest.approx(float(lk.log_evidence(item0)), rel=1e-12)
+
+
 def test_fft_setting_auto_picks_ducc0_on_cpu_and_names_a_bad_value(stores):  # noqa: F811
     import dask.config
 

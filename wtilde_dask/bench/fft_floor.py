@@ -45,6 +45,9 @@ def xla_floor(n_columns: int, shape_box, fft_shape, batch_size: int, repeats: in
     @jax.jit
     def run(full, remainder):
         out = jax.lax.map(transforms, full) if n_full else full
+        # The remainder's transforms wait for the batches' (as in the likelihood, one FFT after another):
+        # two FFTs XLA:CPU runs at the same time on its thread pool can wait on each other forever.
+        out, remainder = jax.lax.optimization_barrier((out, remainder))
         return out, (transforms(remainder) if rest else remainder)
 
     imgs = _images(n_columns, shape_box)

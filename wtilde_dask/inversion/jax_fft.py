@@ -3,8 +3,8 @@
 ``out[p] = sum_q k[p - q] x[q] + h[p + q] x[q]`` on the (ny, nx) box, zero-padded to the (Ny, Nx) FFT box
 (:class:`~wtilde_dask.inversion.curvature_kernels.LatticeOperator`). Two ways, the same numbers (round-off):
 
-* ``"xla"``: ``jnp.fft`` (runs on any JAX backend; on CPU XLA's FFT uses one thread, and its speed depends on
-  the jaxlib release);
+* ``"xla"``: ``jnp.fft`` (runs on any JAX backend; on CPU XLA runs ducc0's transforms on its intra-op thread
+  pool, and the speed depends on the jaxlib release);
 * ``"ducc0"``: a JAX primitive (bound by JAXbind, ``jaxbind.get_linear_call``) whose CPU implementation is
   :func:`wtilde_dask.inversion.curvature_kernels.lattice_apply`: ducc0's transforms on ``nthreads`` threads
   (every core by default), in reused per-thread buffers. It is linear in the images and W is symmetric, so its
@@ -16,11 +16,18 @@ preset on a 2-core CPU the whole evaluation ran faster with XLA's FFT than with 
 jitted function, whose threads then ran at about half their speed outside it), ``ducc0``, or ``auto`` (ducc0 on a
 CPU backend when JAXbind imports, else XLA); ``wtilde.fft-threads``: ducc0's threads, 0 = every core this process
 may use.
+
+:func:`one_at_a_time`: XLA:CPU runs an FFT on its intra-op thread pool and waits there for the parts it queued;
+two FFTs running at the same time in one process (two threads evaluating the likelihood at once, as the tasks of
+a Dask worker with several threads do) can each wait for parts queued behind the other's, for ever (seen at the
+ALMA preset on 2 cores). On a CPU backend the likelihood's executions therefore run one at a time per process,
+each still on every thread of the pool.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -54,6 +61,19 @@ def xla_lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bo
         Y = X * (jnp.real(K_hat).T if real_kernel else K_hat.T)[None]
     Y = jnp.swapaxes(jnp.fft.ifft(Y, axis=2)[:, :, :ny], 1, 2)  # (nb, ny, Nx//2+1)
     return jnp.fft.irfft(Y, n=Nx, axis=2)[:, :, :nx]
+
+
+_CPU_EXECUTIONS = threading.RLock()  # one jitted likelihood execution at a time per process on a CPU backend
+
+
+def one_at_a_time(fn, *args):
+    """``fn(*args)`` (a jitted function) run to completion under the process's CPU execution lock when JAX's
+    default backend is the CPU (module doc); as it is on other backends or when an argument is being traced
+    (inside the caller's own ``jit`` / ``grad``, where nothing executes)."""
+    if jax.default_backend() != "cpu" or any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
+        return fn(*args)
+    with _CPU_EXECUTIONS:
+        return jax.block_until_ready(fn(*args))
 
 
 def _threads(requested: int) -> int:

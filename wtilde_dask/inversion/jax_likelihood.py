@@ -300,7 +300,9 @@ class JaxLikelihood:
     ``log_evidence(params)`` (7,) -> scalar; ``log_evidence_batch(params)`` (N, 7) -> (N,) by ``jax.vmap`` or
     ``jax.lax.map`` (:func:`resolve_batch`);
     ``grad(params)`` (7,) -> (7,) by ``jax.grad``; ``value_and_grad``; ``inversion(params)`` all numbers.
-    Each is compiled once per mesh shape (and batch size) on first call.
+    Each is compiled once per mesh shape (and batch size) on first call. On a CPU backend each call returns a
+    finished result, and calls from several threads of one process run one at a time
+    (:func:`~wtilde_dask.inversion.jax_fft.one_at_a_time`: XLA:CPU's FFTs can deadlock when run side by side).
     """
 
     def __init__(self, arrays: LatticeArrays, config: LikelihoodConfig, coefficient: float = 1.0, batch: str | None = None):
@@ -391,7 +393,7 @@ class JaxLikelihood:
 
     def log_evidence(self, params, topology=None) -> jax.Array:
         p = self._params(params)
-        return self._log_evidence(p, self.arrays, self.coefficient, topology or self.topology(p))
+        return jax_fft.one_at_a_time(self._log_evidence, p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def log_evidence_batch(self, params, coefficients=None) -> jax.Array:
         """(N,) log evidences of the (N, 7) ``params`` by vmap; ``coefficients`` (N,): one regularization
@@ -404,24 +406,24 @@ class JaxLikelihood:
                 topos = jax_meshes.pad_topologies(topos)
             topo = jax.tree.map(lambda *a: jnp.stack(a), *topos)
         if coefficients is None:
-            return self._batch(p, self.arrays, self.coefficient, topo)
+            return jax_fft.one_at_a_time(self._batch, p, self.arrays, self.coefficient, topo)
         c = jnp.asarray(coefficients, dtype=jnp.float64)
         if c.shape != (p.shape[0],):
             raise JaxLikelihoodError(f"coefficients: expected shape ({p.shape[0]},) (one per lens), got {tuple(c.shape)}")
-        return self._batch_coefficients(p, self.arrays, c, topo)
+        return jax_fft.one_at_a_time(self._batch_coefficients, p, self.arrays, c, topo)
 
     def grad(self, params, topology=None) -> jax.Array:
         """d log_evidence / d params (7,); Delaunay: the topology at ``params`` held fixed."""
         p = self._params(params)
-        return self._grad(p, self.arrays, self.coefficient, topology or self.topology(p))
+        return jax_fft.one_at_a_time(self._grad, p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def value_and_grad(self, params, topology=None):
         p = self._params(params)
-        return self._value_and_grad(p, self.arrays, self.coefficient, topology or self.topology(p))
+        return jax_fft.one_at_a_time(self._value_and_grad, p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def inversion(self, params, topology=None) -> JaxInversion:
         p = self._params(params)
-        return self._inversion(p, self.arrays, self.coefficient, topology or self.topology(p))
+        return jax_fft.one_at_a_time(self._inversion, p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def fit(self, params):
         """:class:`~wtilde_dask.inversion.solve.InversionResult` (NumPy) for lens ``params`` (7,)."""
@@ -440,8 +442,8 @@ def fit_from_mapping(mapping_matrix, regularization_matrix, arrays: LatticeArray
     cols = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_indexes_for_sub_slim_index, 0)
     wts = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_weights_for_sub_slim_index, 0.0)
     cfg = LikelihoodConfig(**{**config.__dict__, "mesh": "mapping", "n_pixels": int(tri.n_source_pixels)})
-    r = jax.device_get(_inversion_from_mapping_jit(jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
-                                                   jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
+    r = jax.device_get(jax_fft.one_at_a_time(_inversion_from_mapping_jit, jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
+                                             jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
     return InversionResult(np.asarray(r.reconstruction), *(float(v) for v in r[1:]))
 
 

@@ -1,0 +1,37 @@
+"""The FFT floor of ``bench likelihood`` (:mod:`wtilde_dask.bench.fft_floor`): every way it tries is timed, the
+fastest named, and the XLA floor never hangs.
+
+The XLA floor once ran its last, smaller batch of columns beside the ``lax.map`` over the full batches: two FFTs
+that XLA:CPU ran at the same time on its intra-op thread pool then waited on each other for ever (on this 2-core
+machine within the first few calls at 100 columns of a 31 x 31 box, batches 8-64). A child process repeats those
+calls so that a hang is a failure after the timeout, not a stuck test run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from wtilde_dask.bench.fft_floor import fft_floor
+
+REPEAT_SCRIPT = textwrap.dedent("""
+    from wtilde_dask.bench.fft_floor import xla_floor
+    for i in range(6):
+        for batch in (8, 16, 32, 64):
+            assert xla_floor(100, (31, 31), (62, 62), batch, repeats=2) > 0
+    print("RAN", 6 * 4)
+""")
+
+
+def test_xla_floor_with_a_remainder_batch_never_hangs():
+    proc = subprocess.run([sys.executable, "-c", REPEAT_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "RAN 24"
+
+
+def test_fft_floor_times_every_way_and_names_the_fastest():
+    times = fft_floor(37, (12, 14), (24, 28), nthreads=2, repeats=1, xla_batch_sizes=(8, 64), ducc_batch_sizes=(16,))
+    assert set(times) == {"XLA, batch 8", "XLA, batch 64", "ducc0 2 threads, batch 16", "best"}
+    name, seconds = times["best"]
+    assert seconds == min(v for k, v in times.items() if k != "best") and times[name] == seconds
+    assert all(v > 0 for k, v in times.items() if k != "best")
