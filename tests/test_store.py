@@ -192,6 +192,30 @@ def test_stale_lock_taken_over(tmp_path, stale):
     assert ("is gone" if stale == "dead_pid" else "lease expired") in messages[0]
 
 
+def test_lock_of_a_killed_unreaped_process_is_stale(tmp_path):
+    """A run SIGKILLed whose parent has not reaped it yet (a zombie: its pid still answers signal 0) holds
+    nothing: its lock is taken over, while a live process's lock is refused."""
+    path = tmp_path / "w.zarr"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _plant_lock(path, pid=live.pid)
+        with pytest.raises(StoreLockedError, match="another run holds it"):
+            StoreLock(path).acquire()
+        live.kill()
+        deadline = time.monotonic() + 30
+        while open(f"/proc/{live.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":  # not waited for: a zombie
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(live.pid, 0)  # the zombie's pid still answers
+        messages = []
+        with StoreLock(path, log=messages.append):
+            pass
+        assert f"owner process {live.pid}" in messages[0] and "is gone" in messages[0]
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_lease_is_refreshed_and_loss_detected(tmp_path):
     path = tmp_path / "w.zarr"
     with StoreLock(path, lease_s=2.0, refresh_s=0.2) as lock:

@@ -18,6 +18,8 @@ from wtilde_dask.store.layout import LOCK_GROUP, _now
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs. A zombie (killed, not yet reaped by its parent: a
+    SIGKILLed job step whose parent died too) holds its pid but runs nothing: gone (Linux ``/proc``)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -26,7 +28,14 @@ def _pid_alive(pid: int) -> bool:
         return True
     except (OverflowError, ValueError):
         return False
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]  # the field after the (command name)
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # no /proc (not Linux): trust the signal check
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def read_lock(path) -> dict | None:
