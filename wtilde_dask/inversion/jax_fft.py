@@ -26,6 +26,7 @@ each still on every thread of the pool.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -66,14 +67,20 @@ def xla_lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bo
 _CPU_EXECUTIONS = threading.RLock()  # one jitted likelihood execution at a time per process on a CPU backend
 
 
-def one_at_a_time(fn, *args):
-    """``fn(*args)`` (a jitted function) run to completion under the process's CPU execution lock when JAX's
-    default backend is the CPU (module doc); as it is on other backends or when an argument is being traced
-    (inside the caller's own ``jit`` / ``grad``, where nothing executes)."""
-    if jax.default_backend() != "cpu" or any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(args)):
-        return fn(*args)
-    with _CPU_EXECUTIONS:
-        return jax.block_until_ready(fn(*args))
+def one_at_a_time(jitted):
+    """``jitted`` (a jitted function) whose calls run to completion under the process's CPU execution lock when
+    JAX's default backend is the CPU (module doc); called as it is on other backends or when an argument is being
+    traced (inside the caller's own ``jit`` / ``grad``, where nothing executes)."""
+
+    @functools.wraps(jitted)
+    def call(*args, **kwargs):
+        if jax.default_backend() != "cpu" or any(isinstance(a, jax.core.Tracer)
+                                                 for a in jax.tree.leaves((args, kwargs))):
+            return jitted(*args, **kwargs)
+        with _CPU_EXECUTIONS:
+            return jax.block_until_ready(jitted(*args, **kwargs))
+
+    return call
 
 
 def _threads(requested: int) -> int:

@@ -328,16 +328,17 @@ class JaxLikelihood:
         self._fixed = (fixed_regularization(rectangular_edges(config.mesh_shape), config.n_source_pixels,
                                             config.regularization) if config.mesh in LATTICE_MESHES else None)
         f = bound(log_evidence, config)
-        self._log_evidence = jax.jit(f)
+        run = jax_fft.one_at_a_time  # on a CPU: one execution at a time per process (XLA's FFTs side by side hang)
+        self._log_evidence = run(jax.jit(f))
         topology_axis = 0 if config.mesh in TOPOLOGY_MESHES else None
         self.batch = resolve_batch(batch)
         f_vmapped = bound(log_evidence, replace(config, batch_axis="lens"))
-        self._batch = _batched(f, f_vmapped, self.batch, None, topology_axis)
+        self._batch = run(_batched(f, f_vmapped, self.batch, None, topology_axis))
         # the same with one regularization coefficient per lens (a free coefficient in a search)
-        self._batch_coefficients = _batched(f, f_vmapped, self.batch, 0, topology_axis)
-        self._value_and_grad = jax.jit(jax.value_and_grad(f))
-        self._grad = jax.jit(jax.grad(f))
-        self._inversion = jax.jit(bound(inversion, config))
+        self._batch_coefficients = run(_batched(f, f_vmapped, self.batch, 0, topology_axis))
+        self._value_and_grad = run(jax.jit(jax.value_and_grad(f)))
+        self._grad = run(jax.jit(jax.grad(f)))
+        self._inversion = run(jax.jit(bound(inversion, config)))
 
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
@@ -393,7 +394,7 @@ class JaxLikelihood:
 
     def log_evidence(self, params, topology=None) -> jax.Array:
         p = self._params(params)
-        return jax_fft.one_at_a_time(self._log_evidence, p, self.arrays, self.coefficient, topology or self.topology(p))
+        return self._log_evidence(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def log_evidence_batch(self, params, coefficients=None) -> jax.Array:
         """(N,) log evidences of the (N, 7) ``params`` by vmap; ``coefficients`` (N,): one regularization
@@ -406,24 +407,24 @@ class JaxLikelihood:
                 topos = jax_meshes.pad_topologies(topos)
             topo = jax.tree.map(lambda *a: jnp.stack(a), *topos)
         if coefficients is None:
-            return jax_fft.one_at_a_time(self._batch, p, self.arrays, self.coefficient, topo)
+            return self._batch(p, self.arrays, self.coefficient, topo)
         c = jnp.asarray(coefficients, dtype=jnp.float64)
         if c.shape != (p.shape[0],):
             raise JaxLikelihoodError(f"coefficients: expected shape ({p.shape[0]},) (one per lens), got {tuple(c.shape)}")
-        return jax_fft.one_at_a_time(self._batch_coefficients, p, self.arrays, c, topo)
+        return self._batch_coefficients(p, self.arrays, c, topo)
 
     def grad(self, params, topology=None) -> jax.Array:
         """d log_evidence / d params (7,); Delaunay: the topology at ``params`` held fixed."""
         p = self._params(params)
-        return jax_fft.one_at_a_time(self._grad, p, self.arrays, self.coefficient, topology or self.topology(p))
+        return self._grad(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def value_and_grad(self, params, topology=None):
         p = self._params(params)
-        return jax_fft.one_at_a_time(self._value_and_grad, p, self.arrays, self.coefficient, topology or self.topology(p))
+        return self._value_and_grad(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def inversion(self, params, topology=None) -> JaxInversion:
         p = self._params(params)
-        return jax_fft.one_at_a_time(self._inversion, p, self.arrays, self.coefficient, topology or self.topology(p))
+        return self._inversion(p, self.arrays, self.coefficient, topology or self.topology(p))
 
     def fit(self, params):
         """:class:`~wtilde_dask.inversion.solve.InversionResult` (NumPy) for lens ``params`` (7,)."""
@@ -442,12 +443,12 @@ def fit_from_mapping(mapping_matrix, regularization_matrix, arrays: LatticeArray
     cols = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_indexes_for_sub_slim_index, 0)
     wts = np.where(tri.pix_indexes_for_sub_slim_index >= 0, tri.pix_weights_for_sub_slim_index, 0.0)
     cfg = LikelihoodConfig(**{**config.__dict__, "mesh": "mapping", "n_pixels": int(tri.n_source_pixels)})
-    r = jax.device_get(jax_fft.one_at_a_time(_inversion_from_mapping_jit, jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
-                                             jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
+    r = jax.device_get(_inversion_from_mapping_jit(jnp.asarray(cols, jnp.int32), jnp.asarray(wts),
+                                                   jnp.asarray(regularization_matrix, jnp.float64), arrays, cfg))
     return InversionResult(np.asarray(r.reconstruction), *(float(v) for v in r[1:]))
 
 
-_inversion_from_mapping_jit = jax.jit(inversion_from_mapping, static_argnames=("config",))
+_inversion_from_mapping_jit = jax_fft.one_at_a_time(jax.jit(inversion_from_mapping, static_argnames=("config",)))
 
 
 def maximize_evidence(likelihood: JaxLikelihood, params0, free=("einstein_radius", "axis_ratio"), bounds=None,
