@@ -13,13 +13,15 @@ import threading
 import time
 import uuid
 
+import psutil
+
 from wtilde_dask.errors import StoreLockedError
 from wtilde_dask.store.layout import LOCK_GROUP, _now
 
 
 def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` of this host still runs. A zombie (killed, not yet reaped by its parent: a
-    SIGKILLed job step whose parent died too) holds its pid but runs nothing: gone (Linux ``/proc``)."""
+    SIGKILLed job step whose parent died too) holds its pid but runs nothing: gone (psutil's status)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -29,13 +31,11 @@ def _pid_alive(pid: int) -> bool:
     except (OverflowError, ValueError):
         return False
     try:
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]  # the field after the (command name)
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # no /proc (not Linux): trust the signal check
-    except (OSError, IndexError):
+        return psutil.Process(int(pid)).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, ValueError):  # status unreadable (or a pid psutil refuses): trust the signal check
         return True
-    return state not in ("Z", "X")
 
 
 def read_lock(path) -> dict | None:
