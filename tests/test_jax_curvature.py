@@ -29,7 +29,7 @@ S = 20
 N_COLS = 4
 
 
-FFT_WAYS = ["xla", "ducc0"]  # jnp.fft (every backend) and ducc0 through JAXbind (CPU, every core)
+FFT_WAYS = ["xla", "ducc0"]  # jnp.fft (every backend) and F by ducc0 on the host (CPU, every core)
 
 
 def lattice_case(seed: int, hankel: bool, fft: str = "xla"):
@@ -236,10 +236,11 @@ def test_fft_setting_auto_picks_ducc0_on_cpu_and_names_a_bad_value(stores):  # n
     from wtilde_dask.inversion import jax_fft
 
     assert jax.default_backend() == "cpu"
-    assert jax_fft.resolve_fft() == "xla"  # the packaged default
-    with dask.config.set({"wtilde.likelihood-fft": "auto"}):
-        assert jax_fft.resolve_fft() == "ducc0"  # on a CPU backend
-        assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "ducc0"
+    assert jax_fft.resolve_fft() == "ducc0"  # the packaged default (auto) on a CPU backend
+    assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "ducc0"
+    with dask.config.set({"wtilde.likelihood-fft": "xla"}):
+        assert jax_fft.resolve_fft() == "xla"
+        assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "xla"
     with pytest.raises(ValueError, match="likelihood-fft: unknown 'fftw'"):
         jax_fft.resolve_fft("fftw")
     # a batch of lenses: lax.map on a CPU backend by default, vmap when asked; an unknown way named

@@ -8,7 +8,8 @@ transform along y, and the complex-to-real inverse of length Nx along x on the n
 
 * :func:`xla_floor`: the same four transforms in XLA (jitted, ``lax.map`` over batches of ``batch_size``
   columns, the y transforms on the minor axis after one transpose each way as in the likelihood);
-* :func:`ducc_floor`: ducc0's ``r2c`` / ``c2c`` / ``c2r`` on the strided axes with ``nthreads`` threads.
+* :func:`ducc_floor`: ducc0's ``r2c`` / ``c2c`` / ``c2r`` on the strided axes, ``nthreads`` threads inside each
+  call or one batch per thread.
 """
 
 from __future__ import annotations
@@ -57,36 +58,61 @@ def xla_floor(n_columns: int, shape_box, fft_shape, batch_size: int, repeats: in
     return min(timed(lambda: jax.block_until_ready(run(full, remainder)))[0] for _ in range(int(repeats)))
 
 
-def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: int, repeats: int = 3) -> float:
-    """Minimum seconds over ``repeats`` of the four transforms of ``n_columns`` columns by ducc0
-    (``nthreads`` threads, ``batch_size`` columns per call, buffers allocated once)."""
+def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: int, repeats: int = 3,
+               per_thread: bool = False) -> float:
+    """Minimum seconds over ``repeats`` of the four transforms of ``n_columns`` columns by ducc0, ``batch_size``
+    columns per call, buffers allocated and filled once (the forward ``c2c`` out of place, so the zero rows of
+    the padded spectrum are never rewritten): ``nthreads`` threads inside each call, or with ``per_thread`` one
+    batch per thread of a pool of ``nthreads`` threads, each call on one thread (as ``curvature_lattice``)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     import ducc0.fft as dfft
 
     ny, nx = shape_box
     Ny, Nx = fft_shape
-    imgs = _images(n_columns, shape_box)
     bs = max(1, min(int(batch_size), int(n_columns)))
-    buf = np.zeros((bs, ny, Nx))
-    X = np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128)
-    out = np.empty((bs, ny, Nx))
+    local = threading.local()
 
-    def run():
-        for start in range(0, int(n_columns), bs):
-            b = min(bs, int(n_columns) - start)
-            buf[:b, :, :nx] = imgs[start:start + b]
-            X[:b, ny:, :] = 0.0
-            dfft.r2c(buf[:b], axes=(2,), out=X[:b, :ny, :], nthreads=nthreads)
-            dfft.c2c(X[:b], axes=(1,), out=X[:b], nthreads=nthreads)
-            dfft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=nthreads)
-            dfft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out[:b], nthreads=nthreads)
-        return out
+    def buffers():
+        if not hasattr(local, "buffers"):
+            rows = np.zeros((bs, ny, Nx))
+            rows[:, :, :nx] = _images(bs, shape_box)
+            local.buffers = (rows, np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128),
+                             np.empty((bs, Ny, Nx // 2 + 1), dtype=np.complex128), np.empty((bs, ny, Nx)))
+        return local.buffers
 
-    run()
-    return min(timed(run)[0] for _ in range(int(repeats)))
+    def transforms(start, threads):
+        rows, X_rows, X, out = buffers()
+        b = min(bs, int(n_columns) - start)
+        dfft.r2c(rows[:b], axes=(2,), out=X_rows[:b, :ny, :], nthreads=threads)
+        dfft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=threads)
+        dfft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=threads)
+        dfft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out[:b], nthreads=threads)
+
+    starts = range(0, int(n_columns), bs)
+    if per_thread:
+        pool = ThreadPoolExecutor(int(nthreads))
+
+        def run():
+            list(pool.map(lambda s: transforms(s, 1), starts))
+    else:
+        pool = None
+
+        def run():
+            for s in starts:
+                transforms(s, int(nthreads))
+
+    try:
+        run()
+        return min(timed(run)[0] for _ in range(int(repeats)))
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int = 3,
-              xla_batch_sizes=(8, 16, 32, 64), ducc_batch_sizes=(16, 64)) -> dict:
+              xla_batch_sizes=(8, 16, 32, 64), ducc_batch_sizes=(8, 16, 32)) -> dict:
     """{"<way> batch <b>": seconds} for every way tried, and "best" = (name, seconds) the fastest."""
     times = {}
     for b in xla_batch_sizes:
@@ -97,5 +123,7 @@ def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int 
         ducc_batch_sizes = ()
     for b in ducc_batch_sizes:
         times[f"ducc0 {nthreads} threads, batch {b}"] = ducc_floor(n_columns, shape_box, fft_shape, b, nthreads, repeats)
+        times[f"ducc0 {nthreads} threads, one batch of {b} per thread"] = ducc_floor(
+            n_columns, shape_box, fft_shape, b, nthreads, repeats, per_thread=True)
     name = min(times, key=times.get)
     return {**times, "best": (name, times[name])}

@@ -198,7 +198,7 @@ class LatticeCurvature:
     ``box_indices`` (M, 2) box-relative (row, col) of each image pixel.
     """
 
-    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 16, workers=None, fft_shape=None):
+    def __init__(self, kernel_sum, box_indices, kernel_hankel=None, *, batch_size: int = 8, workers=None, fft_shape=None):
         self.operator = ck.lattice_operator(kernel_sum, kernel_hankel, fft_shape)
         self.box_indices = np.asarray(box_indices, dtype=np.int64)
         self.batch_size = int(batch_size)

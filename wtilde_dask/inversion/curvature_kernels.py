@@ -8,7 +8,9 @@ Shapes: T (M, S) scipy.sparse CSR mapping matrix, W (M, M) W-tilde, d (M,) dirty
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,32 +219,108 @@ def _kernel_product(X: np.ndarray, op: LatticeOperator) -> np.ndarray:
     return X
 
 
-def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 16, workers=None) -> np.ndarray:
-    """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W.
+def _threads(workers) -> int:
+    """Threads for ``workers`` (None, 0 or negative: every core this process may use)."""
+    if workers is not None and int(workers) > 0:
+        return int(workers)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``n_threads`` threads for :func:`curvature_lattice` (made once, reused)."""
+    with _POOLS_LOCK:
+        if n_threads not in _POOLS:
+            _POOLS[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="wtilde-lattice")
+        return _POOLS[n_threads]
+
+
+def _column_workspace(bs: int, op: LatticeOperator):
+    """This thread's reused buffers for ``bs`` columns: the row-padded (bs, ny, Nx) images (zero except while a
+    batch is scattered), the (bs, Ny, Nx//2+1) spectrum of the rows (rows ny: stay zero), the working spectrum,
+    and the (ny, Nx, bs) result (the columns on the fastest axis, as the sparse projection reads them)."""
+    ny, _ = op.shape_box
+    Ny, Nx = op.fft_shape
+    key = ("columns", bs, ny, Ny, Nx)
+    cache = _WORKSPACES.__dict__.setdefault("buffers", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = (np.zeros((bs, ny, Nx)), np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128),
+                      np.empty((bs, Ny, Nx // 2 + 1), dtype=np.complex128), np.empty((ny, Nx, bs)))
+    return cache[key]
+
+
+def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 8, workers=None,
+                      products: bool = False):
+    """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W; with ``products`` also ``A = W T``.
 
     T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
-    :func:`lattice_operator`. Source columns go in batches of ``batch_size``: scatter the batch's
-    columns of T onto the box, apply W (:func:`lattice_apply`), gather the unmasked pixels, project
-    with T^T. Empty columns of T (source pixels no image pixel maps to) are skipped: their rows and
-    columns of F are zero.
+    :func:`lattice_operator`. The used source columns (those some image pixel maps to; the others have zero
+    rows and columns in F) go in batches of ``batch_size``, one batch per thread of a pool of ``workers``
+    threads (None: every core), each batch on one core from start to end: scatter the batch's columns of T
+    onto the row-padded (ny, Nx) box, ``r2c`` along x on the ny rows, ``c2c`` along y (length Ny), the product
+    with the spectra (:func:`_kernel_product`), the inverse ``c2c`` and ``c2r`` on the ny output rows (ducc0,
+    one thread per batch), then ``F[:, batch] = T^T (W T)[:, batch]`` by a sparse product whose rows of T^T
+    index the padded box directly (no gather of the image pixels).
+
+    ``products``: also return ``(used (n_used,) int, A^T (n_used, M))``, row k of ``A^T`` being column
+    ``used[k]`` of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F reuses).
     """
-    T = sp.csr_matrix(T)
+    T = sp.csr_matrix(T, dtype=np.float64, copy=True)
+    T.sum_duplicates()
+    T.eliminate_zeros()  # a column with only zero weights is not used
     M, S = T.shape
     ny, nx = op.shape_box
+    Ny, Nx = op.fft_shape
     box = np.asarray(box_indices, dtype=np.int64)
-    flat = box[:, 0] * nx + box[:, 1]
+    padded = box[:, 0] * Nx + box[:, 1]  # flat index on the (ny, Nx) row-padded box
     Tc = T.tocsc()
-    TT = T.T.tocsr()
-    used = np.flatnonzero(np.diff(Tc.indptr) > 0)  # empty columns of T have zero rows / columns in F
+    # row s of T^T with each image pixel i at its padded box index: F[:, batch] = TT_box @ (W T)[box, batch]
+    TT_box = sp.csr_matrix((Tc.data, padded[Tc.indices], Tc.indptr), shape=(S, ny * Nx))
+    counts = np.diff(Tc.indptr)
+    used = np.flatnonzero(counts > 0)
+    bs = max(1, int(batch_size))
     F = np.zeros((S, S))
-    for start in range(0, len(used), batch_size):
-        batch = used[start:start + batch_size]
-        sub = Tc[:, batch].tocoo()
-        imgs = np.zeros((len(batch), ny * nx))
-        np.add.at(imgs, (sub.col, flat[sub.row]), sub.data)
-        out = lattice_apply(imgs.reshape(-1, ny, nx), op, workers=workers).reshape(-1, ny * nx)
-        F[:, batch] = np.asarray(TT @ np.ascontiguousarray(out[:, flat].T))
-    return 0.5 * (F + F.T)
+    At = np.empty((used.size, M)) if products else None
+
+    def one_batch(first: int) -> None:
+        batch = used[first:first + bs]
+        b = batch.size
+        pad, X_rows, X, out = _column_workspace(bs, op)
+        starts, n_each = Tc.indptr[batch], counts[batch]
+        entry = np.repeat(starts - np.cumsum(n_each) + n_each, n_each) + np.arange(int(n_each.sum()))
+        where = np.repeat(np.arange(b) * (ny * Nx), n_each) + padded[Tc.indices[entry]]
+        flat_pad = pad.reshape(-1)
+        flat_pad[where] = Tc.data[entry]
+        _ducc_fft.r2c(pad[:b], axes=(2,), out=X_rows[:b, :ny, :], nthreads=1)
+        flat_pad[where] = 0.0  # ready for the next batch
+        _ducc_fft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=1)
+        _kernel_product(X[:b], op)
+        _ducc_fft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=1)
+        _ducc_fft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2,
+                      out=out[:, :, :b].transpose(2, 0, 1), nthreads=1)
+        columns = out.reshape(ny * Nx, bs)[:, :b]
+        F[:, batch] = TT_box @ columns
+        if products:
+            At[first:first + b] = columns[padded].T
+
+    firsts = range(0, used.size, bs)
+    n_threads = min(_threads(workers), len(firsts)) if used.size else 1
+    if _ducc_fft is None:  # pragma: no cover - ducc0 is a dependency
+        raise ImportError("curvature_lattice needs ducc0")
+    if n_threads <= 1:
+        for first in firsts:
+            one_batch(first)
+    else:
+        list(_pool(n_threads).map(one_batch, firsts))
+    F = 0.5 * (F + F.T)
+    return (F, used, At) if products else F
 
 
 def lattice_apply_vector(x: np.ndarray, box_indices: np.ndarray, op: LatticeOperator, workers=None) -> np.ndarray:

@@ -35,13 +35,18 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from wtilde_dask.inversion import jax_fft  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
 
-lattice_apply = jax_fft.lattice_apply  # W on (nb, ny, nx) box images (re-exported)
+from wtilde_dask.inversion import curvature_kernels, jax_fft  # noqa: E402
+
+lattice_apply = jax_fft.xla_lattice_apply  # W on (nb, ny, nx) box images by jnp.fft (re-exported)
 
 
 def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
     """(F (S, S) symmetrised, A^T (n_batches, bs, M) in the used-first column order or None, order (S,), n_used)."""
+    if config.fft == "ducc0":
+        return _host_forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt)
     ny, nx = config.shape_box
     S = config.n_source_pixels
     bs = min(int(config.batch_size), S)
@@ -66,7 +71,7 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
             ok = (local >= 0) & (local < bs)
             imgs = jnp.zeros((bs, ny * nx), dtype=wflat.dtype).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
             out = lattice_apply(imgs.reshape(bs, ny, nx), K_hat, H_hat, config.shape_box, config.fft_shape,
-                                config.has_hankel, config.real_kernel, config.fft, config.fft_threads).reshape(bs, ny * nx)
+                                config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
             At = out[:, box_flat]  # (bs, M) = (W T[:, batch])^T
             block = jax.ops.segment_sum(wflat[:, None] * At.T[rows], cflat, num_segments=S)  # (S, bs)
             return (block, At) if keep_wt else block
@@ -83,6 +88,43 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
     F = F[position][:, position]  # back to the mesh's column order
     F = 0.5 * (F + F.T)
     return F, At, order, n_used  # At (n_batches, bs, M): batch b row j is column order[b bs + j] of A = W T
+
+
+def _host_forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
+    """:func:`_forward` on the host: :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` (ducc0,
+    one batch of columns per core, ``config.fft_threads`` threads) called from the jitted function by
+    ``jax.pure_callback`` (under ``vmap`` once per item)."""
+    M, P = cols.shape
+    S = config.n_source_pixels
+    bs = min(int(config.batch_size), S)
+    n_batches = -(-S // bs)
+    ny, nx = config.shape_box
+
+    def host(cols, wts, K_hat, H_hat, box_flat):
+        cols, wts, box_flat = np.asarray(cols), np.asarray(wts, dtype=np.float64), np.asarray(box_flat)
+        T = sp.csr_matrix((wts.ravel(), cols.ravel(), np.arange(0, M * P + 1, P)), shape=(M, S))
+        op = curvature_kernels.LatticeOperator(np.ascontiguousarray(np.real(K_hat)) if config.real_kernel else np.asarray(K_hat),
+                                               np.asarray(H_hat) if config.has_hankel else None,
+                                               tuple(config.shape_box), tuple(config.fft_shape))
+        box = np.stack((box_flat // nx, box_flat % nx), axis=1)
+        if not keep_wt:
+            return curvature_kernels.curvature_lattice(T, box, op, batch_size=bs, workers=config.fft_threads)
+        F, used, At_used = curvature_kernels.curvature_lattice(T, box, op, batch_size=bs,
+                                                               workers=config.fft_threads, products=True)
+        At = np.zeros((n_batches * bs, M))
+        At[:used.size] = At_used
+        unused = np.setdiff1d(np.arange(S), used, assume_unique=True)
+        order = np.concatenate((used, unused)).astype(np.int32)
+        return F, At.reshape(n_batches, bs, M), order, np.int32(used.size)
+
+    f64 = jnp.float64
+    F_shape = jax.ShapeDtypeStruct((S, S), f64)
+    if not keep_wt:
+        F = jax.pure_callback(host, F_shape, cols, wts, K_hat, H_hat, box_flat, vmap_method="sequential")
+        return F, None, None, None
+    shapes = (F_shape, jax.ShapeDtypeStruct((n_batches, bs, M), f64), jax.ShapeDtypeStruct((S,), jnp.int32),
+              jax.ShapeDtypeStruct((), jnp.int32))
+    return jax.pure_callback(host, shapes, cols, wts, K_hat, H_hat, box_flat, vmap_method="sequential")
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))

@@ -92,7 +92,7 @@ class LikelihoodConfig:
     batch_size: int = 8  # source columns per FFT batch (JaxLikelihood.from_fitter picks 8 for XLA, 16 for ducc0)
     real_kernel: bool = False  # K_hat real (even offset kernel; set by the builder): real x complex product
     batch_axis: str | None = None  # the vmap axis name when evaluated under jax.vmap (log_evidence_batch)
-    fft: str = "xla"  # how F's FFTs run: "xla" (jnp.fft, any backend) | "ducc0" (CPU, every core; jax_fft)
+    fft: str = "xla"  # how F's FFTs run: "xla" (jnp.fft, any backend) | "ducc0" (F on the host, CPU, every core; jax_fft)
     fft_threads: int = 0  # ducc0 threads (0: every core the process may use)
 
     @property
@@ -329,13 +329,13 @@ class JaxLikelihood:
                                             config.regularization) if config.mesh in LATTICE_MESHES else None)
         f = bound(log_evidence, config)
         run = jax_fft.one_at_a_time  # on a CPU: one execution at a time per process (XLA's FFTs side by side hang)
-        self._log_evidence = run(jax.jit(f))
+        self._log_evidence = run(jax.jit(f), one_blas_thread=True)
         topology_axis = 0 if config.mesh in TOPOLOGY_MESHES else None
         self.batch = resolve_batch(batch)
         f_vmapped = bound(log_evidence, replace(config, batch_axis="lens"))
-        self._batch = run(_batched(f, f_vmapped, self.batch, None, topology_axis))
+        self._batch = run(_batched(f, f_vmapped, self.batch, None, topology_axis), one_blas_thread=True)
         # the same with one regularization coefficient per lens (a free coefficient in a search)
-        self._batch_coefficients = run(_batched(f, f_vmapped, self.batch, 0, topology_axis))
+        self._batch_coefficients = run(_batched(f, f_vmapped, self.batch, 0, topology_axis), one_blas_thread=True)
         self._value_and_grad = run(jax.jit(jax.value_and_grad(f)))
         self._grad = run(jax.jit(jax.grad(f)))
         self._inversion = run(jax.jit(bound(inversion, config)))
@@ -346,14 +346,14 @@ class JaxLikelihood:
                     fft=None, batch=None) -> "JaxLikelihood":
         """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec.
         ``fft``: "xla", "ducc0" or "auto" (default: the ``wtilde.likelihood-fft`` setting, :mod:`jax_fft`);
-        ``batch_size``: source columns per FFT batch (default 16 with ducc0, 8 with XLA: the fastest at the
-        ALMA preset on 2 CPU cores); ``batch``: how :meth:`log_evidence_batch` runs its lenses, "vmap" or "map"
+        ``batch_size``: source columns per FFT batch (default 8: the fastest at the ALMA preset on 2 CPU cores,
+        both ways); ``batch``: how :meth:`log_evidence_batch` runs its lenses, "vmap" or "map"
         (:func:`resolve_batch`)."""
         from wtilde_dask import config as wtilde_config
 
         fft = jax_fft.resolve_fft(fft)
         if batch_size is None:
-            batch_size = 16 if fft == "ducc0" else 8
+            batch_size = 8
         arrays, shape_box, fft_shape, has_hankel = lattice_arrays_from_fitter(fitter, grid_arcsec)
         config = LikelihoodConfig(mesh=mesh, mesh_shape=tuple(int(n) for n in mesh_shape), n_pixels=int(n_pixels),
                                   buffer=float(buffer), regularization=regularization, shape_box=shape_box,
