@@ -13,7 +13,8 @@ Defaults are the ALMA preset: an 800 x 800 grid of 0.05" pixels, circular mask o
 so PyAutoLens's operator, which models equal noise only, is exact), a 32 x 32 rectangular source mesh,
 constant regularization (coefficient 1). The lattice W-tilde store is computed first on a LocalCluster.
 
-Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-up that compiles; median in brackets):
+Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-up that compiles; median in brackets;
+each timed call starts after 0.3 s idle, so the threads the previous row left spinning do not land on its time):
 
 * ``ours JAX jit``: ``JaxLikelihood.log_evidence(params)`` (ray tracing, mapping, H, F by FFT, solve, evidence);
 * ``ours JAX batch (lax.map)`` / ``ours JAX vmap``: ``log_evidence_batch`` of ``--batch`` parameter vectors, time per
@@ -74,6 +75,7 @@ import numpy as np
 from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 MESHES = ("rectangular", "delaunay", "voronoi")
+SETTLE_S = 0.3  # idle before each timed call (bench.timing.interleaved_rounds): every row starts from parked threads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,7 +213,8 @@ def main(argv=None) -> int:
               f"{lk.config.fft_shape}): " + ", ".join(f"{k} {v:.4f} s" for k, v in floor_all.items()))
         calls = {name: fn for name, (fn, _) in runners.items()}
         values = warm_up(calls, label="warm-up (compile)")
-        times = interleaved_rounds(calls, args.repeats, per={name: per for name, (_, per) in runners.items()})
+        times = interleaved_rounds(calls, args.repeats, per={name: per for name, (_, per) in runners.items()},
+                                   settle=SETTLE_S)
         best = {k: min(v) for k, v in times.items()}
         one = None if args.no_one_thread else _one_thread(store.path, lk, params, args.repeats)
         if one is not None:

@@ -22,11 +22,17 @@ def warm_up(runners: dict, log=print, label: str = "warm-up") -> dict:
     return values
 
 
-def interleaved_rounds(runners: dict, repeats: int, per: dict | None = None, after_round=None) -> dict:
-    """{name: [seconds per call / per[name]]} over ``repeats`` rounds; ``after_round()`` runs after each round."""
+def interleaved_rounds(runners: dict, repeats: int, per: dict | None = None, after_round=None,
+                       settle: float = 0.0) -> dict:
+    """{name: [seconds per call / per[name]]} over ``repeats`` rounds; ``after_round()`` runs after each round.
+    ``settle``: seconds of idle (not timed) before each timed call, so that the thread pools the previous call
+    left spinning (OpenBLAS's idle threads spin for about 0.1 s after a call) are parked again: every runner
+    starts from the same quiet machine."""
     times: dict = {}
     for _ in range(int(repeats)):
         for name, fn in runners.items():
+            if settle > 0:
+                time.sleep(settle)
             times.setdefault(name, []).append(timed(fn)[0] / (per or {}).get(name, 1))
         if after_round is not None:
             after_round()

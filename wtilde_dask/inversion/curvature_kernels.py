@@ -257,7 +257,7 @@ def _column_workspace(bs: int, op: LatticeOperator):
 
 
 def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 8, workers=None,
-                      products: bool = False):
+                      products: bool = False, products_rows: int = 0):
     """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W; with ``products`` also ``A = W T``.
 
     T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
@@ -266,11 +266,13 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     threads (None: every core), each batch on one core from start to end: scatter the batch's columns of T
     onto the row-padded (ny, Nx) box, ``r2c`` along x on the ny rows, ``c2c`` along y (length Ny), the product
     with the spectra (:func:`_kernel_product`), the inverse ``c2c`` and ``c2r`` on the ny output rows (ducc0,
-    one thread per batch), then ``F[:, batch] = T^T (W T)[:, batch]`` by a sparse product whose rows of T^T
-    index the padded box directly (no gather of the image pixels).
+    one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` by a sparse product whose rows
+    of T^T index the padded box directly (no gather of the image pixels): only the rows from the batch's own
+    on, the rest of F being their mirror (F is symmetric).
 
-    ``products``: also return ``(used (n_used,) int, A^T (n_used, M))``, row k of ``A^T`` being column
-    ``used[k]`` of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F reuses).
+    ``products``: also return ``(used (n_used,) int, A^T (max(n_used, products_rows), M))``, row k < n_used of
+    ``A^T`` being column ``used[k]`` of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F
+    reuses), the rows beyond zero.
     """
     T = sp.csr_matrix(T, dtype=np.float64, copy=True)
     T.sum_duplicates()
@@ -285,9 +287,10 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     TT_box = sp.csr_matrix((Tc.data, padded[Tc.indices], Tc.indptr), shape=(S, ny * Nx))
     counts = np.diff(Tc.indptr)
     used = np.flatnonzero(counts > 0)
+    TT_used = TT_box[used]  # rows in the order of the batches
     bs = max(1, int(batch_size))
-    F = np.zeros((S, S))
-    At = np.empty((used.size, M)) if products else None
+    G = np.zeros((used.size, used.size))  # G[p, q] = F[used[p], used[q]] for p from q's batch on
+    At = np.zeros((max(used.size, int(products_rows)), M)) if products else None
 
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
@@ -306,7 +309,10 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
         _ducc_fft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2,
                       out=out[:, :, :b].transpose(2, 0, 1), nthreads=1)
         columns = out.reshape(ny * Nx, bs)[:, :b]
-        F[:, batch] = TT_box @ columns
+        lo = TT_used.indptr[first]
+        rows_on = sp.csr_matrix((TT_used.data[lo:], TT_used.indices[lo:], TT_used.indptr[first:] - lo),
+                                shape=(used.size - first, ny * Nx))
+        G[first:, first:first + b] = rows_on @ columns
         if products:
             At[first:first + b] = columns[padded].T
 
@@ -319,7 +325,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
             one_batch(first)
     else:
         list(_pool(n_threads).map(one_batch, firsts))
-    F = 0.5 * (F + F.T)
+    F = np.zeros((S, S))
+    F[np.ix_(used, used)] = np.tril(G) + np.tril(G, -1).T
     return (F, used, At) if products else F
 
 

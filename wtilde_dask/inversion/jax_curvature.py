@@ -109,10 +109,8 @@ def _host_forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
         box = np.stack((box_flat // nx, box_flat % nx), axis=1)
         if not keep_wt:
             return curvature_kernels.curvature_lattice(T, box, op, batch_size=bs, workers=config.fft_threads)
-        F, used, At_used = curvature_kernels.curvature_lattice(T, box, op, batch_size=bs,
-                                                               workers=config.fft_threads, products=True)
-        At = np.zeros((n_batches * bs, M))
-        At[:used.size] = At_used
+        F, used, At = curvature_kernels.curvature_lattice(T, box, op, batch_size=bs, workers=config.fft_threads,
+                                                          products=True, products_rows=n_batches * bs)
         unused = np.setdiff1d(np.arange(S), used, assume_unique=True)
         order = np.concatenate((used, unused)).astype(np.int32)
         return F, At.reshape(n_batches, bs, M), order, np.int32(used.size)
