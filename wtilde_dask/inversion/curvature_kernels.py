@@ -257,7 +257,7 @@ def _column_workspace(bs: int, op: LatticeOperator):
 
 
 def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 8, workers=None,
-                      products: bool = False, products_rows: int = 0):
+                      products: bool = False, products_rows: int = 0, out=None, products_out=None):
     """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W; with ``products`` also ``A = W T``.
 
     T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
@@ -272,7 +272,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
 
     ``products``: also return ``(used (n_used,) int, A^T (max(n_used, products_rows), M))``, row k < n_used of
     ``A^T`` being column ``used[k]`` of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F
-    reuses), the rows beyond zero.
+    reuses), the rows beyond zero. ``out`` (S, S) / ``products_out`` (rows >= n_used, M) float64: arrays to
+    write F / ``A^T`` into (returned), e.g. the output buffers of a JAX primitive.
     """
     T = sp.csr_matrix(T, dtype=np.float64, copy=True)
     T.sum_duplicates()
@@ -290,7 +291,10 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     TT_used = TT_box[used]  # rows in the order of the batches
     bs = max(1, int(batch_size))
     G = np.zeros((used.size, used.size))  # G[p, q] = F[used[p], used[q]] for p from q's batch on
-    At = np.zeros((max(used.size, int(products_rows)), M)) if products else None
+    At = None
+    if products:
+        At = np.zeros((max(used.size, int(products_rows)), M)) if products_out is None else products_out
+        At[used.size:] = 0.0
 
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
@@ -325,7 +329,9 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
             one_batch(first)
     else:
         list(_pool(n_threads).map(one_batch, firsts))
-    F = np.zeros((S, S))
+    F = np.zeros((S, S)) if out is None else out
+    if out is not None:
+        F[...] = 0.0
     F[np.ix_(used, used)] = np.tril(G) + np.tril(G, -1).T
     return (F, used, At) if products else F
 
