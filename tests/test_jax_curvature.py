@@ -191,7 +191,7 @@ THREADS_SCRIPT = textwrap.dedent("""
     import numpy as np
     from wtilde_dask.inversion import jax_likelihood as jl
     lk = jl.JaxLikelihood.from_store(sys.argv[1], mesh="rectangular", mesh_shape=(12, 12), coefficient=0.5,
-                                     batch_size=64, fft="xla")
+                                     batch_size=64, fft=sys.argv[2])
     p = np.array([0.8, 0.75, 35.0, 0.05, -0.03, 0.03, -0.02])
     batch = p[None] * (1 + 0.01 * np.random.default_rng(0).normal(size=(4, 7)))
     first = np.asarray(lk.log_evidence_batch(batch))
@@ -213,12 +213,14 @@ THREADS_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_likelihood_called_from_several_threads_at_once_never_hangs(stores):  # noqa: F811
+@pytest.mark.parametrize("fft", FFT_WAYS)
+def test_likelihood_called_from_several_threads_at_once_never_hangs(stores, fft):  # noqa: F811
     """Three threads of one process evaluating at once (as the tasks of a Dask worker with several threads do):
     XLA:CPU's FFTs, run side by side, once waited on each other for ever here; the likelihood now runs one
-    execution at a time per process on a CPU. A child process, so that a hang is a failure after the timeout."""
-    proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(stores["unequal"].path)], capture_output=True,
-                          text=True, timeout=300)
+    execution at a time per process on a CPU (either FFT way). A child process, so that a hang is a failure
+    after the timeout."""
+    proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(stores["unequal"].path), fft],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("RAN 120 ")

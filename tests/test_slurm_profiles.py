@@ -53,6 +53,9 @@ def test_cosma_profiles(name, tmp_path):
     assert "--lifetime " in script and "--lifetime-stagger " in script
     assert "--interface ib0" in script
     assert "source ~/venvs/wtilde/bin/activate" in script
+    # each worker process's thread pools (BLAS, the likelihood's host F: OMP_NUM_THREADS) sized to its share
+    threads = int(settings["cores"]) // int(settings.get("processes") or 1)
+    assert f"export OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}" in script
     assert kw["scheduler_options"]["dashboard_address"] == "127.0.0.1:8787"
     life = int(kw["worker_extra_args"][kw["worker_extra_args"].index("--lifetime") + 1].rstrip("s"))
     assert life < parse_walltime(settings["walltime"])
