@@ -220,13 +220,9 @@ def _kernel_product(X: np.ndarray, op: LatticeOperator) -> np.ndarray:
 
 
 def _threads(workers) -> int:
-    """Threads for ``workers``; None, 0 or negative: every core this process may use, or ``OMP_NUM_THREADS``
-    where that is set (the convention BLAS follows: each Dask worker process gets its share of the cores)."""
+    """Threads for ``workers`` (None, 0 or negative: every core this process may use)."""
     if workers is not None and int(workers) > 0:
         return int(workers)
-    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if omp.isdigit() and int(omp) > 0:
-        return int(omp)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

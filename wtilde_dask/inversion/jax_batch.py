@@ -15,12 +15,26 @@ import numpy as np
 from wtilde_dask.inversion.jax_likelihood import PARAM_NAMES, JaxLikelihoodError
 
 
+def worker_threads() -> int:
+    """Threads of the Dask worker this runs on (0 outside a worker: every core)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError):
+        return 0
+
+
 @functools.lru_cache(maxsize=4)
 def worker_likelihood(store_path: str, options: tuple):
-    """The worker's :class:`JaxLikelihood` for ``store_path`` and ``options`` (sorted (key, value) pairs)."""
+    """The worker's :class:`JaxLikelihood` for ``store_path`` and ``options`` (sorted (key, value) pairs); its
+    host F on the worker's own thread count (:func:`worker_threads`; several worker processes on one machine
+    then share the cores instead of each taking them all), unless ``options`` name ``fft_threads``."""
     from wtilde_dask.inversion.jax_likelihood import JaxLikelihood
 
-    return JaxLikelihood.from_store(store_path, **dict(options))
+    kwargs = dict(options)
+    kwargs.setdefault("fft_threads", worker_threads())
+    return JaxLikelihood.from_store(store_path, **kwargs)
 
 
 def evaluate_chunk(store_path: str, options: tuple, params: np.ndarray, coefficients=None) -> np.ndarray:

@@ -6,8 +6,8 @@ Two ways, the same numbers (round-off):
   on any JAX backend: what a GPU runs; on a CPU its speed depends on the jaxlib release);
 * ``"ducc0"``: the whole ``F = T^T W T`` on the host
   (:func:`wtilde_dask.inversion.curvature_kernels.curvature_lattice`: ducc0's transforms, one batch of columns
-  per core on ``wtilde.fft-threads`` threads, 0 = ``OMP_NUM_THREADS`` where set, else every core this process
-  may use), a JAX primitive (JAXbind: written straight into XLA's output buffers;
+  per core on ``wtilde.fft-threads`` threads, 0 = every core this process may use; on a Dask worker its own
+  thread count, :func:`wtilde_dask.inversion.jax_batch.worker_likelihood`), a JAX primitive (JAXbind: written straight into XLA's output buffers;
   :mod:`wtilde_dask.inversion.jax_curvature`); CPU only. Its speed does not depend on the jaxlib release.
 
 :func:`resolve_fft` reads the ``dask.config`` key ``wtilde.likelihood-fft``: ``auto`` (the default: ducc0 on a

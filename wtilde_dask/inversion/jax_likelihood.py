@@ -343,12 +343,13 @@ class JaxLikelihood:
     @classmethod
     def from_fitter(cls, fitter, grid_arcsec, *, mesh="rectangular", mesh_shape=(32, 32), n_pixels=400,
                     regularization="constant", coefficient=1.0, batch_size=None, buffer=1e-3,
-                    fft=None, batch=None) -> "JaxLikelihood":
+                    fft=None, batch=None, fft_threads=None) -> "JaxLikelihood":
         """From a :class:`WTildeFitter` with the lattice (fft) path and the (M, 2) image grid in arcsec.
         ``fft``: "xla", "ducc0" or "auto" (default: the ``wtilde.likelihood-fft`` setting, :mod:`jax_fft`);
         ``batch_size``: source columns per FFT batch (default 8: the fastest at the ALMA preset on 2 CPU cores,
         both ways); ``batch``: how :meth:`log_evidence_batch` runs its lenses, "vmap" or "map"
-        (:func:`resolve_batch`)."""
+        (:func:`resolve_batch`); ``fft_threads``: threads of the host F (default: the ``wtilde.fft-threads``
+        setting; 0 = every core)."""
         from wtilde_dask import config as wtilde_config
 
         fft = jax_fft.resolve_fft(fft)
@@ -359,7 +360,8 @@ class JaxLikelihood:
                                   buffer=float(buffer), regularization=regularization, shape_box=shape_box,
                                   fft_shape=fft_shape, has_hankel=has_hankel, batch_size=int(batch_size),
                                   real_kernel=not has_hankel and kernel_spectrum_is_real(arrays.K_hat),
-                                  fft=fft, fft_threads=int(wtilde_config.get("fft-threads")))
+                                  fft=fft, fft_threads=int(wtilde_config.get("fft-threads") if fft_threads is None
+                                                           else fft_threads))
         return cls(arrays, config, coefficient, batch)
 
     @classmethod
