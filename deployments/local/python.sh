@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Print the Python to build wtilde_dask's environment with: $PYTHON if set, else Python 3.12 (then 3.13) when the
 # machine has one (on PATH, or under pyenv; a pyenv shim counts only if it runs), else python3.
-# Why >= 3.12: jax >= 0.11 needs it, and a lens-likelihood evaluation (mostly XLA's CPU FFT) ran 1.4x faster
-# with it than with jax 0.10 on Python 3.11 on the same machine; the current PyAutoLens (the `peer` extra) needs it.
+# Why >= 3.12: jax >= 0.11 needs it (its CPU FFT is faster than jax 0.10's: the likelihood's XLA way and
+# everything else jnp.fft does; the likelihood's CPU default runs F on the host and is as fast on 3.11), and the
+# current PyAutoLens (the `peer` extra) needs it.
 set -u
 if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; exit 0; fi
 for v in 3.12 3.13; do

@@ -22,12 +22,13 @@ each timed call starts after 0.3 s idle, so the threads the previous row left sp
 * ``ours JAX grad``: ``value_and_grad`` w.r.t. the 7 lens parameters (value and gradient);
 * ``ours NumPy``: ray tracing, ``RectangularMesh``, T, H and ``WTildeFitter.log_evidence`` (fft path);
 * ``FFT floor``: only the transforms F needs at this lens (the used columns' pruned forward and inverse 2D
-  FFTs of the box, :mod:`wtilde_dask.bench.fft_floor`), the fastest of XLA at batch sizes 8-64 and ducc0 with
-  one thread per core, measured in the same run; ``eval_vs_floor`` = the JAX evaluation / the floor;
+  FFTs of the box, :mod:`wtilde_dask.bench.fft_floor`), the fastest of XLA at batch sizes 8-64 and ducc0 on
+  every core (threads inside each call, or one batch per thread) at batch sizes 8-32, measured in the same run;
+  ``eval_vs_floor`` = the JAX evaluation / the floor;
 * ``ours JAX jit, one thread``: the same likelihood in a child process pinned to core 0 (``taskset -c 0``,
   XLA's intra-op pool at one thread, ducc0 on one thread); ``--no-one-thread`` skips it;
-* ``ours JAX jit, single, XLA FFT``: the same likelihood with F's FFTs by ``jnp.fft`` instead of ducc0
-  (:mod:`wtilde_dask.inversion.jax_fft`; what a GPU runs);
+* ``ours JAX jit, single, XLA FFT``: the same likelihood with F's FFTs by ``jnp.fft`` inside the compiled function
+  instead of F on the host by ducc0 (the CPU default; :mod:`wtilde_dask.inversion.jax_fft`; what a GPU runs);
 * ``peer jit``: PyAutoLens ``FitInterferometer(..., xp=jax.numpy)`` under ``jax.jit`` (Isothermal + ExternalShear,
   ``RectangularUniform`` mesh, ``Constant`` regularization, its sparse operator preloaded with our kernel in its
   ``nufft_precision_operator`` layout; linear solver, and its default positive-only solver); ``peer NumPy``: the
@@ -75,6 +76,7 @@ import numpy as np
 from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 MESHES = ("rectangular", "delaunay", "voronoi")
+_FFT_WORDS = {"ducc0": "ducc0 on the host, one batch per core", "xla": "XLA's FFT (jnp.fft)"}
 SETTLE_S = 0.3  # idle before each timed call (bench.timing.interleaved_rounds): every row starts from parked threads
 
 
@@ -164,7 +166,8 @@ def main(argv=None) -> int:
         mesh_kwargs = (dict(mesh="rectangular", mesh_shape=mesh_shape) if mesh == "rectangular"
                        else dict(mesh=mesh, n_pixels=n_mesh))
         lk = fitter.jax_likelihood(grid_arcsec, **mesh_kwargs, regularization="constant", coefficient=1.0)
-        print(f"JAX likelihood: F's FFTs by {lk.config.fft} ({lk.config.batch_size} columns per batch)")
+        print(f"JAX likelihood: F by {_FFT_WORDS.get(lk.config.fft, lk.config.fft)} ({lk.config.batch_size} columns "
+              f"per batch)")
         lk_xla = lk
         if lk.config.fft != "xla":  # the XLA row: the same likelihood with jnp.fft
             lk_xla = fitter.jax_likelihood(grid_arcsec, **mesh_kwargs, regularization="constant", coefficient=1.0,

@@ -5,10 +5,13 @@ T (M, S) is given by its per-row columns ``cols`` (M, n) int and weights ``wts``
 ``W_ij = k[r_i - r_j, c_i - c_j] + h[r_i + r_j, c_i + c_j]``, applied by FFT on the zero-padded lattice box
 (:func:`lattice_apply`).
 
-Forward: the used columns of T (renumbered first) are scattered onto the box in batches of
-``config.batch_size``, W is applied by FFT, ``A = W T`` is gathered back at the M image pixels and projected
-with ``T^T`` (segment sums); batches with no used column skip their FFTs (``lax.cond``; under ``vmap`` with
-the named axis ``config.batch_axis`` a batch is skipped when it is empty for every item, ``lax.pmax``).
+Forward, two ways (``config.fft``): ``"ducc0"`` (the CPU default) computes F on the host
+(:func:`wtilde_dask.inversion.jax_host.curvature`: ducc0, one batch of columns per core); ``"xla"`` (any
+backend) inside the compiled function: the used columns of T (renumbered first) are scattered onto the box in
+batches of ``config.batch_size``, W is applied by ``jnp.fft``, ``A = W T`` is gathered back at the M image pixels
+and projected with ``T^T`` (segment sums); batches with no used column skip their FFTs (``lax.cond``; under
+``vmap`` with the named axis ``config.batch_axis`` a batch is skipped when it is empty for every item,
+``lax.pmax``). Both keep A in the same layout for the reverse mode.
 
 Reverse mode: for a cotangent ``G`` (S, S) of F (a scalar L),
 
@@ -35,10 +38,7 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-
-from wtilde_dask.inversion import curvature_kernels, jax_fft  # noqa: E402
+from wtilde_dask.inversion import jax_fft, jax_host  # noqa: E402
 
 lattice_apply = jax_fft.xla_lattice_apply  # W on (nb, ny, nx) box images by jnp.fft (re-exported)
 
@@ -46,7 +46,7 @@ lattice_apply = jax_fft.xla_lattice_apply  # W on (nb, ny, nx) box images by jnp
 def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
     """(F (S, S) symmetrised, A^T (n_batches, bs, M) in the used-first column order or None, order (S,), n_used)."""
     if config.fft == "ducc0":
-        return _host_forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt)
+        return jax_host.curvature(cols, wts, K_hat, H_hat, box_flat, config, keep_wt)
     ny, nx = config.shape_box
     S = config.n_source_pixels
     bs = min(int(config.batch_size), S)
@@ -88,71 +88,6 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
     F = F[position][:, position]  # back to the mesh's column order
     F = 0.5 * (F + F.T)
     return F, At, order, n_used  # At (n_batches, bs, M): batch b row j is column order[b bs + j] of A = W T
-
-
-def _host_curvature(out, args, kwargs_dump):
-    """The CPU implementation of the host primitive (JAXbind writes into XLA's own output buffers, no copy):
-    ``out`` (F,) or (F, A^T batches, order, n_used); ``args`` (cols, wts, K_hat, H_hat, box_flat)."""
-    from jaxbind import load_kwargs
-
-    kw = load_kwargs(kwargs_dump)
-    cols, wts, K_hat, H_hat, box_flat = args
-    M, P = cols.shape
-    S, (ny, nx) = kw["n_source_pixels"], kw["shape_box"]
-    T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
-                       np.arange(0, M * P + 1, P)), shape=(M, S))
-    op = curvature_kernels.LatticeOperator(np.ascontiguousarray(np.real(K_hat)) if kw["real_kernel"] else np.asarray(K_hat),
-                                           np.asarray(H_hat) if kw["has_hankel"] else None,
-                                           tuple(kw["shape_box"]), tuple(kw["fft_shape"]))
-    box_flat = np.asarray(box_flat).astype(np.int64)
-    box = np.stack((box_flat // nx, box_flat % nx), axis=1)
-    if not kw["keep_wt"]:
-        curvature_kernels.curvature_lattice(T, box, op, batch_size=kw["batch_size"], workers=kw["threads"], out=out[0])
-        return
-    F, At, order, n_used = out
-    _, used, _ = curvature_kernels.curvature_lattice(T, box, op, batch_size=kw["batch_size"], workers=kw["threads"],
-                                                     out=F, products=True, products_out=At.reshape(-1, M))
-    order[:used.size] = used
-    order[used.size:] = np.setdiff1d(np.arange(S), used, assume_unique=True)
-    n_used[...] = used.size
-
-
-def _host_abstract(cols, wts, K_hat, H_hat, box_flat, *, n_source_pixels, batch_size, keep_wt, **_):
-    S, M = n_source_pixels, cols.shape[0]
-    shapes = [((S, S), jnp.float64)]
-    if keep_wt:  # the integers (order, n_used) travel as float64 (JAXbind's outputs are floating point)
-        shapes += [((-(-S // batch_size), batch_size, M), jnp.float64), ((S,), jnp.float64), ((), jnp.float64)]
-    return tuple(shapes)
-
-
-_HOST_PRIMITIVE = []
-
-
-def _host_primitive():
-    if not _HOST_PRIMITIVE:
-        from jaxbind import get_nonlinear_call
-
-        # every argument fixed (no derivative of the primitive itself: curvature_from_mapping has its own VJP)
-        _HOST_PRIMITIVE.append(get_nonlinear_call(_host_curvature, (None, None), _host_abstract, None,
-                                                  first_n_args_fixed=5))
-    return _HOST_PRIMITIVE[0]
-
-
-def _host_forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
-    """:func:`_forward` on the host: :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` (ducc0,
-    one batch of columns per core, ``config.fft_threads`` threads) as a JAX primitive (JAXbind; under ``vmap``
-    once per item)."""
-    S = config.n_source_pixels
-    bs = min(int(config.batch_size), S)
-    # integers travel as float64 (exact below 2**53; JAXbind passes floating-point and complex arrays)
-    out = _host_primitive()(cols.astype(jnp.float64), wts, K_hat, H_hat, box_flat.astype(jnp.float64), n_source_pixels=S, batch_size=bs, keep_wt=bool(keep_wt),
-                            shape_box=tuple(int(n) for n in config.shape_box),
-                            fft_shape=tuple(int(n) for n in config.fft_shape), real_kernel=bool(config.real_kernel),
-                            has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
-    if not keep_wt:
-        return out[0], None, None, None
-    F, At, order, n_used = out
-    return F, At, order.astype(jnp.int32), n_used.astype(jnp.int32)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))

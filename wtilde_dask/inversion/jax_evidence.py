@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from wtilde_dask.kernels import enable_x64
 
 enable_x64()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+
+from wtilde_dask.inversion import jax_host  # noqa: E402
 
 
 class JaxInversion(NamedTuple):
@@ -72,38 +72,12 @@ def _xla_inverse(cholesky_factor):
     return jax.scipy.linalg.cho_solve((cholesky_factor, True), eye)
 
 
-def _lapack_inverse(out, args, kwargs_dump):
-    """JAXbind's CPU callback: ``out[0] = A^-1`` from the lower Cholesky factor ``args[0]`` by LAPACK's
-    ``potri`` (a third of the work of two triangular solves against the identity)."""
-    from scipy.linalg import lapack
-
-    # the C-ordered lower factor L is the Fortran-ordered upper factor L^T: no copy into LAPACK's layout
-    upper, info = lapack.dpotri(np.asarray(args[0]).T, lower=0)
-    if info != 0:  # a zero on the diagonal: what cho_solve gives there
-        out[0][...] = np.nan
-        return
-    np.add(upper, upper.T, out=out[0])  # the strict lower triangle of ``upper`` is zero
-    out[0].flat[::upper.shape[0] + 1] -= np.diagonal(upper)
-
-
-_LAPACK_INVERSE = []
-
-
-def _lapack_inverse_call(cholesky_factor):
-    if not _LAPACK_INVERSE:
-        from jaxbind import get_nonlinear_call
-
-        _LAPACK_INVERSE.append(get_nonlinear_call(_lapack_inverse, (None, None),
-                                                  lambda L, **_: ((L.shape, L.dtype),), None, first_n_args_fixed=1))
-    return _LAPACK_INVERSE[0](cholesky_factor)[0]
-
-
 def _inverse(cholesky_factor):
     """(S, S) ``A^-1`` from the lower Cholesky factor of the symmetric positive-definite A: LAPACK's ``potri``
     on a CPU (float64), two triangular solves against the identity elsewhere."""
     if cholesky_factor.dtype != jnp.float64:
         return _xla_inverse(cholesky_factor)
-    return jax.lax.platform_dependent(cholesky_factor, cpu=_lapack_inverse_call, default=_xla_inverse)
+    return jax.lax.platform_dependent(cholesky_factor, cpu=jax_host.cholesky_inverse, default=_xla_inverse)
 
 
 def log_evidence_from_matrices(F, D, H, chi_squared_data, noise_normalization, log_det_h=None):

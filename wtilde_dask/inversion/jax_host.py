@@ -1,0 +1,108 @@
+"""NumPy functions that jitted JAX code calls on a CPU, as JAX primitives (JAXbind: each writes its results
+straight into XLA's own output buffers, no copy; under ``vmap`` called once per item; never differentiated
+themselves: their callers carry hand-written reverse modes).
+
+* :func:`curvature`: ``F = T^T W T`` (and, for the reverse mode, ``W T``) by
+  :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` (ducc0, one batch of columns per core), the
+  ``ducc0`` way of :mod:`~wtilde_dask.inversion.jax_curvature`;
+* :func:`cholesky_inverse`: ``A^-1`` from the lower Cholesky factor of A by LAPACK's ``potri``, for the reverse
+  mode of :mod:`~wtilde_dask.inversion.jax_evidence`.
+
+Integers travel as float64 (exact below 2**53): JAXbind passes and returns floating-point and complex arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from wtilde_dask.kernels import enable_x64
+
+enable_x64()
+
+import jax.numpy as jnp  # noqa: E402
+
+from wtilde_dask.inversion import curvature_kernels  # noqa: E402
+
+_PRIMITIVES: dict = {}
+
+
+def _primitive(f, abstract, n_args: int):
+    """The JAXbind primitive of ``f(out, args, kwargs_dump)`` (made once per function), every argument fixed."""
+    if f not in _PRIMITIVES:
+        from jaxbind import get_nonlinear_call
+
+        _PRIMITIVES[f] = get_nonlinear_call(f, (None, None), abstract, None, first_n_args_fixed=n_args)
+    return _PRIMITIVES[f]
+
+
+def _curvature_host(out, args, kwargs_dump):
+    """``out``: (F,) or (F, A^T batches, order, n_used); ``args``: (cols, wts, K_hat, H_hat, box_flat)."""
+    from jaxbind import load_kwargs
+
+    kw = load_kwargs(kwargs_dump)
+    cols, wts, K_hat, H_hat, box_flat = args
+    M, P = cols.shape
+    S, (ny, nx) = kw["n_source_pixels"], kw["shape_box"]
+    T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
+                       np.arange(0, M * P + 1, P)), shape=(M, S))
+    K = np.ascontiguousarray(np.real(K_hat)) if kw["real_kernel"] else np.asarray(K_hat)
+    op = curvature_kernels.LatticeOperator(K, np.asarray(H_hat) if kw["has_hankel"] else None,
+                                           tuple(kw["shape_box"]), tuple(kw["fft_shape"]))
+    box_flat = np.asarray(box_flat).astype(np.int64)
+    box = np.stack((box_flat // nx, box_flat % nx), axis=1)
+    run = dict(batch_size=kw["batch_size"], workers=kw["threads"])
+    if not kw["keep_wt"]:
+        curvature_kernels.curvature_lattice(T, box, op, out=out[0], **run)
+        return
+    F, At, order, n_used = out
+    _, used, _ = curvature_kernels.curvature_lattice(T, box, op, out=F, products=True,
+                                                     products_out=At.reshape(-1, M), **run)
+    order[:used.size] = used
+    order[used.size:] = np.setdiff1d(np.arange(S), used, assume_unique=True)
+    n_used[...] = used.size
+
+
+def _curvature_abstract(cols, wts, K_hat, H_hat, box_flat, *, n_source_pixels, batch_size, keep_wt, **_):
+    S, M = n_source_pixels, cols.shape[0]
+    shapes = [((S, S), jnp.float64)]
+    if keep_wt:
+        shapes += [((-(-S // batch_size), batch_size, M), jnp.float64), ((S,), jnp.float64), ((), jnp.float64)]
+    return tuple(shapes)
+
+
+def curvature(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
+    """``jax_curvature._forward`` on the host: (F (S, S), and with ``keep_wt`` A^T (n_batches, bs, M) in the
+    used-first column order, order (S,) int32, n_used int32; else three None). ``config``: the static
+    :class:`~wtilde_dask.inversion.jax_likelihood.LikelihoodConfig` (box, FFT box, kernel kind, batch size,
+    ``fft_threads``: 0 = every core)."""
+    S = config.n_source_pixels
+    bs = min(int(config.batch_size), S)
+    out = _primitive(_curvature_host, _curvature_abstract, 5)(
+        cols.astype(jnp.float64), wts, K_hat, H_hat, box_flat.astype(jnp.float64), n_source_pixels=S,
+        batch_size=bs, keep_wt=bool(keep_wt), shape_box=tuple(int(n) for n in config.shape_box),
+        fft_shape=tuple(int(n) for n in config.fft_shape), real_kernel=bool(config.real_kernel),
+        has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
+    if not keep_wt:
+        return out[0], None, None, None
+    F, At, order, n_used = out
+    return F, At, order.astype(jnp.int32), n_used.astype(jnp.int32)
+
+
+def _cholesky_inverse_host(out, args, kwargs_dump):
+    """``out[0] = A^-1`` from the C-ordered lower factor L (= the Fortran-ordered upper factor L^T: no copy into
+    LAPACK's layout); NaN where ``potri`` finds a zero on the diagonal (what two triangular solves give there)."""
+    from scipy.linalg import lapack
+
+    upper, info = lapack.dpotri(np.asarray(args[0]).T, lower=0)
+    if info != 0:
+        out[0][...] = np.nan
+        return
+    np.add(upper, upper.T, out=out[0])  # the strict lower triangle of ``upper`` is zero
+    out[0].flat[::upper.shape[0] + 1] -= np.diagonal(upper)
+
+
+def cholesky_inverse(cholesky_factor):
+    """(S, S) float64 ``A^-1`` from the lower Cholesky factor of the symmetric positive-definite A (LAPACK
+    ``potri``: a third of the work of two triangular solves against the identity). CPU only."""
+    return _primitive(_cholesky_inverse_host, lambda L, **_: ((L.shape, L.dtype),), 1)(cholesky_factor)[0]
