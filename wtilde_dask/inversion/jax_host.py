@@ -43,7 +43,7 @@ def _curvature_host(out, args, kwargs_dump):
     kw = load_kwargs(kwargs_dump)
     cols, wts, K_hat, H_hat, box_flat = args
     M, P = cols.shape
-    S, (ny, nx) = kw["n_source_pixels"], kw["shape_box"]
+    S, nx = kw["n_source_pixels"], kw["shape_box"][1]
     T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
                        np.arange(0, M * P + 1, P)), shape=(M, S))
     K = np.ascontiguousarray(np.real(K_hat)) if kw["real_kernel"] else np.asarray(K_hat)
