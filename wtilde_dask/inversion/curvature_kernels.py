@@ -290,6 +290,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     used = np.flatnonzero(counts > 0)
     TT_used = TT_box[used]  # rows in the order of the batches
     bs = max(1, int(batch_size))
+    if op.H_hat is None and not np.iscomplexobj(op.K_hat):  # complex x complex multiplies faster than a cast
+        op = LatticeOperator(op.K_hat.astype(np.complex128), None, op.shape_box, op.fft_shape)
     G = np.zeros((used.size, used.size))  # G[p, q] = F[used[p], used[q]] for p from q's batch on
     At = None
     if products:
