@@ -8,7 +8,6 @@ Shapes: T (M, S) scipy.sparse CSR mapping matrix, W (M, M) W-tilde, d (M,) dirty
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 import scipy.sparse as sp
+
+from wtilde_dask.cluster import machine_cores
 
 try:  # ducc0 is what B's lattice kernels use too; scipy.fft is the fallback
     import ducc0.fft as _ducc_fft
@@ -221,12 +222,7 @@ def _kernel_product(X: np.ndarray, op: LatticeOperator) -> np.ndarray:
 
 def _threads(workers) -> int:
     """Threads for ``workers`` (None, 0 or negative: every core this process may use)."""
-    if workers is not None and int(workers) > 0:
-        return int(workers)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    return int(workers) if workers is not None and int(workers) > 0 else machine_cores()
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -275,6 +271,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     reuses), the rows beyond zero. ``out`` (S, S) / ``products_out`` (rows >= n_used, M) float64: arrays to
     write F / ``A^T`` into (returned), e.g. the output buffers of a JAX primitive.
     """
+    if _ducc_fft is None:  # pragma: no cover - ducc0 is a dependency
+        raise ImportError("curvature_lattice needs ducc0")
     T = sp.csr_matrix(T, dtype=np.float64, copy=True)
     T.sum_duplicates()
     T.eliminate_zeros()  # a column with only zero weights is not used
@@ -324,16 +322,13 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
 
     firsts = range(0, used.size, bs)
     n_threads = min(_threads(workers), len(firsts)) if used.size else 1
-    if _ducc_fft is None:  # pragma: no cover - ducc0 is a dependency
-        raise ImportError("curvature_lattice needs ducc0")
     if n_threads <= 1:
         for first in firsts:
             one_batch(first)
     else:
         list(_pool(n_threads).map(one_batch, firsts))
-    F = np.zeros((S, S)) if out is None else out
-    if out is not None:
-        F[...] = 0.0
+    F = np.empty((S, S)) if out is None else out
+    F[...] = 0.0
     F[np.ix_(used, used)] = np.tril(G) + np.tril(G, -1).T
     return (F, used, At) if products else F
 

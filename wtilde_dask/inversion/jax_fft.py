@@ -7,8 +7,9 @@ Two ways, the same numbers (round-off):
 * ``"ducc0"``: the whole ``F = T^T W T`` on the host
   (:func:`wtilde_dask.inversion.curvature_kernels.curvature_lattice`: ducc0's transforms, one batch of columns
   per core on ``wtilde.fft-threads`` threads, 0 = every core this process may use; on a Dask worker its own
-  thread count, :func:`wtilde_dask.inversion.jax_batch.worker_likelihood`), a JAX primitive (JAXbind: written straight into XLA's output buffers;
-  :mod:`wtilde_dask.inversion.jax_curvature`); CPU only. Its speed does not depend on the jaxlib release.
+  thread count, :func:`wtilde_dask.inversion.jax_batch.worker_likelihood`), a JAX primitive
+  (:mod:`wtilde_dask.inversion.jax_host`: written straight into XLA's output buffers); CPU only. Its speed does
+  not depend on the jaxlib release.
 
 :func:`resolve_fft` reads the ``dask.config`` key ``wtilde.likelihood-fft``: ``auto`` (the default: ducc0 on a
 CPU backend, XLA elsewhere), ``xla`` or ``ducc0``.
@@ -22,6 +23,7 @@ each still on every core.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -58,19 +60,22 @@ def xla_lattice_apply(images, K_hat, H_hat, shape_box, fft_shape, has_hankel: bo
 
 
 _CPU_EXECUTIONS = threading.RLock()  # one jitted likelihood execution at a time per process on a CPU backend
-_BLAS = []  # the threadpoolctl controller of the BLAS libraries loaded (made on first use)
+
+
+@functools.cache
+def _blas_controller():
+    """The threadpoolctl controller of the BLAS libraries loaded (scipy's included: XLA's CPU LAPACK calls use it)."""
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _one_blas_thread():
     """A context in which the BLAS libraries (OpenBLAS behind XLA's CPU Cholesky) run on one thread: their idle
     threads otherwise spin on the cores that the host FFT threads of the next call need (measured at the ALMA
     preset on 2 cores: 0.257 s per evaluation with 2 BLAS threads, 0.231 s with one)."""
-    if not _BLAS:
-        import scipy.linalg  # noqa: F401  (loads the BLAS that XLA's CPU LAPACK calls use)
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def one_at_a_time(jitted, one_blas_thread: bool = False):
@@ -84,10 +89,8 @@ def one_at_a_time(jitted, one_blas_thread: bool = False):
         if jax.default_backend() != "cpu" or any(isinstance(a, jax.core.Tracer)
                                                  for a in jax.tree.leaves((args, kwargs))):
             return jitted(*args, **kwargs)
-        with _CPU_EXECUTIONS:
-            if not one_blas_thread:
-                return jax.block_until_ready(jitted(*args, **kwargs))
-            with _one_blas_thread():
+        with _CPU_EXECUTIONS:  # the BLAS limit is set (threadpoolctl sets it on creation) only once the lock is held
+            with _one_blas_thread() if one_blas_thread else contextlib.nullcontext():
                 return jax.block_until_ready(jitted(*args, **kwargs))
 
     return call

@@ -89,7 +89,7 @@ class LikelihoodConfig:
     shape_box: tuple[int, int] = (1, 1)
     fft_shape: tuple[int, int] = (1, 1)
     has_hankel: bool = False
-    batch_size: int = 8  # source columns per FFT batch (JaxLikelihood.from_fitter picks 8 for XLA, 16 for ducc0)
+    batch_size: int = 8  # source columns per FFT batch (JaxLikelihood.from_fitter's default, both FFT ways)
     real_kernel: bool = False  # K_hat real (even offset kernel; set by the builder): real x complex product
     batch_axis: str | None = None  # the vmap axis name when evaluated under jax.vmap (log_evidence_batch)
     fft: str = "xla"  # how F's FFTs run: "xla" (jnp.fft, any backend) | "ducc0" (F on the host, CPU, every core; jax_fft)
