@@ -368,16 +368,19 @@ def test_lattice_fft_exact_for_any_padded_size(fft_shape):
     W = w_tilde_reference(grid.grid_radians, ds.uv_wavelengths, ds.weights_real, ds.weights_imag)
     _, T = mesh_and_mapping(grid, "rectangular")
     assert rel(ck.curvature_lattice(T, kern.box_indices, op, batch_size=7), ck.curvature_dense(T, W)) <= 1e-12
-    # one batch per thread (2 threads), F written into a given array, and W T kept for the reverse mode:
-    # row k of A^T is column used[k] of the dense W T (rows beyond n_used zero)
+    # one batch per thread (2 threads), F written into a given array, and W T kept for the reverse mode in
+    # batches: A[b, :, j] is column used[b bs + j] of the dense W T (columns beyond n_used zero)
     out = np.full((T.shape[1], T.shape[1]), np.nan)
-    F, used, At = ck.curvature_lattice(T, kern.box_indices, op, batch_size=3, workers=2, out=out, products=True,
-                                       products_rows=T.shape[1] + 5)
+    bs = 4
+    F, used, A = ck.curvature_lattice(T, kern.box_indices, op, batch_size=bs, workers=2, out=out, products=True,
+                                      products_batches=-(-T.shape[1] // bs) + 2)
     assert F is out and rel(F, ck.curvature_dense(T, W)) <= 1e-12
     WT = W @ T.toarray()
     assert np.array_equal(used, np.flatnonzero(np.abs(T).sum(axis=0).A1 > 0))
-    assert At.shape == (T.shape[1] + 5, grid.n_pixels) and not At[used.size:].any()
-    assert rel(At[:used.size].T, WT[:, used]) <= 1e-12
+    assert A.shape == (-(-T.shape[1] // bs) + 2, grid.n_pixels, bs)
+    columns = np.transpose(A, (1, 0, 2)).reshape(grid.n_pixels, -1)  # column b bs + j = A[b, :, j]
+    assert used.size % bs != 0 and not columns[:, used.size:].any()  # a partial last batch: its tail is zero
+    assert rel(columns[:, :used.size], WT[:, used]) <= 1e-12
     x = rng.normal(size=grid.n_pixels)
     assert rel(ck.lattice_apply_vector(x, kern.box_indices, op), W @ x) <= 1e-12
     with pytest.raises(ValueError, match="fft_shape"):

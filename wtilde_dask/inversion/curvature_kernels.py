@@ -253,7 +253,7 @@ def _column_workspace(bs: int, op: LatticeOperator):
 
 
 def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_size: int = 8, workers=None,
-                      products: bool = False, products_rows: int = 0, out=None, products_out=None):
+                      products: bool = False, products_batches: int = 0, out=None, products_out=None):
     """(S, S) ``F = T^T W T`` on a lattice by FFT, never forming W; with ``products`` also ``A = W T``.
 
     T (M, S); ``box_indices`` (M, 2) int box-relative (row, col) of each image pixel; ``op`` from
@@ -266,10 +266,12 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     of T^T index the padded box directly (no gather of the image pixels): only the rows from the batch's own
     on, the rest of F being their mirror (F is symmetric).
 
-    ``products``: also return ``(used (n_used,) int, A^T (max(n_used, products_rows), M))``, row k < n_used of
-    ``A^T`` being column ``used[k]`` of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F
-    reuses), the rows beyond zero. ``out`` (S, S) / ``products_out`` (rows >= n_used, M) float64: arrays to
-    write F / ``A^T`` into (returned), e.g. the output buffers of a JAX primitive.
+    ``products``: also return ``(used (n_used,) int, A (max(n_batches, products_batches), M, batch_size))``, the
+    batches of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F reuses):
+    ``A[b, i, j]`` = ``(W T)[i, used[b batch_size + j]]``, zero beyond n_used (each batch one contiguous block:
+    a row gather of the batch's result, no transpose). ``out`` (S, S) / ``products_out`` (batches >=
+    n_batches, M, batch_size) float64: arrays to write F / A into (returned), e.g. the output buffers of a JAX
+    primitive.
     """
     if _ducc_fft is None:  # pragma: no cover - ducc0 is a dependency
         raise ImportError("curvature_lattice needs ducc0")
@@ -291,10 +293,11 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     if op.H_hat is None and not np.iscomplexobj(op.K_hat):  # complex x complex multiplies faster than a cast
         op = LatticeOperator(op.K_hat.astype(np.complex128), None, op.shape_box, op.fft_shape)
     G = np.zeros((used.size, used.size))  # G[p, q] = F[used[p], used[q]] for p from q's batch on
-    At = None
+    A = None
     if products:
-        At = np.zeros((max(used.size, int(products_rows)), M)) if products_out is None else products_out
-        At[used.size:] = 0.0
+        n_batches = -(-used.size // bs)
+        A = np.zeros((max(n_batches, int(products_batches)), M, bs)) if products_out is None else products_out
+        A[n_batches:] = 0.0
 
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
@@ -318,7 +321,9 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
                                 shape=(used.size - first, ny * Nx))
         G[first:, first:first + b] = rows_on @ columns
         if products:
-            At[first:first + b] = columns[padded].T
+            block = A[first // bs]
+            np.take(out.reshape(ny * Nx, bs), padded, axis=0, out=block, mode="clip")
+            block[:, b:] = 0.0  # a last, partial batch: its unused columns hold an earlier batch's numbers
 
     firsts = range(0, used.size, bs)
     n_threads = min(_threads(workers), len(firsts)) if used.size else 1
@@ -330,7 +335,7 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     F = np.empty((S, S)) if out is None else out
     F[...] = 0.0
     F[np.ix_(used, used)] = np.tril(G) + np.tril(G, -1).T
-    return (F, used, At) if products else F
+    return (F, used, A) if products else F
 
 
 def lattice_apply_vector(x: np.ndarray, box_indices: np.ndarray, op: LatticeOperator, workers=None) -> np.ndarray:

@@ -21,9 +21,10 @@ and T depends on ``wts`` only at its nonzeros, so
 
     dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]],
 
-O(nnz(T) S) operations on the forward's A (kept as the residual, (S, M) float64, in its FFT batches): no FFT in the backward
-pass, so a gradient costs about one evaluation. For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``.
-The integer ``cols``, the box indices and the kernel spectra get no cotangent (zero): derivatives flow
+O(nnz(T) S) operations on the forward's A (kept as the residual, (M, S) float64, in its FFT batches): no FFT in
+the backward pass (the ``ducc0`` way: a compiled loop on every core,
+:mod:`~wtilde_dask.inversion.cotangent_kernels`; ``xla``: :func:`weights_cotangent`).
+For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``. The integer ``cols``, the box indices and the kernel spectra get no cotangent (zero): derivatives flow
 through the weights only.
 """
 
@@ -44,7 +45,7 @@ lattice_apply = jax_fft.xla_lattice_apply  # W on (nb, ny, nx) box images by jnp
 
 
 def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
-    """(F (S, S) symmetrised, A^T (n_batches, bs, M) in the used-first column order or None, order (S,), n_used)."""
+    """(F (S, S) symmetrised, A = W T (n_batches, M, bs) in the used-first column order or None, order (S,), n_used)."""
     if config.fft == "ducc0":
         return jax_host.curvature(cols, wts, K_hat, H_hat, box_flat, config, keep_wt)
     ny, nx = config.shape_box
@@ -72,22 +73,22 @@ def _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
             imgs = jnp.zeros((bs, ny * nx), dtype=wflat.dtype).at[jnp.where(ok, local, bs), pix].add(wflat, mode="drop")
             out = lattice_apply(imgs.reshape(bs, ny, nx), K_hat, H_hat, config.shape_box, config.fft_shape,
                                 config.has_hankel, config.real_kernel).reshape(bs, ny * nx)
-            At = out[:, box_flat]  # (bs, M) = (W T[:, batch])^T
-            block = jax.ops.segment_sum(wflat[:, None] * At.T[rows], cflat, num_segments=S)  # (S, bs)
-            return (block, At) if keep_wt else block
+            A = out[:, box_flat].T  # (M, bs) = W T[:, batch]
+            block = jax.ops.segment_sum(wflat[:, None] * A[rows], cflat, num_segments=S)  # (S, bs)
+            return (block, A) if keep_wt else block
 
         def skip(_):
             block = jnp.zeros((S, bs), dtype=wflat.dtype)
-            return (block, jnp.zeros((bs, M), dtype=wflat.dtype)) if keep_wt else block
+            return (block, jnp.zeros((M, bs), dtype=wflat.dtype)) if keep_wt else block
 
         return jax.lax.cond(start < n_used, apply, skip, None)
 
     out = jax.lax.map(one_batch, jnp.arange(n_batches) * bs)
-    blocks, At = out if keep_wt else (out, None)
+    blocks, A = out if keep_wt else (out, None)
     F = jnp.transpose(blocks, (1, 0, 2)).reshape(S, n_batches * bs)[:, :S]
     F = F[position][:, position]  # back to the mesh's column order
     F = 0.5 * (F + F.T)
-    return F, At, order, n_used  # At (n_batches, bs, M): batch b row j is column order[b bs + j] of A = W T
+    return F, A, order, n_used  # A (n_batches, M, bs): batch b column j is column order[b bs + j] of W T
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -103,40 +104,44 @@ def curvature_from_mapping(cols, wts, K_hat, H_hat, box_flat, config):
 
 
 def _curvature_fwd(cols, wts, K_hat, H_hat, box_flat, config):
-    F, At, order, n_used = _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=True)
-    return F, (cols, At, order, n_used)
+    F, A, order, n_used = _forward(cols, wts, K_hat, H_hat, box_flat, config, keep_wt=True)
+    return F, (cols, A, order, n_used)
 
 
-def weights_cotangent(At, order, cols, G, n_used=None):
-    """(M, n) ``dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]]`` (module doc).
+def weights_cotangent(A, order, cols, G, n_used=None):
+    """(M, n) ``dL/dwts[i, a] = sum_s A[i, s] (G + G^T)[s, cols[i, a]]`` (module doc), in XLA.
 
-    ``At`` (n_batches, bs, M): the forward's batches of ``A^T = (W T)^T``, row p = b bs + j of the used-first
-    order being column ``order[p]`` of A; ``G`` (S, S) the cotangent of F. Summed batch by batch over p:
-    ``sum_j At[b, j, i] (G + G^T)[order[b bs + j], cols[i, a]]`` (a (bs, M, n) gather from a (bs, S) slab);
-    batches starting at or beyond ``n_used`` (all-zero A) are skipped.
+    ``A`` (n_batches, M, bs): the forward's batches of ``A = W T``, column p = b bs + j of the used-first
+    order being column ``order[p]`` of W T; ``G`` (S, S) the cotangent of F. Summed batch by batch:
+    ``sum_j A[b, i, j] (G + G^T)[order[b bs + j], cols[i, a]]`` (a (M, n, bs) gather of rows of bs numbers
+    from the batch's (S, bs) slab); batches starting at or beyond ``n_used`` (all-zero A) are skipped.
     """
-    nb, bs, M = At.shape
+    nb, M, bs = A.shape
     S = G.shape[0]
     Gp = (G + G.T)[order]  # row p: (G + G^T)[order[p], :]
-    Gp = jnp.pad(Gp, ((0, nb * bs - S), (0, 0))).reshape(nb, bs, S)
+    Gp = jnp.transpose(jnp.pad(Gp, ((0, nb * bs - S), (0, 0))).reshape(nb, bs, S), (0, 2, 1))  # (nb, S, bs)
 
     def step(acc, xs):
         A_b, G_b, start = xs
 
         def add(acc):
-            return acc + jnp.einsum("ji,jia->ia", A_b, G_b[:, cols])
+            return acc + jnp.einsum("ij,iaj->ia", A_b, G_b[cols])
 
         if n_used is None:
             return add(acc), None
         return jax.lax.cond(start < n_used, add, lambda a: a, acc), None
 
-    acc, _ = jax.lax.scan(step, jnp.zeros(cols.shape, dtype=G.dtype), (At, Gp, jnp.arange(nb) * bs))
+    acc, _ = jax.lax.scan(step, jnp.zeros(cols.shape, dtype=G.dtype), (A, Gp, jnp.arange(nb) * bs))
     return acc
 
 
 def _curvature_bwd(config, residuals, G):
-    cols, At, order, n_used = residuals
-    return None, weights_cotangent(At, order, cols, G, n_used), None, None, None
+    cols, A, order, n_used = residuals
+    if config.fft == "ducc0":
+        g_wts = jax_host.weights_cotangent(A, order, n_used, cols, G, config)
+    else:
+        g_wts = weights_cotangent(A, order, cols, G, n_used)
+    return None, g_wts, None, None, None
 
 
 curvature_from_mapping.defvjp(_curvature_fwd, _curvature_bwd)

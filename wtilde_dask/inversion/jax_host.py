@@ -5,6 +5,11 @@ themselves: their callers carry hand-written reverse modes).
 * :func:`curvature`: ``F = T^T W T`` (and, for the reverse mode, ``W T``) by
   :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` (ducc0, one batch of columns per core), the
   ``ducc0`` way of :mod:`~wtilde_dask.inversion.jax_curvature`;
+* :func:`weights_cotangent`: the reverse mode of that F with respect to T's weights from the kept ``W T``
+  (:func:`~wtilde_dask.inversion.cotangent_kernels.weights_cotangent`: compiled, every core);
+* :func:`log_evidence_and_cotangents`: the log evidence's pieces from a mapping with every derivative in the
+  same call (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_and_cotangents`: ``W T`` stays in
+  this process's reused buffer instead of travelling to XLA as a 100 MB residual);
 * :func:`cholesky_inverse`: ``A^-1`` from the lower Cholesky factor of A by LAPACK's ``potri``, for the reverse
   mode of :mod:`~wtilde_dask.inversion.jax_evidence`.
 
@@ -37,27 +42,22 @@ def _primitive(f, abstract, n_args: int):
 
 
 def _curvature_host(out, args, kwargs_dump):
-    """``out``: (F,) or (F, A^T batches, order, n_used); ``args``: (cols, wts, K_hat, H_hat, box_flat)."""
+    """``out``: (F,) or (F, W T batches, order, n_used); ``args``: (cols, wts, K_hat, H_hat, box_flat)."""
     from jaxbind import load_kwargs
 
     kw = load_kwargs(kwargs_dump)
     cols, wts, K_hat, H_hat, box_flat = args
     M, P = cols.shape
-    S, nx = kw["n_source_pixels"], kw["shape_box"][1]
+    S = kw["n_source_pixels"]
     T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
                        np.arange(0, M * P + 1, P)), shape=(M, S))
-    K = np.ascontiguousarray(np.real(K_hat)) if kw["real_kernel"] else np.asarray(K_hat)
-    op = curvature_kernels.LatticeOperator(K, np.asarray(H_hat) if kw["has_hankel"] else None,
-                                           tuple(kw["shape_box"]), tuple(kw["fft_shape"]))
-    box_flat = np.asarray(box_flat).astype(np.int64)
-    box = np.stack((box_flat // nx, box_flat % nx), axis=1)
+    box, op = _lattice(K_hat, H_hat, box_flat, kw)
     run = dict(batch_size=kw["batch_size"], workers=kw["threads"])
     if not kw["keep_wt"]:
         curvature_kernels.curvature_lattice(T, box, op, out=out[0], **run)
         return
-    F, At, order, n_used = out
-    _, used, _ = curvature_kernels.curvature_lattice(T, box, op, out=F, products=True,
-                                                     products_out=At.reshape(-1, M), **run)
+    F, A, order, n_used = out
+    _, used, _ = curvature_kernels.curvature_lattice(T, box, op, out=F, products=True, products_out=A, **run)
     order[:used.size] = used
     order[used.size:] = np.setdiff1d(np.arange(S), used, assume_unique=True)
     n_used[...] = used.size
@@ -67,13 +67,13 @@ def _curvature_abstract(cols, wts, K_hat, H_hat, box_flat, *, n_source_pixels, b
     S, M = n_source_pixels, cols.shape[0]
     shapes = [((S, S), jnp.float64)]
     if keep_wt:
-        shapes += [((-(-S // batch_size), batch_size, M), jnp.float64), ((S,), jnp.float64), ((), jnp.float64)]
+        shapes += [((-(-S // batch_size), M, batch_size), jnp.float64), ((S,), jnp.float64), ((), jnp.float64)]
     return tuple(shapes)
 
 
 def curvature(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
-    """``jax_curvature._forward`` on the host: (F (S, S), and with ``keep_wt`` A^T (n_batches, bs, M) in the
-    used-first column order, order (S,) int32, n_used int32; else three None). ``config``: the static
+    """``jax_curvature._forward`` on the host: (F (S, S), and with ``keep_wt`` A = W T in batches (n_batches, M,
+    bs) of the used-first column order, order (S,) int32, n_used int32; else three None). ``config``: the static
     :class:`~wtilde_dask.inversion.jax_likelihood.LikelihoodConfig` (box, FFT box, kernel kind, batch size,
     ``fft_threads``: 0 = every core)."""
     S = config.n_source_pixels
@@ -85,8 +85,72 @@ def curvature(cols, wts, K_hat, H_hat, box_flat, config, keep_wt: bool):
         has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
     if not keep_wt:
         return out[0], None, None, None
-    F, At, order, n_used = out
-    return F, At, order.astype(jnp.int32), n_used.astype(jnp.int32)
+    F, A, order, n_used = out
+    return F, A, order.astype(jnp.int32), n_used.astype(jnp.int32)
+
+
+def _weights_cotangent_host(out, args, kwargs_dump):
+    """``out``: (dL/dwts (M, n),); ``args``: (A batches, order, n_used, cols, G)."""
+    from jaxbind import load_kwargs
+
+    from wtilde_dask.inversion import cotangent_kernels
+
+    A, order, n_used, cols, G = args
+    used = np.asarray(order[:int(n_used)]).astype(np.int64)
+    cotangent_kernels.weights_cotangent(A, used, np.asarray(cols).astype(np.int64), G,
+                                        workers=load_kwargs(kwargs_dump)["threads"], out=out[0])
+
+
+def weights_cotangent(A, order, n_used, cols, G, config):
+    """(M, n) ``dL/dwts`` of F from the forward's A (n_batches, M, bs) in the used-first ``order`` (S,) with
+    ``n_used`` columns, the mapping's ``cols`` (M, n) and the cotangent G (S, S) of F (``config.fft_threads``
+    threads, 0 = every core). The ``ducc0`` way's reverse mode (:mod:`~wtilde_dask.inversion.jax_curvature`)."""
+    return _primitive(_weights_cotangent_host, lambda A, order, n_used, cols, G, **_: ((cols.shape, jnp.float64),),
+                      5)(A, order.astype(jnp.float64), n_used.astype(jnp.float64), cols.astype(jnp.float64), G,
+                         threads=int(config.fft_threads))[0]
+
+
+def _lattice(K_hat, H_hat, box_flat, kw):
+    """(box indices (M, 2), LatticeOperator) from the primitive's arrays and keywords."""
+    nx = kw["shape_box"][1]
+    K = np.ascontiguousarray(np.real(K_hat)) if kw["real_kernel"] else np.asarray(K_hat)
+    op = curvature_kernels.LatticeOperator(K, np.asarray(H_hat) if kw["has_hankel"] else None,
+                                           tuple(kw["shape_box"]), tuple(kw["fft_shape"]))
+    box_flat = np.asarray(box_flat).astype(np.int64)
+    return np.stack((box_flat // nx, box_flat % nx), axis=1), op
+
+
+def _evidence_host(out, args, kwargs_dump):
+    """``out``: (pieces (4,), s (S,), d/dwts (M, n), G (S, S)); ``args``: (cols, wts, H, d, K_hat, H_hat, box_flat)."""
+    from jaxbind import load_kwargs
+
+    from wtilde_dask.inversion import cotangent_kernels
+
+    kw = load_kwargs(kwargs_dump)
+    cols, wts, H, dirty_image, K_hat, H_hat, box_flat = args
+    box, op = _lattice(K_hat, H_hat, box_flat, kw)
+    results = cotangent_kernels.log_evidence_and_cotangents(
+        np.asarray(cols).astype(np.int64), wts, box, op, H, dirty_image, batch_size=kw["batch_size"],
+        workers=kw["threads"])
+    for o, r in zip(out, results):
+        o[...] = r
+
+
+def _evidence_abstract(cols, wts, H, *_, **__):
+    S = H.shape[0]
+    return (((4,), jnp.float64), ((S,), jnp.float64), (cols.shape, jnp.float64), ((S, S), jnp.float64))
+
+
+def log_evidence_and_cotangents(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config):
+    """(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,), d log_evidence/d wts (M, n), G (S, S)) on the
+    host for the mapping ``cols`` / ``wts`` (M, n), H (S, S) and the dirty image (M,) (see
+    :func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_and_cotangents`)."""
+    S = H.shape[0]
+    return _primitive(_evidence_host, _evidence_abstract, 7)(
+        cols.astype(jnp.float64), wts, H, dirty_image, K_hat, H_hat, box_flat.astype(jnp.float64),
+        batch_size=min(int(config.batch_size), S), shape_box=tuple(int(n) for n in config.shape_box),
+        fft_shape=tuple(int(n) for n in config.fft_shape), real_kernel=bool(config.real_kernel),
+        has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
 
 
 def _cholesky_inverse_host(out, args, kwargs_dump):

@@ -39,7 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wtilde_dask.inversion import jax_curvature, jax_evidence, jax_fft, jax_meshes, jax_regularization
+from wtilde_dask.inversion import (jax_curvature, jax_evidence, jax_fft, jax_mapping_evidence, jax_meshes,
+                                   jax_regularization)
 from wtilde_dask.inversion.jax_lens import _ray_trace_jit, ray_trace  # noqa: F401 (re-exported)
 from wtilde_dask.inversion.mesh import rectangular_edges
 from wtilde_dask.inversion.regularization import SCHEMES
@@ -192,6 +193,12 @@ def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coeffi
     :func:`inversion`, differentiated through the solve by the envelope theorem
     (:func:`~wtilde_dask.inversion.jax_evidence.log_evidence_from_matrices`)."""
     cols, wts, H, log_det_h, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
+    if config.fft == "ducc0":  # the gradient from the same host call as F (jax_mapping_evidence)
+        if log_det_h is None:
+            log_det_h = jax_evidence.log_det_spd(H)
+        return jax_mapping_evidence.log_evidence_from_mapping(
+            cols, wts, H, log_det_h, arrays.dirty_image, arrays.chi_squared_data, arrays.noise_normalization,
+            arrays.K_hat, arrays.H_hat, arrays.box_flat, config)
     F = curvature_matrix(cols, wts, arrays, config)
     D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
     return jax_evidence.log_evidence_from_matrices(F, D, H, arrays.chi_squared_data, arrays.noise_normalization,
@@ -336,8 +343,8 @@ class JaxLikelihood:
         self._batch = run(_batched(f, f_vmapped, self.batch, None, topology_axis), one_blas_thread=True)
         # the same with one regularization coefficient per lens (a free coefficient in a search)
         self._batch_coefficients = run(_batched(f, f_vmapped, self.batch, 0, topology_axis), one_blas_thread=True)
-        self._value_and_grad = run(jax.jit(jax.value_and_grad(f)))
-        self._grad = run(jax.jit(jax.grad(f)))
+        self._value_and_grad = run(jax.jit(jax.value_and_grad(f)), one_blas_thread=True)
+        self._grad = run(jax.jit(jax.grad(f)), one_blas_thread=True)
         self._inversion = run(jax.jit(bound(inversion, config)))
 
     @classmethod

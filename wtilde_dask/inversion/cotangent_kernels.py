@@ -1,0 +1,157 @@
+"""The reverse mode of ``F = T^T W T`` with respect to T's weights, compiled (Numba), on every core; and the
+log evidence of a mapping with its derivatives from one pass (:func:`log_evidence_and_cotangents`).
+
+For a cotangent G (S, S) of F and the forward's ``A = W T`` (module doc of
+:mod:`wtilde_dask.inversion.jax_curvature`)::
+
+    dL/dwts[i, a] = sum_p A[i, p] (G + G^T)[p, cols[i, a]]
+
+over the used source pixels p: nnz(T) S multiply-adds, each needing an element of G at a column that changes
+from pixel to pixel. Done here batch by batch of the forward's A (``A[b]`` (M, bs), one contiguous block) with
+``(G + G^T)`` re-laid as ``Gb[b, c, :]`` (bs contiguous numbers per source pixel c and batch b: one cache line
+per gather), the image pixels split over a pool of threads (the compiled loop releases the GIL).
+
+Shapes: A (n_batches, M, bs) float64; cols (M, n) int; G (S, S); result (M, n) float64.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from wtilde_dask.inversion import curvature_kernels
+from wtilde_dask.inversion.curvature_kernels import _pool, _threads
+
+_KERNEL = None
+
+
+def _kernel():
+    """The compiled loop (Numba, compiled on first use and cached on disk)."""
+    global _KERNEL
+    if _KERNEL is None:
+        import numba
+
+        @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+        def pixel_range(A, Gp, cols, n_batches, scale, lo, hi, out):  # pragma: no cover - compiled
+            n = cols.shape[1]
+            bs = A.shape[2]
+            for i in range(lo, hi):
+                for a in range(n):
+                    out[i, a] = 0.0
+            for b in range(n_batches):
+                k = b * bs
+                for i in range(lo, hi):
+                    for a in range(n):
+                        c = cols[i, a]
+                        s = 0.0
+                        for j in range(bs):
+                            s += A[b, i, j] * Gp[c, k + j]
+                        out[i, a] += s
+            for i in range(lo, hi):
+                for a in range(n):
+                    out[i, a] *= scale
+
+        _KERNEL = pixel_range
+    return _KERNEL
+
+
+def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.ndarray, *, symmetric: bool = False,
+                      workers=None, out: np.ndarray | None = None) -> np.ndarray:
+    """(M, n) ``dL/dwts[i, a] = sum_k A[k // bs, i, k % bs] (G + G^T)[used[k], cols[i, a]]`` (module doc).
+
+    ``A`` (n_batches, M, bs): the batches of ``W T`` of
+    :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` (``products=True``), batch b column j
+    being source pixel ``used[b bs + j]``; ``used`` (n_used,) int; ``cols`` (M, n) int64; ``G`` (S, S) the
+    cotangent of F (``symmetric``: G is symmetric, ``G + G^T = 2 G``). ``workers``: threads (None: every
+    core). ``out``: an (M, n) float64 array to write into.
+    """
+    _, M, bs = A.shape
+    used = np.asarray(used, dtype=np.int64)
+    n_batches = -(-used.size // bs)
+    if out is None:
+        out = np.empty(cols.shape)
+    if used.size == 0:
+        out[...] = 0.0
+        return out
+    G = np.asarray(G, dtype=np.float64)
+    columns = np.zeros(n_batches * bs, dtype=np.int64)
+    columns[:used.size] = used  # the padding meets zero columns of A
+    # Gp[c, k] = (G + G^T)[used[k], c] / scale: the bs numbers of one batch for source pixel c side by side
+    Gp = np.take(G, columns, axis=1) if symmetric else np.take(G + G.T, columns, axis=1)
+    scale = 2.0 if symmetric else 1.0
+    kernel = _kernel()
+    n_threads = min(_threads(workers), M)
+    edges = np.linspace(0, M, n_threads + 1).astype(np.int64)
+    if n_threads <= 1:
+        kernel(A, Gp, cols, n_batches, scale, 0, M, out)
+    else:
+        list(_pool(n_threads).map(lambda t: kernel(A, Gp, cols, n_batches, scale, edges[t], edges[t + 1], out),
+                                  range(n_threads)))
+    return out
+
+
+_SPARE_PRODUCTS: list[np.ndarray] = []  # W T buffers between calls (a fresh 100 MB array costs its page faults)
+_SPARE_LOCK = threading.Lock()
+
+
+def _products_buffer(shape) -> np.ndarray:
+    with _SPARE_LOCK:
+        for k, a in enumerate(_SPARE_PRODUCTS):
+            if a.shape == shape:
+                return _SPARE_PRODUCTS.pop(k)
+    return np.empty(shape)
+
+
+def _give_back(a: np.ndarray) -> None:
+    with _SPARE_LOCK:
+        _SPARE_PRODUCTS[:] = [b for b in _SPARE_PRODUCTS if b.shape == a.shape][:1] + [a]  # one shape, two arrays
+
+
+def log_evidence_and_cotangents(cols, wts, box_indices, op, H, dirty_image, *, batch_size: int = 8, workers=None):
+    """The log evidence's pieces for the (M, n) mapping ``cols`` / ``wts`` and its derivatives, in one pass.
+
+    With ``T[i, cols[i, a]] += wts[i, a]`` (M, S), ``F = T^T W T`` (:func:`curvature_kernels.curvature_lattice`,
+    keeping ``W T``), ``D = T^T d``, the (S, S) regularization H and ``s = (F + H)^-1 D``::
+
+        log_evidence = -1/2 [chi2_data - 2 s.D + s.F.s + s.H.s + ln det(F + H) - ln det H + noise_normalization]
+
+    Returns ``(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,), d log_evidence / d wts (M, n),
+    G (S, S))`` with ``G = d log_evidence / dF = d/dH (at fixed ln det H) = -1/2 (s s^T + (F + H)^-1)`` (the
+    envelope theorem: no derivative of s is needed) and ``d/d wts[i, a] = sum_p (W T)[i, p] (G + G^T)[p, cols[i,
+    a]] + s[cols[i, a]] d[i]``. Everything NaN when F + H is not positive definite (as a failed Cholesky in
+    JAX). ``box_indices`` (M, 2), ``op``: the lattice of :func:`curvature_kernels.lattice_operator`.
+    """
+    M, n = cols.shape
+    S = H.shape[0]
+    T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols, dtype=np.int64).ravel(),
+                       np.arange(0, M * n + 1, n)), shape=(M, S))
+    bs = max(1, min(int(batch_size), S))
+    A = _products_buffer((-(-S // bs), M, bs))
+    try:
+        F, used, A = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers,
+                                                         products=True, products_out=A)
+        d = np.asarray(dirty_image, dtype=np.float64)
+        D = np.asarray(T.T @ d).ravel()
+        FH = F + np.asarray(H)
+        factor, info = lapack.dpotrf(FH.T, lower=0, overwrite_a=1, clean=1)  # FH symmetric: its C order is F order
+        if info != 0:
+            nan = np.full(4, np.nan)
+            return nan, np.full(S, np.nan), np.full((M, n), np.nan), np.full((S, S), np.nan)
+        s, _ = lapack.dpotrs(factor, D, lower=0)
+        pieces = np.array([s @ D, s @ (F @ s), s @ (np.asarray(H) @ s), 2.0 * np.sum(np.log(np.diagonal(factor)))])
+        upper, _ = lapack.dpotri(factor, lower=0, overwrite_c=1)
+        G = upper + upper.T
+        G[np.diag_indices(S)] -= np.diagonal(upper)  # (F + H)^-1 (upper's strict lower triangle is zero)
+        G += np.multiply.outer(s, s)
+        G *= -0.5
+        g_wts = weights_cotangent(A, used, np.asarray(cols, dtype=np.int64), G, symmetric=True, workers=workers)
+        g_wts += s[cols] * d[:, None]
+        return pieces, s, g_wts, G
+    finally:
+        _give_back(A)
+
+
+__all__ = ["weights_cotangent", "log_evidence_and_cotangents"]
