@@ -1,5 +1,5 @@
 """The reverse mode of ``F = T^T W T`` with respect to T's weights, compiled (Numba), on every core; and the
-log evidence of a mapping with its derivatives from one pass (:func:`log_evidence_and_cotangents`).
+log evidence of a mapping with its derivatives from one pass (:func:`log_evidence_pieces`).
 
 For a cotangent G (S, S) of F and the forward's ``A = W T`` (module doc of
 :mod:`wtilde_dask.inversion.jax_curvature`)::
@@ -110,38 +110,47 @@ def _give_back(a: np.ndarray) -> None:
         _SPARE_PRODUCTS[:] = [b for b in _SPARE_PRODUCTS if b.shape == a.shape][:1] + [a]  # one shape, two arrays
 
 
-def log_evidence_and_cotangents(cols, wts, box_indices, op, H, dirty_image, *, batch_size: int = 8, workers=None):
-    """The log evidence's pieces for the (M, n) mapping ``cols`` / ``wts`` and its derivatives, in one pass.
+def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangents: bool = False,
+                        batch_size: int = 8, workers=None):
+    """The log evidence's pieces for the (M, n) mapping ``cols`` / ``wts``, with ``cotangents`` its derivatives
+    too, in one pass.
 
-    With ``T[i, cols[i, a]] += wts[i, a]`` (M, S), ``F = T^T W T`` (:func:`curvature_kernels.curvature_lattice`,
-    keeping ``W T``), ``D = T^T d``, the (S, S) regularization H and ``s = (F + H)^-1 D``::
+    With ``T[i, cols[i, a]] += wts[i, a]`` (M, S), ``F = T^T W T`` (:func:`curvature_kernels.curvature_lattice`),
+    ``D = T^T d``, the (S, S) regularization H and ``s = (F + H)^-1 D`` (Cholesky, LAPACK)::
 
         log_evidence = -1/2 [chi2_data - 2 s.D + s.F.s + s.H.s + ln det(F + H) - ln det H + noise_normalization]
 
-    Returns ``(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,), d log_evidence / d wts (M, n),
-    G (S, S))`` with ``G = d log_evidence / dF = d/dH (at fixed ln det H) = -1/2 (s s^T + (F + H)^-1)`` (the
-    envelope theorem: no derivative of s is needed) and ``d/d wts[i, a] = sum_p (W T)[i, p] (G + G^T)[p, cols[i,
-    a]] + s[cols[i, a]] d[i]``. Everything NaN when F + H is not positive definite (as a failed Cholesky in
-    JAX). ``box_indices`` (M, 2), ``op``: the lattice of :func:`curvature_kernels.lattice_operator`.
+    Returns ``(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,))``; with ``cotangents`` also
+    ``d log_evidence / d wts`` (M, n) and ``G`` (S, S), ``G = d log_evidence / dF = d/dH (at fixed ln det H) =
+    -1/2 (s s^T + (F + H)^-1)`` (the envelope theorem: no derivative of s is needed) and ``d/d wts[i, a] =
+    sum_p (W T)[i, p] (G + G^T)[p, cols[i, a]] + s[cols[i, a]] d[i]`` (F keeps ``W T`` for it in a reused
+    buffer). Everything NaN when F + H is not positive definite (as a failed Cholesky in JAX).
+    ``box_indices`` (M, 2), ``op``: the lattice of :func:`curvature_kernels.lattice_operator`.
     """
     M, n = cols.shape
     S = H.shape[0]
     T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols, dtype=np.int64).ravel(),
                        np.arange(0, M * n + 1, n)), shape=(M, S))
     bs = max(1, min(int(batch_size), S))
-    A = _products_buffer((-(-S // bs), M, bs))
+    A = _products_buffer((-(-S // bs), M, bs)) if cotangents else None
     try:
-        F, used, A = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers,
-                                                         products=True, products_out=A)
+        if cotangents:
+            F, used, A = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers,
+                                                             products=True, products_out=A)
+        else:
+            F = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers)
         d = np.asarray(dirty_image, dtype=np.float64)
+        H = np.asarray(H, dtype=np.float64)
         D = np.asarray(T.T @ d).ravel()
-        FH = F + np.asarray(H)
+        FH = F + H
         factor, info = lapack.dpotrf(FH.T, lower=0, overwrite_a=1, clean=1)  # FH symmetric: its C order is F order
         if info != 0:
-            nan = np.full(4, np.nan)
-            return nan, np.full(S, np.nan), np.full((M, n), np.nan), np.full((S, S), np.nan)
+            nan = (np.full(4, np.nan), np.full(S, np.nan))
+            return nan + ((np.full((M, n), np.nan), np.full((S, S), np.nan)) if cotangents else ())
         s, _ = lapack.dpotrs(factor, D, lower=0)
-        pieces = np.array([s @ D, s @ (F @ s), s @ (np.asarray(H) @ s), 2.0 * np.sum(np.log(np.diagonal(factor)))])
+        pieces = np.array([s @ D, s @ (F @ s), s @ (H @ s), 2.0 * np.sum(np.log(np.diagonal(factor)))])
+        if not cotangents:
+            return pieces, s
         upper, _ = lapack.dpotri(factor, lower=0, overwrite_c=1)
         G = upper + upper.T
         G[np.diag_indices(S)] -= np.diagonal(upper)  # (F + H)^-1 (upper's strict lower triangle is zero)
@@ -151,7 +160,8 @@ def log_evidence_and_cotangents(cols, wts, box_indices, op, H, dirty_image, *, b
         g_wts += s[cols] * d[:, None]
         return pieces, s, g_wts, G
     finally:
-        _give_back(A)
+        if A is not None:
+            _give_back(A)
 
 
-__all__ = ["weights_cotangent", "log_evidence_and_cotangents"]
+__all__ = ["weights_cotangent", "log_evidence_pieces"]

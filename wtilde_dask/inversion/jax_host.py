@@ -7,9 +7,10 @@ themselves: their callers carry hand-written reverse modes).
   ``ducc0`` way of :mod:`~wtilde_dask.inversion.jax_curvature`;
 * :func:`weights_cotangent`: the reverse mode of that F with respect to T's weights from the kept ``W T``
   (:func:`~wtilde_dask.inversion.cotangent_kernels.weights_cotangent`: compiled, every core);
-* :func:`log_evidence_and_cotangents`: the log evidence's pieces from a mapping with every derivative in the
-  same call (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_and_cotangents`: ``W T`` stays in
-  this process's reused buffer instead of travelling to XLA as a 100 MB residual);
+* :func:`log_evidence_pieces`: the log evidence's pieces from a mapping (F, the Cholesky solve), and with
+  ``cotangents`` every derivative in the same call
+  (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`: ``W T`` stays in this process's reused
+  buffer instead of travelling to XLA as a 100 MB residual);
 * :func:`cholesky_inverse`: ``A^-1`` from the lower Cholesky factor of A by LAPACK's ``potri``, for the reverse
   mode of :mod:`~wtilde_dask.inversion.jax_evidence`.
 
@@ -121,7 +122,8 @@ def _lattice(K_hat, H_hat, box_flat, kw):
 
 
 def _evidence_host(out, args, kwargs_dump):
-    """``out``: (pieces (4,), s (S,), d/dwts (M, n), G (S, S)); ``args``: (cols, wts, H, d, K_hat, H_hat, box_flat)."""
+    """``out``: (pieces (4,), s (S,)[, d/dwts (M, n), G (S, S)]); ``args``: (cols, wts, H, d, K_hat, H_hat,
+    box_flat)."""
     from jaxbind import load_kwargs
 
     from wtilde_dask.inversion import cotangent_kernels
@@ -129,28 +131,29 @@ def _evidence_host(out, args, kwargs_dump):
     kw = load_kwargs(kwargs_dump)
     cols, wts, H, dirty_image, K_hat, H_hat, box_flat = args
     box, op = _lattice(K_hat, H_hat, box_flat, kw)
-    results = cotangent_kernels.log_evidence_and_cotangents(
-        np.asarray(cols).astype(np.int64), wts, box, op, H, dirty_image, batch_size=kw["batch_size"],
-        workers=kw["threads"])
+    results = cotangent_kernels.log_evidence_pieces(
+        np.asarray(cols).astype(np.int64), wts, box, op, H, dirty_image, cotangents=kw["cotangents"],
+        batch_size=kw["batch_size"], workers=kw["threads"])
     for o, r in zip(out, results):
         o[...] = r
 
 
-def _evidence_abstract(cols, wts, H, *_, **__):
+def _evidence_abstract(cols, wts, H, *_, cotangents, **__):
     S = H.shape[0]
-    return (((4,), jnp.float64), ((S,), jnp.float64), (cols.shape, jnp.float64), ((S, S), jnp.float64))
+    shapes = (((4,), jnp.float64), ((S,), jnp.float64))
+    return shapes + (((cols.shape, jnp.float64), ((S, S), jnp.float64)) if cotangents else ())
 
 
-def log_evidence_and_cotangents(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config):
-    """(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,), d log_evidence/d wts (M, n), G (S, S)) on the
-    host for the mapping ``cols`` / ``wts`` (M, n), H (S, S) and the dirty image (M,) (see
-    :func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_and_cotangents`)."""
+def log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config, cotangents: bool):
+    """(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,)) on the host for the mapping ``cols`` / ``wts``
+    (M, n), H (S, S) and the dirty image (M,); with ``cotangents`` also (d log_evidence/d wts (M, n), G (S, S))
+    (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`)."""
     S = H.shape[0]
     return _primitive(_evidence_host, _evidence_abstract, 7)(
         cols.astype(jnp.float64), wts, H, dirty_image, K_hat, H_hat, box_flat.astype(jnp.float64),
-        batch_size=min(int(config.batch_size), S), shape_box=tuple(int(n) for n in config.shape_box),
-        fft_shape=tuple(int(n) for n in config.fft_shape), real_kernel=bool(config.real_kernel),
-        has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
+        cotangents=bool(cotangents), batch_size=min(int(config.batch_size), S),
+        shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
+        real_kernel=bool(config.real_kernel), has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
 
 
 def _cholesky_inverse_host(out, args, kwargs_dump):

@@ -1,13 +1,13 @@
 """The log evidence of a mapping (T's ``cols`` / ``wts``) with its reverse mode computed in the forward pass:
 the ``ducc0`` (CPU) way of :func:`~wtilde_dask.inversion.jax_likelihood.log_evidence`.
 
-Value (:func:`log_evidence_from_mapping`, no derivative asked): ``F`` on the host
-(:func:`~wtilde_dask.inversion.jax_curvature.curvature_from_mapping`), ``D`` and the solve in XLA
-(:func:`~wtilde_dask.inversion.jax_evidence.solve_and_score`), as without this module.
+Value (:func:`log_evidence_from_mapping`, no derivative asked): one host call
+(:func:`~wtilde_dask.inversion.jax_host.log_evidence_pieces`) computes F, D and the Cholesky solve (LAPACK on
+the host's own F: no (S, S) matrix crosses into XLA) and returns ``s.D``, ``s.F.s``, ``s.H.s`` and
+``ln det(F + H)``; the log evidence of :mod:`~wtilde_dask.inversion.jax_evidence` is summed from them here.
 
-Under ``grad`` / ``value_and_grad`` / ``vjp``: one host call
-(:func:`~wtilde_dask.inversion.jax_host.log_evidence_and_cotangents`) computes F keeping ``A = W T``, the
-Cholesky solve, ``G = d/dF = -1/2 (s s^T + (F + H)^-1)`` and ``d/dwts`` from A and G (the formulas of
+Under ``grad`` / ``value_and_grad`` / ``vjp``: the same host call also keeps ``A = W T`` and computes
+``G = d/dF = -1/2 (s s^T + (F + H)^-1)`` and ``d/dwts`` from A and G (the formulas of
 :mod:`~wtilde_dask.inversion.jax_curvature` and :mod:`~wtilde_dask.inversion.jax_evidence`); A never leaves
 that call, so no 100 MB residual is allocated, written and faulted in by XLA per gradient. The log evidence is
 linear in its upstream cotangent g, so the backward pass only scales: ``g d/dwts``, ``g G`` for H, ``+g/2`` for
@@ -26,7 +26,7 @@ enable_x64()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from wtilde_dask.inversion import jax_curvature, jax_evidence, jax_host  # noqa: E402
+from wtilde_dask.inversion import jax_host  # noqa: E402
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(10,))
@@ -36,9 +36,8 @@ def log_evidence_from_mapping(cols, wts, H, log_det_h, dirty_image, chi_squared_
     chi2 and noise normalization (module doc); ``config``: the static
     :class:`~wtilde_dask.inversion.jax_likelihood.LikelihoodConfig` (``fft == "ducc0"``). Differentiable in
     ``wts``, ``H``, ``log_det_h``, ``dirty_image``, ``chi_squared_data`` and ``noise_normalization``."""
-    F = jax_curvature.curvature_from_mapping(cols, wts, K_hat, H_hat, box_flat, config)
-    D = jax_curvature.data_vector(cols, wts, dirty_image, config.n_source_pixels)
-    return jax_evidence.solve_and_score(F, D, H, chi_squared_data, noise_normalization, log_det_h).log_evidence
+    pieces, _ = jax_host.log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config, False)
+    return _value(pieces, log_det_h, chi_squared_data, noise_normalization)
 
 
 def _value(pieces, log_det_h, chi_squared_data, noise_normalization):
@@ -49,8 +48,8 @@ def _value(pieces, log_det_h, chi_squared_data, noise_normalization):
 
 def _fwd(cols, wts, H, log_det_h, dirty_image, chi_squared_data, noise_normalization, K_hat, H_hat, box_flat,
          config):
-    pieces, s, g_wts, G = jax_host.log_evidence_and_cotangents(cols, wts, H, dirty_image, K_hat, H_hat, box_flat,
-                                                                config)
+    pieces, s, g_wts, G = jax_host.log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config,
+                                                        True)
     return _value(pieces, log_det_h, chi_squared_data, noise_normalization), (cols, wts, s, g_wts, G)
 
 
