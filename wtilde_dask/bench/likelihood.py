@@ -14,7 +14,9 @@ so PyAutoLens's operator, which models equal noise only, is exact), a 32 x 32 re
 constant regularization (coefficient 1). The lattice W-tilde store is computed first on a LocalCluster.
 
 Rows (times are the minimum over ``--repeats`` interleaved rounds after a warm-up that compiles; median in brackets;
-each timed call starts after 0.3 s idle, so the threads the previous row left spinning do not land on its time):
+in each round a row gets 0.3 s idle, so that the threads the previous row left spinning do not land on its time,
+then one untimed call and the timed call right after it: the steady state of a search's back-to-back calls, as the
+FFT floor's calls are timed back to back):
 
 * ``ours JAX jit``: ``JaxLikelihood.log_evidence(params)`` (ray tracing, mapping, H, F by FFT, solve, evidence);
 * ``ours JAX batch (lax.map)`` / ``ours JAX vmap``: ``log_evidence_batch`` of ``--batch`` parameter vectors, time per
@@ -77,7 +79,7 @@ from wtilde_dask.bench.timing import interleaved_rounds, timed, warm_up
 
 MESHES = ("rectangular", "delaunay", "voronoi")
 _FFT_WORDS = {"ducc0": "ducc0 on the host, one batch per core", "xla": "XLA's FFT (jnp.fft)"}
-SETTLE_S = 0.3  # idle before each timed call (bench.timing.interleaved_rounds): every row starts from parked threads
+SETTLE_S = 0.3  # idle before each row's untimed + timed call (bench.timing.interleaved_rounds): no spin from the last row
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -217,7 +219,7 @@ def main(argv=None) -> int:
         calls = {name: fn for name, (fn, _) in runners.items()}
         values = warm_up(calls, label="warm-up (compile)")
         times = interleaved_rounds(calls, args.repeats, per={name: per for name, (_, per) in runners.items()},
-                                   settle=SETTLE_S)
+                                   settle=SETTLE_S, steady=True)
         best = {k: min(v) for k, v in times.items()}
         one = None if args.no_one_thread else _one_thread(store.path, lk, params, args.repeats)
         if one is not None:

@@ -23,16 +23,19 @@ def warm_up(runners: dict, log=print, label: str = "warm-up") -> dict:
 
 
 def interleaved_rounds(runners: dict, repeats: int, per: dict | None = None, after_round=None,
-                       settle: float = 0.0) -> dict:
+                       settle: float = 0.0, steady: bool = False) -> dict:
     """{name: [seconds per call / per[name]]} over ``repeats`` rounds; ``after_round()`` runs after each round.
     ``settle``: seconds of idle (not timed) before each timed call, so that the thread pools the previous call
     left spinning (OpenBLAS's idle threads spin for about 0.1 s after a call) are parked again: every runner
-    starts from the same quiet machine."""
+    starts from the same quiet machine. ``steady``: each timed call right after one untimed call of the same
+    runner (what a search's back-to-back calls cost: caches and the runner's own threads warm)."""
     times: dict = {}
     for _ in range(int(repeats)):
         for name, fn in runners.items():
             if settle > 0:
                 time.sleep(settle)
+            if steady:
+                fn()
             times.setdefault(name, []).append(timed(fn)[0] / (per or {}).get(name, 1))
         if after_round is not None:
             after_round()
