@@ -22,41 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from wtilde_dask.inversion import curvature_kernels
+from wtilde_dask.inversion import compiled, curvature_kernels
 from wtilde_dask.inversion.curvature_kernels import _pool, _threads
-
-_KERNEL = None
-
-
-def _kernel():
-    """The compiled loop (Numba, compiled on first use and cached on disk)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
-
-        @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
-        def pixel_range(A, Gp, cols, n_batches, scale, lo, hi, out):  # pragma: no cover - compiled
-            n = cols.shape[1]
-            bs = A.shape[2]
-            for i in range(lo, hi):
-                for a in range(n):
-                    out[i, a] = 0.0
-            for b in range(n_batches):
-                k = b * bs
-                for i in range(lo, hi):
-                    for a in range(n):
-                        c = cols[i, a]
-                        s = 0.0
-                        for j in range(bs):
-                            s += A[b, i, j] * Gp[c, k + j]
-                        out[i, a] += s
-            for i in range(lo, hi):
-                for a in range(n):
-                    out[i, a] *= scale
-
-        _KERNEL = pixel_range
-    return _KERNEL
-
 
 def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.ndarray, *, symmetric: bool = False,
                       workers=None, out: np.ndarray | None = None) -> np.ndarray:
@@ -82,7 +49,7 @@ def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.n
     # Gp[c, k] = (G + G^T)[used[k], c] / scale: the bs numbers of one batch for source pixel c side by side
     Gp = np.take(G, columns, axis=1) if symmetric else np.take(G + G.T, columns, axis=1)
     scale = 2.0 if symmetric else 1.0
-    kernel = _kernel()
+    kernel = compiled.weights_cotangent_range()
     n_threads = min(_threads(workers), M)
     edges = np.linspace(0, M, n_threads + 1).astype(np.int64)
     if n_threads <= 1:
@@ -142,13 +109,14 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
         d = np.asarray(dirty_image, dtype=np.float64)
         H = np.asarray(H, dtype=np.float64)
         D = np.asarray(T.T @ d).ravel()
-        FH = F + H
-        factor, info = lapack.dpotrf(FH.T, lower=0, overwrite_a=1, clean=1)  # FH symmetric: its C order is F order
+        F += H  # F + H in F's own memory (F itself is not needed again: s.F.s = s.D - s.H.s below)
+        factor, info = lapack.dpotrf(F.T, lower=0, overwrite_a=1, clean=1)  # symmetric: its C order is F order
         if info != 0:
             nan = (np.full(4, np.nan), np.full(S, np.nan))
             return nan + ((np.full((M, n), np.nan), np.full((S, S), np.nan)) if cotangents else ())
         s, _ = lapack.dpotrs(factor, D, lower=0)
-        pieces = np.array([s @ D, s @ (F @ s), s @ (H @ s), 2.0 * np.sum(np.log(np.diagonal(factor)))])
+        s_d, s_h_s = s @ D, s @ (H @ s)
+        pieces = np.array([s_d, s_d - s_h_s, s_h_s, 2.0 * np.sum(np.log(np.diagonal(factor)))])  # (F + H) s = D
         if not cotangents:
             return pieces, s
         upper, _ = lapack.dpotri(factor, lower=0, overwrite_c=1)

@@ -17,6 +17,7 @@ import scipy.fft
 import scipy.sparse as sp
 
 from wtilde_dask.cluster import machine_cores
+from wtilde_dask.inversion import compiled
 
 try:  # ducc0 is what B's lattice kernels use too; scipy.fft is the fallback
     import ducc0.fft as _ducc_fft
@@ -262,9 +263,10 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     threads (None: every core), each batch on one core from start to end: scatter the batch's columns of T
     onto the row-padded (ny, Nx) box, ``r2c`` along x on the ny rows, ``c2c`` along y (length Ny), the product
     with the spectra (:func:`_kernel_product`), the inverse ``c2c`` and ``c2r`` on the ny output rows (ducc0,
-    one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` by a sparse product whose rows
-    of T^T index the padded box directly (no gather of the image pixels): only the rows from the batch's own
-    on, the rest of F being their mirror (F is symmetric).
+    one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the
+    padded box directly (no gather of the image pixels), only the rows from the batch's own on, written with
+    their mirror (F is symmetric). Scatter and projection are compiled loops that release the GIL
+    (:mod:`~wtilde_dask.inversion.compiled`), so the threads run side by side.
 
     ``products``: also return ``(used (n_used,) int, A (max(n_batches, products_batches), M, batch_size))``, the
     batches of ``A = W T`` at the M image pixels (what the reverse-mode derivative of F reuses):
@@ -290,39 +292,39 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     used = np.flatnonzero(counts > 0)
     TT_used = TT_box[used]  # rows in the order of the batches
     bs = max(1, int(batch_size))
-    if op.H_hat is None and not np.iscomplexobj(op.K_hat):  # complex x complex multiplies faster than a cast
-        op = LatticeOperator(op.K_hat.astype(np.complex128), None, op.shape_box, op.fft_shape)
-    G = np.zeros((used.size, used.size))  # G[p, q] = F[used[p], used[q]] for p from q's batch on
+    real_product = op.H_hat is None and not np.iscomplexobj(op.K_hat)  # a real spectrum: compiled product
+    K_real = np.ascontiguousarray(op.K_hat, dtype=np.float64) if real_product else None
     A = None
     if products:
         n_batches = -(-used.size // bs)
         A = np.zeros((max(n_batches, int(products_batches)), M, bs)) if products_out is None else products_out
         A[n_batches:] = 0.0
 
+    scatter, project, scale = compiled.scatter_columns(), compiled.project_columns(), compiled.scale_spectra()
+    F = np.empty((S, S)) if out is None else out
+    plane = ny * Nx
+
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
         b = batch.size
         pad, X_rows, X, out = _column_workspace(bs, op)
-        starts, n_each = Tc.indptr[batch], counts[batch]
-        entry = np.repeat(starts - np.cumsum(n_each) + n_each, n_each) + np.arange(int(n_each.sum()))
-        where = np.repeat(np.arange(b) * (ny * Nx), n_each) + padded[Tc.indices[entry]]
         flat_pad = pad.reshape(-1)
-        flat_pad[where] = Tc.data[entry]
+        scatter(Tc.indptr, Tc.indices, Tc.data, batch, padded, plane, flat_pad, True)
         _ducc_fft.r2c(pad[:b], axes=(2,), out=X_rows[:b, :ny, :], nthreads=1)
-        flat_pad[where] = 0.0  # ready for the next batch
+        scatter(Tc.indptr, Tc.indices, Tc.data, batch, padded, plane, flat_pad, False)  # ready for the next batch
         _ducc_fft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=1)
-        _kernel_product(X[:b], op)
+        if real_product:
+            scale(X, K_real, b)
+        else:
+            _kernel_product(X[:b], op)
         _ducc_fft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=1)
         _ducc_fft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2,
                       out=out[:, :, :b].transpose(2, 0, 1), nthreads=1)
-        columns = out.reshape(ny * Nx, bs)[:, :b]
-        lo = TT_used.indptr[first]
-        rows_on = sp.csr_matrix((TT_used.data[lo:], TT_used.indices[lo:], TT_used.indptr[first:] - lo),
-                                shape=(used.size - first, ny * Nx))
-        G[first:, first:first + b] = rows_on @ columns
+        columns = out.reshape(plane, bs)
+        project(TT_used.indptr, TT_used.indices, TT_used.data, used, first, b, columns, F)
         if products:
             block = A[first // bs]
-            np.take(out.reshape(ny * Nx, bs), padded, axis=0, out=block, mode="clip")
+            np.take(columns, padded, axis=0, out=block, mode="clip")
             block[:, b:] = 0.0  # a last, partial batch: its unused columns hold an earlier batch's numbers
 
     firsts = range(0, used.size, bs)
@@ -332,9 +334,9 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
             one_batch(first)
     else:
         list(_pool(n_threads).map(one_batch, firsts))
-    F = np.empty((S, S)) if out is None else out
-    F[...] = 0.0
-    F[np.ix_(used, used)] = np.tril(G) + np.tril(G, -1).T
+    unused = np.flatnonzero(counts == 0)  # every (used, used) entry was written by one batch
+    F[unused, :] = 0.0
+    F[:, unused] = 0.0
     return (F, used, A) if products else F
 
 

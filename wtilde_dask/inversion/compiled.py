@@ -1,0 +1,121 @@
+"""The loops of the host curvature path that NumPy cannot run without Python overhead or temporaries, compiled by
+Numba on first use (cached on disk) and releasing the GIL, so that the threads of
+:func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` run them side by side.
+
+* :func:`scatter_columns`: columns of T (CSC) onto the row-padded FFT box of their batch (or back to zero);
+* :func:`scale_spectra`: ``X[q] *= K`` for complex spectra X and a real kernel spectrum K (no complex copy of K);
+* :func:`project_columns`: ``F[used[r], used[first + j]] = sum_i T[i, used[r]] (W T)[i, used[first + j]]`` for the
+  rows r from the batch's own on (F's lower triangle), mirrored into the upper one;
+* :func:`weights_cotangent_range`: ``dL/dwts[i, a] = scale sum_k A[k // bs, i, k % bs] Gp[cols[i, a], k]`` for
+  the image pixels ``lo <= i < hi`` (:mod:`~wtilde_dask.inversion.cotangent_kernels`).
+
+Each is a plain function of arrays; shapes and formulas are in their docstrings.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+@functools.cache
+def _numba():
+    import numba
+
+    return numba
+
+
+@functools.cache
+def scatter_columns():
+    """``f(indptr, indices, data, batch, padded, plane, box, write)``: for j, c = enumerate(batch) and each entry
+    k of T's CSC column c, ``box[j * plane + padded[indices[k]]] = data[k]`` if ``write`` else 0 (``box``: the
+    flat (bs, ny, Nx) row-padded images; ``padded`` (M,) each image pixel's flat index on one (ny, Nx) plane)."""
+
+    @_numba().njit(nogil=True, cache=True)
+    def scatter(indptr, indices, data, batch, padded, plane, box, write):  # pragma: no cover - compiled
+        for j in range(batch.size):
+            c = batch[j]
+            base = j * plane
+            for k in range(indptr[c], indptr[c + 1]):
+                box[base + padded[indices[k]]] = data[k] if write else 0.0
+
+    return scatter
+
+
+@functools.cache
+def scale_spectra():
+    """``f(X, K, b)``: ``X[q, y, x] *= K[y, x]`` for q < b, in place; X (bs, Ny, Nk) complex128 (C order), K
+    (Ny, Nk) float64."""
+
+    @_numba().njit(nogil=True, cache=True)
+    def scale(X, K, b):  # pragma: no cover - compiled
+        ny, nk = K.shape
+        for q in range(b):
+            for y in range(ny):
+                for x in range(nk):
+                    X[q, y, x] = X[q, y, x] * K[y, x]
+
+    return scale
+
+
+@functools.cache
+def project_columns():
+    """``f(indptr, indices, data, used, first, b, columns, F)``: with T^T's used rows in CSR (``indptr`` over
+    the n_used used source pixels in ``used`` order, ``indices`` flat indices on the padded box) and
+    ``columns`` (ny Nx, bs) the batch's ``W T`` on the padded box, for r >= first and j < b with
+    r >= first + j: ``F[used[r], used[first + j]] = F[used[first + j], used[r]] = sum_k data[k]
+    columns[indices[k], j]`` over row r's entries (the lower triangle and its mirror; every (used, used) entry
+    of F is written by exactly one batch)."""
+
+    @_numba().njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def project(indptr, indices, data, used, first, b, columns, F):  # pragma: no cover - compiled
+        bs = columns.shape[1]
+        acc = np.zeros(bs)
+        for r in range(first, used.size):
+            for j in range(bs):
+                acc[j] = 0.0
+            for k in range(indptr[r], indptr[r + 1]):
+                v = data[k]
+                row = indices[k]
+                for j in range(bs):
+                    acc[j] += v * columns[row, j]
+            q = used[r]
+            for j in range(min(b, r - first + 1)):
+                p = used[first + j]
+                F[q, p] = acc[j]
+                F[p, q] = acc[j]
+
+    return project
+
+
+@functools.cache
+def weights_cotangent_range():
+    """``f(A, Gp, cols, n_batches, scale, lo, hi, out)``: ``out[i, a] = scale sum_b sum_j A[b, i, j]
+    Gp[cols[i, a], b bs + j]`` for ``lo <= i < hi`` (A (n_batches', M, bs), Gp (S, n_batches bs), cols (M, n)
+    int64, out (M, n))."""
+
+    @_numba().njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+    def pixel_range(A, Gp, cols, n_batches, scale, lo, hi, out):  # pragma: no cover - compiled
+        n = cols.shape[1]
+        bs = A.shape[2]
+        for i in range(lo, hi):
+            for a in range(n):
+                out[i, a] = 0.0
+        for b in range(n_batches):
+            k = b * bs
+            for i in range(lo, hi):
+                for a in range(n):
+                    c = cols[i, a]
+                    s = 0.0
+                    for j in range(bs):
+                        s += A[b, i, j] * Gp[c, k + j]
+                    out[i, a] += s
+        for i in range(lo, hi):
+            for a in range(n):
+                out[i, a] *= scale
+
+    return pixel_range
+
+
+__all__ = ["scatter_columns", "scale_spectra", "project_columns", "weights_cotangent_range"]
