@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from wtilde_dask.inversion import compiled, curvature_kernels
-from wtilde_dask.inversion.curvature_kernels import _pool, _threads
+from wtilde_dask.inversion.curvature_kernels import thread_count, thread_pool
 
 def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.ndarray, *, symmetric: bool = False,
                       workers=None, out: np.ndarray | None = None) -> np.ndarray:
@@ -50,12 +50,12 @@ def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.n
     Gp = np.take(G, columns, axis=1) if symmetric else np.take(G + G.T, columns, axis=1)
     scale = 2.0 if symmetric else 1.0
     kernel = compiled.weights_cotangent_range()
-    n_threads = min(_threads(workers), M)
+    n_threads = min(thread_count(workers), M)
     edges = np.linspace(0, M, n_threads + 1).astype(np.int64)
     if n_threads <= 1:
         kernel(A, Gp, cols, n_batches, scale, 0, M, out)
     else:
-        list(_pool(n_threads).map(lambda t: kernel(A, Gp, cols, n_batches, scale, edges[t], edges[t + 1], out),
+        list(thread_pool(n_threads).map(lambda t: kernel(A, Gp, cols, n_batches, scale, edges[t], edges[t + 1], out),
                                   range(n_threads)))
     return out
 

@@ -221,7 +221,7 @@ def _kernel_product(X: np.ndarray, op: LatticeOperator) -> np.ndarray:
     return X
 
 
-def _threads(workers) -> int:
+def thread_count(workers) -> int:
     """Threads for ``workers`` (None, 0 or negative: every core this process may use)."""
     return int(workers) if workers is not None and int(workers) > 0 else machine_cores()
 
@@ -230,7 +230,7 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _pool(n_threads: int) -> ThreadPoolExecutor:
+def thread_pool(n_threads: int) -> ThreadPoolExecutor:
     """The process's pool of ``n_threads`` threads for :func:`curvature_lattice` (made once, reused)."""
     with _POOLS_LOCK:
         if n_threads not in _POOLS:
@@ -328,12 +328,12 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
             block[:, b:] = 0.0  # a last, partial batch: its unused columns hold an earlier batch's numbers
 
     firsts = range(0, used.size, bs)
-    n_threads = min(_threads(workers), len(firsts)) if used.size else 1
+    n_threads = min(thread_count(workers), len(firsts)) if used.size else 1
     if n_threads <= 1:
         for first in firsts:
             one_batch(first)
     else:
-        list(_pool(n_threads).map(one_batch, firsts))
+        list(thread_pool(n_threads).map(one_batch, firsts))
     unused = np.flatnonzero(counts == 0)  # every (used, used) entry was written by one batch
     F[unused, :] = 0.0
     F[:, unused] = 0.0
