@@ -36,3 +36,18 @@ def test_fft_floor_times_every_way_and_names_the_fastest():
     name, seconds = times["best"]
     assert seconds == min(v for k, v in times.items() if k != "best") and times[name] == seconds
     assert all(v > 0 for k, v in times.items() if k != "best")
+
+
+def test_floor_forward_transforms_run_on_the_rows_each_batch_touches():
+    import numpy as np
+
+    from wtilde_dask.bench.fft_floor import batch_row_counts
+
+    column_rows = [np.array([0, 3]), np.array([3, 4]), np.array([7]), np.array([0, 1, 2]), np.array([11])]
+    assert batch_row_counts(column_rows, 2) == [3, 4, 1]  # {0, 3, 4}, {7, 0, 1, 2}, {11}
+    assert batch_row_counts(column_rows, 8) == [7]
+    times = fft_floor(len(column_rows), (12, 14), (24, 28), nthreads=2, repeats=1, xla_batch_sizes=(8,),
+                      ducc_batch_sizes=(2,), column_rows=column_rows)
+    assert set(times) == {"XLA, batch 8", "ducc0 2 threads, batch 2", "ducc0 2 threads, one batch of 2 per thread",
+                          "best"}
+    assert all(v > 0 for k, v in times.items() if k != "best")

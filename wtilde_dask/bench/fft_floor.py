@@ -10,6 +10,11 @@ transform along y, and the complex-to-real inverse of length Nx along x on the n
   columns, the y transforms on the minor axis after one transpose each way as in the likelihood);
 * :func:`ducc_floor`: ducc0's ``r2c`` / ``c2c`` / ``c2r`` on the strided axes, ``nthreads`` threads inside each
   call or one batch per thread.
+
+``column_rows`` (one array of box rows per used column, in the order of the batches): the forward ``r2c`` of a
+batch runs on the rows its columns touch only, as the likelihood's F does
+(:func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice`); the ducc0 ways then transform exactly those
+rows, the XLA ways (one compiled shape for every batch) still every row.
 """
 
 from __future__ import annotations
@@ -58,12 +63,20 @@ def xla_floor(n_columns: int, shape_box, fft_shape, batch_size: int, repeats: in
     return min(timed(lambda: jax.block_until_ready(run(full, remainder)))[0] for _ in range(int(repeats)))
 
 
+def batch_row_counts(column_rows, batch_size: int) -> list[int]:
+    """Rows the forward transforms of each batch of ``batch_size`` columns need: the size of the union of its
+    columns' ``column_rows``."""
+    rows = list(column_rows)
+    return [int(np.unique(np.concatenate(rows[k:k + batch_size])).size) for k in range(0, len(rows), batch_size)]
+
+
 def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: int, repeats: int = 3,
-               per_thread: bool = False) -> float:
+               per_thread: bool = False, column_rows=None) -> float:
     """Minimum seconds over ``repeats`` of the four transforms of ``n_columns`` columns by ducc0, ``batch_size``
     columns per call, buffers allocated and filled once (the forward ``c2c`` out of place, so the zero rows of
     the padded spectrum are never rewritten): ``nthreads`` threads inside each call, or with ``per_thread`` one
-    batch per thread of a pool of ``nthreads`` threads, each call on one thread (as ``curvature_lattice``)."""
+    batch per thread of a pool of ``nthreads`` threads, each call on one thread (as ``curvature_lattice``).
+    ``column_rows``: the forward ``r2c`` of each batch on its touched rows only (module doc)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -73,6 +86,7 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
     Ny, Nx = fft_shape
     bs = max(1, min(int(batch_size), int(n_columns)))
     local = threading.local()
+    n_rows = [ny] * (-(-int(n_columns) // bs)) if column_rows is None else batch_row_counts(column_rows, bs)
 
     def buffers():
         if not hasattr(local, "buffers"):
@@ -85,7 +99,8 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
     def transforms(start, threads):
         rows, X_rows, X, out = buffers()
         b = min(bs, int(n_columns) - start)
-        dfft.r2c(rows[:b], axes=(2,), out=X_rows[:b, :ny, :], nthreads=threads)
+        n = n_rows[start // bs]
+        dfft.r2c(rows[:b, :n], axes=(2,), out=X_rows[:b, :n, :], nthreads=threads)
         dfft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=threads)
         dfft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=threads)
         dfft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out[:b], nthreads=threads)
@@ -112,8 +127,9 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
 
 
 def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int = 3,
-              xla_batch_sizes=(8, 16, 32, 64), ducc_batch_sizes=(8, 16, 32)) -> dict:
-    """{"<way> batch <b>": seconds} for every way tried, and "best" = (name, seconds) the fastest."""
+              xla_batch_sizes=(8, 16, 32, 64), ducc_batch_sizes=(8, 16, 32), column_rows=None) -> dict:
+    """{"<way> batch <b>": seconds} for every way tried, and "best" = (name, seconds) the fastest
+    (``column_rows``: module doc)."""
     times = {}
     for b in xla_batch_sizes:
         times[f"XLA, batch {b}"] = xla_floor(n_columns, shape_box, fft_shape, b, repeats)
@@ -122,8 +138,9 @@ def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int 
     except ImportError:  # pragma: no cover - ducc0 is a dependency
         ducc_batch_sizes = ()
     for b in ducc_batch_sizes:
-        times[f"ducc0 {nthreads} threads, batch {b}"] = ducc_floor(n_columns, shape_box, fft_shape, b, nthreads, repeats)
+        times[f"ducc0 {nthreads} threads, batch {b}"] = ducc_floor(n_columns, shape_box, fft_shape, b, nthreads, repeats,
+                                                                   column_rows=column_rows)
         times[f"ducc0 {nthreads} threads, one batch of {b} per thread"] = ducc_floor(
-            n_columns, shape_box, fft_shape, b, nthreads, repeats, per_thread=True)
+            n_columns, shape_box, fft_shape, b, nthreads, repeats, per_thread=True, column_rows=column_rows)
     name = min(times, key=times.get)
     return {**times, "best": (name, times[name])}

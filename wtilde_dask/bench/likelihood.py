@@ -24,7 +24,8 @@ FFT floor's calls are timed back to back):
 * ``ours JAX grad``: ``value_and_grad`` w.r.t. the 7 lens parameters (value and gradient);
 * ``ours NumPy``: ray tracing, ``RectangularMesh``, T, H and ``WTildeFitter.log_evidence`` (fft path);
 * ``FFT floor``: only the transforms F needs at this lens (the used columns' pruned forward and inverse 2D
-  FFTs of the box, :mod:`wtilde_dask.bench.fft_floor`), the fastest of XLA at batch sizes 8-64 and ducc0 on
+  FFTs of the box, the forward ones on the rows each batch touches as in F; :mod:`wtilde_dask.bench.fft_floor`),
+  the fastest of XLA at batch sizes 8-64 (every row) and ducc0 on
   every core (threads inside each call, or one batch per thread) at batch sizes 8-32, measured in the same run;
   ``eval_vs_floor`` = the JAX evaluation / the floor;
 * ``ours JAX jit, one thread``: the same likelihood in a child process pinned to core 0 (``taskset -c 0``,
@@ -318,24 +319,30 @@ def _peer_mesh_rows(runners, peer_values, store, lens, mesh, n_mesh, fitter):
     return name, None, (float(ours_on_peer), float(reference.log_evidence), S)
 
 
-def _used_columns(lk, params) -> int:
-    """Number of source pixels that some image pixel maps to at ``params`` (the columns F transforms)."""
+def _column_rows(lk, params) -> list[np.ndarray]:
+    """The box rows of each source pixel that some image pixel maps to at ``params`` (the columns F transforms, in
+    index order: the order of F's batches), as the rows its forward transforms need."""
     from wtilde_dask.inversion.jax_likelihood import mapping_and_regularization
 
     cols, wts, *_ = mapping_and_regularization(params, lk.arrays, lk.config, lk.coefficient, lk.topology(params))
     cols, wts = np.asarray(cols), np.asarray(wts)
-    return int(np.unique(cols[wts != 0]).size)
+    box_row = np.asarray(lk.arrays.box_flat) // lk.config.shape_box[1]
+    pixel = np.broadcast_to(np.arange(cols.shape[0])[:, None], cols.shape)
+    keep = wts != 0
+    column, row = cols[keep], box_row[pixel[keep]]
+    return [np.unique(row[column == c]) for c in np.unique(column)]
 
 
 def _floor(lk, params, repeats: int):
-    """(best way, seconds, {way: seconds}, used columns) of the FFT floor at ``params`` (bench.fft_floor)."""
+    """(best way, seconds, {way: seconds}, used columns) of the FFT floor at ``params`` (bench.fft_floor), the
+    forward transforms on the rows each batch touches (as F)."""
     from wtilde_dask.bench.fft_floor import fft_floor
 
-    n_used = _used_columns(lk, params)
-    res = fft_floor(n_used, lk.config.shape_box, lk.config.fft_shape, nthreads=os.cpu_count() or 1,
-                    repeats=max(int(repeats), 2))
+    column_rows = _column_rows(lk, params)
+    res = fft_floor(len(column_rows), lk.config.shape_box, lk.config.fft_shape, nthreads=os.cpu_count() or 1,
+                    repeats=max(int(repeats), 2), column_rows=column_rows)
     name, seconds = res.pop("best")
-    return name, seconds, res, n_used
+    return name, seconds, res, len(column_rows)
 
 
 _ONE_THREAD_SCRIPT = """

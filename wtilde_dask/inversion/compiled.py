@@ -2,7 +2,8 @@
 Numba on first use (cached on disk) and releasing the GIL, so that the threads of
 :func:`~wtilde_dask.inversion.curvature_kernels.curvature_lattice` run them side by side.
 
-* :func:`scatter_columns`: columns of T (CSC) onto the row-padded FFT box of their batch (or back to zero);
+* :func:`batch_rows`: the box rows a batch of T's columns touches (the rows its forward transforms need);
+* :func:`scatter_columns`: columns of T (CSC) onto those rows of the FFT box, compacted (or back to zero);
 * :func:`scale_spectra`: ``X[q] *= K`` for complex spectra X and a real kernel spectrum K (no complex copy of K);
 * :func:`project_columns`: ``F[used[r], used[first + j]] = sum_i T[i, used[r]] (W T)[i, used[first + j]]`` for the
   rows r from the batch's own on (F's lower triangle), mirrored into the upper one;
@@ -27,18 +28,42 @@ def _numba():
 
 
 @functools.cache
-def scatter_columns():
-    """``f(indptr, indices, data, batch, padded, plane, box, write)``: for j, c = enumerate(batch) and each entry
-    k of T's CSC column c, ``box[j * plane + padded[indices[k]]] = data[k]`` if ``write`` else 0 (``box``: the
-    flat (bs, ny, Nx) row-padded images; ``padded`` (M,) each image pixel's flat index on one (ny, Nx) plane)."""
+def batch_rows():
+    """``f(indptr, indices, batch, box_row, slot, rows) -> n``: the n distinct box rows ``box_row[i]`` of the image
+    pixels i in T's CSC columns ``batch``, in ``rows[:n]`` (first seen first), with ``slot[rows[k]] = k``
+    (``slot``: (ny,) int64, -1 for a row not touched; the caller sets it back to -1 after the batch)."""
 
     @_numba().njit(nogil=True, cache=True)
-    def scatter(indptr, indices, data, batch, padded, plane, box, write):  # pragma: no cover - compiled
+    def rows_of(indptr, indices, batch, box_row, slot, rows):  # pragma: no cover - compiled
+        n = 0
+        for j in range(batch.size):
+            c = batch[j]
+            for k in range(indptr[c], indptr[c + 1]):
+                r = box_row[indices[k]]
+                if slot[r] < 0:
+                    slot[r] = n
+                    rows[n] = r
+                    n += 1
+        return n
+
+    return rows_of
+
+
+@functools.cache
+def scatter_columns():
+    """``f(indptr, indices, data, batch, box_row, box_col, slot, plane, Nx, box, write)``: for j, c =
+    enumerate(batch) and each entry k of T's CSC column c (image pixel i = indices[k]),
+    ``box[j * plane + slot[box_row[i]] * Nx + box_col[i]] = data[k]`` if ``write`` else 0 (``box``: the flat
+    (bs, rows, Nx) images of the batch's touched rows, compacted by ``slot``; ``plane`` = rows * Nx)."""
+
+    @_numba().njit(nogil=True, cache=True)
+    def scatter(indptr, indices, data, batch, box_row, box_col, slot, plane, Nx, box, write):  # pragma: no cover
         for j in range(batch.size):
             c = batch[j]
             base = j * plane
             for k in range(indptr[c], indptr[c + 1]):
-                box[base + padded[indices[k]]] = data[k] if write else 0.0
+                i = indices[k]
+                box[base + slot[box_row[i]] * Nx + box_col[i]] = data[k] if write else 0.0
 
     return scatter
 
@@ -118,4 +143,4 @@ def weights_cotangent_range():
     return pixel_range
 
 
-__all__ = ["scatter_columns", "scale_spectra", "project_columns", "weights_cotangent_range"]
+__all__ = ["batch_rows", "scatter_columns", "scale_spectra", "project_columns", "weights_cotangent_range"]

@@ -239,17 +239,21 @@ def thread_pool(n_threads: int) -> ThreadPoolExecutor:
 
 
 def _column_workspace(bs: int, op: LatticeOperator):
-    """This thread's reused buffers for ``bs`` columns: the row-padded (bs, ny, Nx) images (zero except while a
-    batch is scattered), the (bs, Ny, Nx//2+1) spectrum of the rows (rows ny: stay zero), the working spectrum,
-    and the (ny, Nx, bs) result (the columns on the fastest axis, as the sparse projection reads them)."""
+    """This thread's reused buffers for ``bs`` columns: the (bs, ny, Nx) images of a batch's touched rows, compacted
+    (zero except while a batch is scattered), their (bs, ny, Nx//2+1) row spectra, the (bs, Ny, Nx//2+1) spectrum
+    of the rows in place (zero except while a batch is transformed), the working spectrum, the (ny, Nx, bs) result
+    (the columns on the fastest axis, as the projection reads them), and the row slots ((ny,) int64, -1) and
+    touched rows ((ny,) int64) of :func:`~wtilde_dask.inversion.compiled.batch_rows`."""
     ny, _ = op.shape_box
     Ny, Nx = op.fft_shape
     key = ("columns", bs, ny, Ny, Nx)
     cache = _WORKSPACES.__dict__.setdefault("buffers", {})
     if key not in cache:
         cache.clear()
-        cache[key] = (np.zeros((bs, ny, Nx)), np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128),
-                      np.empty((bs, Ny, Nx // 2 + 1), dtype=np.complex128), np.empty((ny, Nx, bs)))
+        Nk = Nx // 2 + 1
+        cache[key] = (np.zeros((bs, ny, Nx)), np.empty((bs, ny, Nk), dtype=np.complex128),
+                      np.zeros((bs, Ny, Nk), dtype=np.complex128), np.empty((bs, Ny, Nk), dtype=np.complex128),
+                      np.empty((ny, Nx, bs)), np.full(ny, -1, dtype=np.int64), np.empty(ny, dtype=np.int64))
     return cache[key]
 
 
@@ -261,7 +265,9 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     :func:`lattice_operator`. The used source columns (those some image pixel maps to; the others have zero
     rows and columns in F) go in batches of ``batch_size``, one batch per thread of a pool of ``workers``
     threads (None: every core), each batch on one core from start to end: scatter the batch's columns of T
-    onto the row-padded (ny, Nx) box, ``r2c`` along x on the ny rows, ``c2c`` along y (length Ny), the product
+    onto the rows of the row-padded (ny, Nx) box that they touch (compacted: ~12% of the rows for a batch of 8 at
+    the ALMA preset), ``r2c`` along x on those rows only, placed at their rows of the (Ny, Nx//2+1) spectrum,
+    ``c2c`` along y (length Ny), the product
     with the spectra (:func:`_kernel_product`), the inverse ``c2c`` and ``c2r`` on the ny output rows (ducc0,
     one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the
     padded box directly (no gather of the image pixels), only the rows from the batch's own on, written with
@@ -300,19 +306,27 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
         A = np.zeros((max(n_batches, int(products_batches)), M, bs)) if products_out is None else products_out
         A[n_batches:] = 0.0
 
-    scatter, project, scale = compiled.scatter_columns(), compiled.project_columns(), compiled.scale_spectra()
+    rows_of, scatter = compiled.batch_rows(), compiled.scatter_columns()
+    project, scale = compiled.project_columns(), compiled.scale_spectra()
     F = np.empty((S, S)) if out is None else out
     plane = ny * Nx
+    box_row, box_col = box[:, 0].copy(), box[:, 1].copy()
 
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
         b = batch.size
-        pad, X_rows, X, out = _column_workspace(bs, op)
+        pad, X_compact, X_rows, X, out, slot, rows = _column_workspace(bs, op)
+        n = rows_of(Tc.indptr, Tc.indices, batch, box_row, slot, rows)  # the forward transforms skip empty rows
+        touched = rows[:n]
         flat_pad = pad.reshape(-1)
-        scatter(Tc.indptr, Tc.indices, Tc.data, batch, padded, plane, flat_pad, True)
-        _ducc_fft.r2c(pad[:b], axes=(2,), out=X_rows[:b, :ny, :], nthreads=1)
-        scatter(Tc.indptr, Tc.indices, Tc.data, batch, padded, plane, flat_pad, False)  # ready for the next batch
+        scatter(Tc.indptr, Tc.indices, Tc.data, batch, box_row, box_col, slot, n * Nx, Nx, flat_pad, True)
+        _ducc_fft.r2c(pad.reshape(-1)[:bs * n * Nx].reshape(bs, n, Nx)[:b], axes=(2,),
+                      out=X_compact.reshape(-1)[:bs * n * X.shape[2]].reshape(bs, n, X.shape[2])[:b], nthreads=1)
+        scatter(Tc.indptr, Tc.indices, Tc.data, batch, box_row, box_col, slot, n * Nx, Nx, flat_pad, False)
+        slot[touched] = -1
+        X_rows[:b, touched, :] = X_compact.reshape(-1)[:bs * n * X.shape[2]].reshape(bs, n, X.shape[2])[:b]
         _ducc_fft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=1)
+        X_rows[:b, touched, :] = 0.0  # ready for the next batch
         if real_product:
             scale(X, K_real, b)
         else:
