@@ -8,8 +8,9 @@ For a cotangent G (S, S) of F and the forward's ``A = W T`` (module doc of
 
 over the used source pixels p: nnz(T) S multiply-adds, each needing an element of G at a column that changes
 from pixel to pixel. Done here batch by batch of the forward's A (``A[b]`` (M, bs), one contiguous block) with
-``(G + G^T)`` re-laid as ``Gb[b, c, :]`` (bs contiguous numbers per source pixel c and batch b: one cache line
-per gather), the image pixels split over a pool of threads (the compiled loop releases the GIL).
+``(G + G^T)`` re-laid as ``Gp[c, b bs + j] = (G + G^T)[used[b bs + j], c]`` (a batch's bs numbers for source pixel
+c side by side: one cache line per gather), the image pixels split over a pool of threads (the compiled loop,
+:func:`~wtilde_dask.inversion.compiled.weights_cotangent_range`, releases the GIL).
 
 Shapes: A (n_batches, M, bs) float64; cols (M, n) int; G (S, S); result (M, n) float64.
 """
@@ -24,6 +25,7 @@ from scipy.linalg import lapack
 
 from wtilde_dask.inversion import compiled, curvature_kernels
 from wtilde_dask.inversion.curvature_kernels import thread_count, thread_pool
+
 
 def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.ndarray, *, symmetric: bool = False,
                       workers=None, out: np.ndarray | None = None) -> np.ndarray:
@@ -55,8 +57,8 @@ def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.n
     if n_threads <= 1:
         kernel(A, Gp, cols, n_batches, scale, 0, M, out)
     else:
-        list(thread_pool(n_threads).map(lambda t: kernel(A, Gp, cols, n_batches, scale, edges[t], edges[t + 1], out),
-                                  range(n_threads)))
+        list(thread_pool(n_threads).map(
+            lambda t: kernel(A, Gp, cols, n_batches, scale, edges[t], edges[t + 1], out), range(n_threads)))
     return out
 
 
