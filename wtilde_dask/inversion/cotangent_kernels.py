@@ -20,11 +20,11 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from wtilde_dask.inversion import compiled, curvature_kernels
 from wtilde_dask.inversion.curvature_kernels import thread_count, thread_pool
+from wtilde_dask.inversion.mapping import mapping_matrix_from_columns
 
 
 def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.ndarray, *, symmetric: bool = False,
@@ -98,8 +98,7 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
     """
     M, n = cols.shape
     S = H.shape[0]
-    T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols, dtype=np.int64).ravel(),
-                       np.arange(0, M * n + 1, n)), shape=(M, S))
+    T = mapping_matrix_from_columns(cols, wts, S)
     bs = max(1, min(int(batch_size), S))
     A = _products_buffer((-(-S // bs), M, bs)) if cotangents else None
     try:

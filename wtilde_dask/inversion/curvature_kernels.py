@@ -319,12 +319,14 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
         n = rows_of(Tc.indptr, Tc.indices, batch, box_row, slot, rows)  # the forward transforms skip empty rows
         touched = rows[:n]
         flat_pad = pad.reshape(-1)
+        Nk = X.shape[2]
+        images = flat_pad[:bs * n * Nx].reshape(bs, n, Nx)[:b]  # the touched rows, compacted
+        row_spectra = X_compact.reshape(-1)[:bs * n * Nk].reshape(bs, n, Nk)[:b]
         scatter(Tc.indptr, Tc.indices, Tc.data, batch, box_row, box_col, slot, n * Nx, Nx, flat_pad, True)
-        _ducc_fft.r2c(pad.reshape(-1)[:bs * n * Nx].reshape(bs, n, Nx)[:b], axes=(2,),
-                      out=X_compact.reshape(-1)[:bs * n * X.shape[2]].reshape(bs, n, X.shape[2])[:b], nthreads=1)
+        _ducc_fft.r2c(images, axes=(2,), out=row_spectra, nthreads=1)
         scatter(Tc.indptr, Tc.indices, Tc.data, batch, box_row, box_col, slot, n * Nx, Nx, flat_pad, False)
         slot[touched] = -1
-        X_rows[:b, touched, :] = X_compact.reshape(-1)[:bs * n * X.shape[2]].reshape(bs, n, X.shape[2])[:b]
+        X_rows[:b, touched, :] = row_spectra
         _ducc_fft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=1)
         X_rows[:b, touched, :] = 0.0  # ready for the next batch
         if real_product:

@@ -24,8 +24,8 @@ and T depends on ``wts`` only at its nonzeros, so
 O(nnz(T) S) operations on the forward's A (kept as the residual, (M, S) float64, in its FFT batches): no FFT in
 the backward pass (the ``ducc0`` way: a compiled loop on every core,
 :mod:`~wtilde_dask.inversion.cotangent_kernels`; ``xla``: :func:`weights_cotangent`).
-For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``. The integer ``cols``, the box indices and the kernel spectra get no cotangent (zero): derivatives flow
-through the weights only.
+For D: ``dL/dwts[i, a] = g[cols[i, a]] d[i]``. The integer ``cols``, the box indices and the kernel spectra get
+no cotangent (zero): derivatives flow through the weights only.
 """
 
 from __future__ import annotations

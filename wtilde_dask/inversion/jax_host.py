@@ -20,7 +20,6 @@ Integers travel as float64 (exact below 2**53): JAXbind passes and returns float
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from wtilde_dask.kernels import enable_x64
 
@@ -29,6 +28,7 @@ enable_x64()
 import jax.numpy as jnp  # noqa: E402
 
 from wtilde_dask.inversion import curvature_kernels  # noqa: E402
+from wtilde_dask.inversion.mapping import mapping_matrix_from_columns  # noqa: E402
 
 _PRIMITIVES: dict = {}
 
@@ -48,10 +48,8 @@ def _curvature_host(out, args, kwargs_dump):
 
     kw = load_kwargs(kwargs_dump)
     cols, wts, K_hat, H_hat, box_flat = args
-    M, P = cols.shape
     S = kw["n_source_pixels"]
-    T = sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
-                       np.arange(0, M * P + 1, P)), shape=(M, S))
+    T = mapping_matrix_from_columns(cols, wts, S)
     box, op = _lattice(K_hat, H_hat, box_flat, kw)
     run = dict(batch_size=kw["batch_size"], workers=kw["threads"])
     if not kw["keep_wt"]:

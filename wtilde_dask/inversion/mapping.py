@@ -68,6 +68,14 @@ def mapping_matrix_from_triplets(
     return T
 
 
+def mapping_matrix_from_columns(cols, wts, n_source_pixels: int) -> sp.csr_matrix:
+    """(M, S) CSR ``T[i, cols[i, a]] += wts[i, a]`` from the likelihood's (M, n) per-row columns and weights
+    (every entry kept, repeated columns and zero weights included; no checks: the likelihood's own arrays)."""
+    M, n = cols.shape
+    return sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
+                          np.arange(0, M * n + 1, n)), shape=(M, int(n_source_pixels)))
+
+
 def triplets_from_mapping_matrix(mapping_matrix) -> MappingTriplets:
     """PyAutoArray's padded triplets (-1 padded) from a mapping matrix (inverse of the above)."""
     T = as_mapping_matrix(mapping_matrix)
