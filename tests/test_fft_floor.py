@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from wtilde_dask.bench.fft_floor import fft_floor
 
 REPEAT_SCRIPT = textwrap.dedent("""
@@ -32,7 +34,8 @@ def test_xla_floor_with_a_remainder_batch_never_hangs():
 def test_fft_floor_times_every_way_and_names_the_fastest():
     times = fft_floor(37, (12, 14), (24, 28), nthreads=2, repeats=1, xla_batch_sizes=(8, 64), ducc_batch_sizes=(16,))
     assert set(times) == {"XLA, batch 8", "XLA, batch 64", "ducc0 2 threads, batch 16",
-                          "ducc0 2 threads, one batch of 16 per thread", "best"}
+                          "ducc0 2 threads, one batch of 16 per thread",
+                          "ducc0 2 threads, one batch of 16 per thread, y last", "best"}
     name, seconds = times["best"]
     assert seconds == min(v for k, v in times.items() if k != "best") and times[name] == seconds
     assert all(v > 0 for k, v in times.items() if k != "best")
@@ -49,5 +52,28 @@ def test_floor_forward_transforms_run_on_the_rows_each_batch_touches():
     times = fft_floor(len(column_rows), (12, 14), (24, 28), nthreads=2, repeats=1, xla_batch_sizes=(8,),
                       ducc_batch_sizes=(2,), column_rows=column_rows)
     assert set(times) == {"XLA, batch 8", "ducc0 2 threads, batch 2", "ducc0 2 threads, one batch of 2 per thread",
-                          "best"}
+                          "ducc0 2 threads, one batch of 2 per thread, y last", "best"}
     assert all(v > 0 for k, v in times.items() if k != "best")
+
+
+@pytest.mark.parametrize("y_last", [False, True])
+def test_floor_transforms_are_a_convolution_with_the_unit_kernel(y_last):
+    """The floor's four transforms on either spectrum layout: forward and inverse of the zero-padded box with a
+    unit kernel spectrum give the images back (numpy.fft as the independent reference of the forward half)."""
+    import numpy as np
+
+    from wtilde_dask.bench.fft_floor import round_trip
+
+    b, ny, nx, Ny, Nx = 3, 12, 14, 24, 28
+    rows = np.zeros((b, ny, Nx))
+    rows[:, :, :nx] = np.random.default_rng(4).normal(size=(b, ny, nx))
+    shape = (b, Nx // 2 + 1, Ny) if y_last else (b, Ny, Nx // 2 + 1)
+    X_rows, X = np.zeros(shape, complex), np.empty(shape, complex)
+    out = round_trip(rows, ny, X_rows, X, np.empty((b, ny, Nx)), y_last)
+    np.testing.assert_allclose(out[:, :, :nx], rows[:, :, :nx], atol=1e-12)
+    np.testing.assert_allclose(out[:, :, nx:], 0.0, atol=1e-12)
+    spectrum = np.fft.rfft2(np.pad(rows, ((0, 0), (0, Ny - ny), (0, 0))), axes=(1, 2))  # (b, Ny, Nx//2+1)
+    X_rows[:] = 0.0
+    round_trip(rows, ny, X_rows, X, np.empty((b, ny, Nx)), y_last)
+    forward = np.fft.fft(X_rows, axis=2 if y_last else 1)
+    np.testing.assert_allclose(forward.transpose(0, 2, 1) if y_last else forward, spectrum, atol=1e-10)

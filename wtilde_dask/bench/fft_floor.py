@@ -9,7 +9,8 @@ transform along y, and the complex-to-real inverse of length Nx along x on the n
 * :func:`xla_floor`: the same four transforms in XLA (jitted, ``lax.map`` over batches of ``batch_size``
   columns, the y transforms on the minor axis after one transpose each way as in the likelihood);
 * :func:`ducc_floor`: ducc0's ``r2c`` / ``c2c`` / ``c2r`` on the strided axes, ``nthreads`` threads inside each
-  call or one batch per thread.
+  call or one batch per thread, the spectrum with y on its middle axis or (``y_last``, as the likelihood's F) on
+  its fastest axis.
 
 ``column_rows`` (one array of box rows per used column, in the order of the batches): the forward ``r2c`` of a
 batch runs on the rows its columns touch only, as the likelihood's F does
@@ -70,17 +71,38 @@ def batch_row_counts(column_rows, batch_size: int) -> list[int]:
     return [int(np.unique(np.concatenate(rows[k:k + batch_size])).size) for k in range(0, len(rows), batch_size)]
 
 
+def round_trip(rows, n: int, X_rows, X, out, y_last: bool, nthreads: int = 1):
+    """The floor's four transforms of b columns (ducc0): ``rows`` (b, ny, Nx) the row-padded images (the first
+    ``n`` rows transformed), ``X_rows`` / ``X`` (b, Nx//2+1, Ny) with ``y_last`` else (b, Ny, Nx//2+1) complex
+    (``X_rows`` zero beyond the first n rows), ``out`` (b, ny, Nx): the convolution of the images with a unit
+    kernel spectrum, i.e. ``out[:, :, :nx] = rows[:, :, :nx]`` when the box's nx <= Nx // 2 and n = ny."""
+    import ducc0.fft as dfft
+
+    ny, Nx = out.shape[1:]
+    b = rows.shape[0]
+    y_axis = 2 if y_last else 1
+
+    def y_rows(Z, m):  # (b, m, Nx//2+1) view of the first m rows of the spectra
+        return Z[:b, :, :m].transpose(0, 2, 1) if y_last else Z[:b, :m, :]
+
+    dfft.r2c(rows[:, :n], axes=(2,), out=y_rows(X_rows, n), nthreads=nthreads)
+    dfft.c2c(X_rows, axes=(y_axis,), out=X, nthreads=nthreads)
+    dfft.c2c(X, axes=(y_axis,), forward=False, inorm=2, out=X, nthreads=nthreads)
+    dfft.c2r(y_rows(X, ny), axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out, nthreads=nthreads)
+    return out
+
+
 def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: int, repeats: int = 3,
-               per_thread: bool = False, column_rows=None) -> float:
+               per_thread: bool = False, column_rows=None, y_last: bool = False) -> float:
     """Minimum seconds over ``repeats`` of the four transforms of ``n_columns`` columns by ducc0, ``batch_size``
     columns per call, buffers allocated and filled once (the forward ``c2c`` out of place, so the zero rows of
     the padded spectrum are never rewritten): ``nthreads`` threads inside each call, or with ``per_thread`` one
     batch per thread of a pool of ``nthreads`` threads, each call on one thread (as ``curvature_lattice``).
-    ``column_rows``: the forward ``r2c`` of each batch on its touched rows only (module doc)."""
+    ``column_rows``: the forward ``r2c`` of each batch on its touched rows only (module doc). ``y_last``: the
+    (Nx//2+1, Ny) spectrum of a column with y on the fastest axis (the ``r2c`` writes its rows there, the
+    ``c2r`` reads them from there), else (Ny, Nx//2+1)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    import ducc0.fft as dfft
 
     ny, nx = shape_box
     Ny, Nx = fft_shape
@@ -88,22 +110,20 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
     local = threading.local()
     n_rows = [ny] * (-(-int(n_columns) // bs)) if column_rows is None else batch_row_counts(column_rows, bs)
 
+    spectrum = (bs, Nx // 2 + 1, Ny) if y_last else (bs, Ny, Nx // 2 + 1)
+
     def buffers():
         if not hasattr(local, "buffers"):
             rows = np.zeros((bs, ny, Nx))
             rows[:, :, :nx] = _images(bs, shape_box)
-            local.buffers = (rows, np.zeros((bs, Ny, Nx // 2 + 1), dtype=np.complex128),
-                             np.empty((bs, Ny, Nx // 2 + 1), dtype=np.complex128), np.empty((bs, ny, Nx)))
+            local.buffers = (rows, np.zeros(spectrum, dtype=np.complex128), np.empty(spectrum, dtype=np.complex128),
+                             np.empty((bs, ny, Nx)))
         return local.buffers
 
     def transforms(start, threads):
         rows, X_rows, X, out = buffers()
         b = min(bs, int(n_columns) - start)
-        n = n_rows[start // bs]
-        dfft.r2c(rows[:b, :n], axes=(2,), out=X_rows[:b, :n, :], nthreads=threads)
-        dfft.c2c(X_rows[:b], axes=(1,), out=X[:b], nthreads=threads)
-        dfft.c2c(X[:b], axes=(1,), forward=False, inorm=2, out=X[:b], nthreads=threads)
-        dfft.c2r(X[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out[:b], nthreads=threads)
+        round_trip(rows[:b], n_rows[start // bs], X_rows[:b], X[:b], out[:b], y_last, threads)
 
     starts = range(0, int(n_columns), bs)
     if per_thread:
@@ -140,7 +160,9 @@ def fft_floor(n_columns: int, shape_box, fft_shape, nthreads: int, repeats: int 
     for b in ducc_batch_sizes:
         times[f"ducc0 {nthreads} threads, batch {b}"] = ducc_floor(n_columns, shape_box, fft_shape, b, nthreads, repeats,
                                                                    column_rows=column_rows)
-        times[f"ducc0 {nthreads} threads, one batch of {b} per thread"] = ducc_floor(
-            n_columns, shape_box, fft_shape, b, nthreads, repeats, per_thread=True, column_rows=column_rows)
+        for y_last, layout in ((False, ""), (True, ", y last")):
+            times[f"ducc0 {nthreads} threads, one batch of {b} per thread{layout}"] = ducc_floor(
+                n_columns, shape_box, fft_shape, b, nthreads, repeats, per_thread=True, column_rows=column_rows,
+                y_last=y_last)
     name = min(times, key=times.get)
     return {**times, "best": (name, times[name])}

@@ -4,6 +4,8 @@ Numba on first use (cached on disk) and releasing the GIL, so that the threads o
 
 * :func:`batch_rows`: the box rows a batch of T's columns touches (the rows its forward transforms need);
 * :func:`scatter_columns`: columns of T (CSC) onto those rows of the FFT box, compacted (or back to zero);
+* :func:`place_row_spectra`: a batch's row spectra (compacted) at their rows of the y-last spectrum (or back to
+  zero);
 * :func:`scale_spectra`: ``X[q] *= K`` for complex spectra X and a real kernel spectrum K (no complex copy of K);
 * :func:`project_columns`: ``F[used[r], used[first + j]] = sum_i T[i, used[r]] (W T)[i, used[first + j]]`` for the
   rows r from the batch's own on (F's lower triangle), mirrored into the upper one;
@@ -69,17 +71,34 @@ def scatter_columns():
 
 
 @functools.cache
+def place_row_spectra():
+    """``f(row_spectra, touched, n, b, Z, zero)``: ``Z[q, x, touched[r]] = row_spectra[q, r, x]`` (or 0.0 with
+    ``zero``) for q < b, r < n; ``row_spectra`` (bs, >= n, Nk) complex128 (the spectra along x of a batch's touched
+    rows, compacted), Z (bs, Nk, Ny) complex128 (y on the fastest axis, for the transforms along y)."""
+
+    @_numba().njit(nogil=True, cache=True)
+    def place(row_spectra, touched, n, b, Z, zero):  # pragma: no cover - compiled
+        for q in range(b):
+            for r in range(n):
+                y = touched[r]
+                for x in range(Z.shape[1]):
+                    Z[q, x, y] = 0.0 if zero else row_spectra[q, r, x]
+
+    return place
+
+
+@functools.cache
 def scale_spectra():
-    """``f(X, K, b)``: ``X[q, y, x] *= K[y, x]`` for q < b, in place; X (bs, Ny, Nk) complex128 (C order), K
-    (Ny, Nk) float64."""
+    """``f(X, K, b)``: ``X[q, a, c] *= K[a, c]`` for q < b, in place; X (bs, A, C) complex128 (C order), K
+    (A, C) float64 (the same layout as X's planes: (Nk, Ny) for y-last spectra)."""
 
     @_numba().njit(nogil=True, cache=True)
     def scale(X, K, b):  # pragma: no cover - compiled
-        ny, nk = K.shape
+        na, nc = K.shape
         for q in range(b):
-            for y in range(ny):
-                for x in range(nk):
-                    X[q, y, x] = X[q, y, x] * K[y, x]
+            for a in range(na):
+                for c in range(nc):
+                    X[q, a, c] = X[q, a, c] * K[a, c]
 
     return scale
 
