@@ -71,24 +71,27 @@ def batch_row_counts(column_rows, batch_size: int) -> list[int]:
     return [int(np.unique(np.concatenate(rows[k:k + batch_size])).size) for k in range(0, len(rows), batch_size)]
 
 
-def round_trip(rows, n: int, X_rows, X, out, y_last: bool, nthreads: int = 1):
+def round_trip(rows, n: int, X_rows, X, out, y_last: bool, nthreads: int = 1, X_x=None):
     """The floor's four transforms of b columns (ducc0): ``rows`` (b, ny, Nx) the row-padded images (the first
     ``n`` rows transformed), ``X_rows`` / ``X`` (b, Nx//2+1, Ny) with ``y_last`` else (b, Ny, Nx//2+1) complex
-    (``X_rows`` zero beyond the first n rows), ``out`` (b, ny, Nx): the convolution of the images with a unit
+    (``X_rows`` zero beyond the first n rows), with ``y_last`` ``X_x`` (b, Ny, Nx//2+1) complex (None: allocated)
+    for the inverse along y, ``out`` (b, ny, Nx): the convolution of the images with a unit
     kernel spectrum, i.e. ``out[:, :, :nx] = rows[:, :, :nx]`` when the box's nx <= Nx // 2 and n = ny."""
     import ducc0.fft as dfft
 
     ny, Nx = out.shape[1:]
     b = rows.shape[0]
     y_axis = 2 if y_last else 1
-
-    def y_rows(Z, m):  # (b, m, Nx//2+1) view of the first m rows of the spectra
-        return Z[:b, :, :m].transpose(0, 2, 1) if y_last else Z[:b, :m, :]
-
-    dfft.r2c(rows[:, :n], axes=(2,), out=y_rows(X_rows, n), nthreads=nthreads)
+    row_spectra = X_rows[:, :, :n].transpose(0, 2, 1) if y_last else X_rows[:, :n, :]  # (b, n, Nx//2+1)
+    dfft.r2c(rows[:, :n], axes=(2,), out=row_spectra, nthreads=nthreads)
     dfft.c2c(X_rows, axes=(y_axis,), out=X, nthreads=nthreads)
-    dfft.c2c(X, axes=(y_axis,), forward=False, inorm=2, out=X, nthreads=nthreads)
-    dfft.c2r(y_rows(X, ny), axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out, nthreads=nthreads)
+    if y_last:  # the inverse along y written with x on the fastest axis, as the likelihood's F (for the c2r)
+        X_x = np.empty((b, X.shape[2], X.shape[1]), dtype=X.dtype) if X_x is None else X_x
+        dfft.c2c(X, axes=(2,), forward=False, inorm=2, out=X_x.transpose(0, 2, 1), nthreads=nthreads)
+        X = X_x
+    else:
+        dfft.c2c(X, axes=(1,), forward=False, inorm=2, out=X, nthreads=nthreads)
+    dfft.c2r(X[:, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2, out=out, nthreads=nthreads)
     return out
 
 
@@ -99,8 +102,8 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
     the padded spectrum are never rewritten): ``nthreads`` threads inside each call, or with ``per_thread`` one
     batch per thread of a pool of ``nthreads`` threads, each call on one thread (as ``curvature_lattice``).
     ``column_rows``: the forward ``r2c`` of each batch on its touched rows only (module doc). ``y_last``: the
-    (Nx//2+1, Ny) spectrum of a column with y on the fastest axis (the ``r2c`` writes its rows there, the
-    ``c2r`` reads them from there), else (Ny, Nx//2+1)."""
+    (Nx//2+1, Ny) spectrum of a column with y on the fastest axis (the ``r2c`` writes its rows there; the
+    inverse along y writes (Ny, Nx//2+1) for the ``c2r``), else (Ny, Nx//2+1) throughout (:func:`round_trip`)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -117,13 +120,13 @@ def ducc_floor(n_columns: int, shape_box, fft_shape, batch_size: int, nthreads: 
             rows = np.zeros((bs, ny, Nx))
             rows[:, :, :nx] = _images(bs, shape_box)
             local.buffers = (rows, np.zeros(spectrum, dtype=np.complex128), np.empty(spectrum, dtype=np.complex128),
-                             np.empty((bs, ny, Nx)))
+                             np.empty((bs, Ny, Nx // 2 + 1), dtype=np.complex128), np.empty((bs, ny, Nx)))
         return local.buffers
 
     def transforms(start, threads):
-        rows, X_rows, X, out = buffers()
+        rows, X_rows, X, X_x, out = buffers()
         b = min(bs, int(n_columns) - start)
-        round_trip(rows[:b], n_rows[start // bs], X_rows[:b], X[:b], out[:b], y_last, threads)
+        round_trip(rows[:b], n_rows[start // bs], X_rows[:b], X[:b], out[:b], y_last, threads, X_x[:b])
 
     starts = range(0, int(n_columns), bs)
     if per_thread:

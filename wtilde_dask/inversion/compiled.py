@@ -79,10 +79,9 @@ def place_row_spectra():
     @_numba().njit(nogil=True, cache=True)
     def place(row_spectra, touched, n, b, Z, zero):  # pragma: no cover - compiled
         for q in range(b):
-            for r in range(n):
-                y = touched[r]
-                for x in range(Z.shape[1]):
-                    Z[q, x, y] = 0.0 if zero else row_spectra[q, r, x]
+            for x in range(Z.shape[1]):  # one row of Z at a time (the reads stay on the same n cache lines)
+                for r in range(n):
+                    Z[q, x, touched[r]] = 0.0 if zero else row_spectra[q, r, x]
 
     return place
 

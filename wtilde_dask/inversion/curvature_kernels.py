@@ -244,8 +244,9 @@ def _column_workspace(bs: int, op: LatticeOperator):
     """This thread's reused buffers for ``bs`` columns: the (bs, ny, Nx) images of a batch's touched rows, compacted
     (zero except while a batch is scattered), their (bs, ny, Nx//2+1) row spectra, the (bs, Nx//2+1, Ny) spectrum
     along x with y on the fastest axis (zero except while a batch is transformed), the working spectrum (same
-    layout), the (ny, Nx, bs) result (the columns on the fastest axis, as the projection reads them), and the row
-    slots ((ny,) int64, -1) and touched rows ((ny,) int64) of :func:`~wtilde_dask.inversion.compiled.batch_rows`."""
+    layout), the (bs, Ny, Nx//2+1) inverse transforms along y (x on the fastest axis, for the ``c2r`` along x), the
+    (ny, Nx, bs) result (the columns on the fastest axis, as the projection reads them), and the row slots ((ny,)
+    int64, -1) and touched rows ((ny,) int64) of :func:`~wtilde_dask.inversion.compiled.batch_rows`."""
     ny, _ = op.shape_box
     Ny, Nx = op.fft_shape
     key = ("columns", bs, ny, Ny, Nx)
@@ -255,7 +256,7 @@ def _column_workspace(bs: int, op: LatticeOperator):
         Nk = Nx // 2 + 1
         cache[key] = (np.zeros((bs, ny, Nx)), np.empty((bs, ny, Nk), dtype=np.complex128),
                       np.zeros((bs, Nk, Ny), dtype=np.complex128), np.empty((bs, Nk, Ny), dtype=np.complex128),
-                      np.empty((ny, Nx, bs)), np.full(ny, -1, dtype=np.int64), np.empty(ny, dtype=np.int64))
+                      np.empty((bs, Ny, Nk), dtype=np.complex128), np.empty((ny, Nx, bs)), np.full(ny, -1, dtype=np.int64), np.empty(ny, dtype=np.int64))
     return cache[key]
 
 
@@ -271,8 +272,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     the ALMA preset), ``r2c`` along x on those rows only, placed at their rows of the (Nx//2+1, Ny) spectrum
     (y on the fastest axis: ducc0's transforms along y run ~15% faster there than on the middle axis),
     ``c2c`` along y (length Ny), the product
-    with the spectra (:func:`_kernel_product`), the inverse ``c2c`` and ``c2r`` on the ny output rows (ducc0,
-    one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the
+    with the spectra (:func:`_kernel_product`), the inverse ``c2c`` written with x on the fastest axis (for the
+    ``c2r``) and ``c2r`` on the ny output rows (ducc0, one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the
     padded box directly (no gather of the image pixels), only the rows from the batch's own on, written with
     their mirror (F is symmetric). Scatter and projection are compiled loops that release the GIL
     (:mod:`~wtilde_dask.inversion.compiled`), so the threads run side by side.
@@ -318,7 +319,7 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     def one_batch(first: int) -> None:
         batch = used[first:first + bs]
         b = batch.size
-        pad, X_compact, X_rows, X, out, slot, rows = _column_workspace(bs, op)
+        pad, X_compact, X_rows, X, X_x, out, slot, rows = _column_workspace(bs, op)
         n = rows_of(Tc.indptr, Tc.indices, batch, box_row, slot, rows)  # the forward transforms skip empty rows
         touched = rows[:n]
         flat_pad = pad.reshape(-1)
@@ -336,8 +337,8 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
             scale(X, K_real, b)
         else:
             _kernel_product(X[:b], op, y_last=True)
-        _ducc_fft.c2c(X[:b], axes=(2,), forward=False, inorm=2, out=X[:b], nthreads=1)
-        _ducc_fft.c2r(X[:b, :, :ny].transpose(0, 2, 1), axes=(2,), lastsize=Nx, forward=False, inorm=2,
+        _ducc_fft.c2c(X[:b], axes=(2,), forward=False, inorm=2, out=X_x[:b].transpose(0, 2, 1), nthreads=1)
+        _ducc_fft.c2r(X_x[:b, :ny, :], axes=(2,), lastsize=Nx, forward=False, inorm=2,
                       out=out[:, :, :b].transpose(2, 0, 1), nthreads=1)
         columns = out.reshape(plane, bs)
         project(TT_used.indptr, TT_used.indices, TT_used.data, used, first, b, columns, F)
