@@ -62,21 +62,28 @@ def weights_cotangent(A: np.ndarray, used: np.ndarray, cols: np.ndarray, G: np.n
     return out
 
 
-_SPARE_PRODUCTS: list[np.ndarray] = []  # W T buffers between calls (a fresh 100 MB array costs its page faults)
+_SPARES: dict[tuple, list[np.ndarray]] = {}  # buffers between calls (a fresh 100 MB array costs its page faults)
 _SPARE_LOCK = threading.Lock()
 
 
-def _products_buffer(shape) -> np.ndarray:
+def _spare_buffer(shape) -> np.ndarray:
+    """A float64 array of ``shape`` from the buffers given back (:func:`_give_back`), or a new one."""
     with _SPARE_LOCK:
-        for k, a in enumerate(_SPARE_PRODUCTS):
-            if a.shape == shape:
-                return _SPARE_PRODUCTS.pop(k)
+        kept = _SPARES.get(tuple(shape))
+        if kept:
+            return kept.pop()
     return np.empty(shape)
 
 
 def _give_back(a: np.ndarray) -> None:
+    """Keep ``a`` for the next :func:`_spare_buffer` of its shape (at most two per shape, of the last two shapes:
+    the items of a batch evaluated side by side each hold one)."""
     with _SPARE_LOCK:
-        _SPARE_PRODUCTS[:] = [b for b in _SPARE_PRODUCTS if b.shape == a.shape][:1] + [a]  # one shape, two arrays
+        kept = _SPARES.setdefault(a.shape, [])
+        kept.append(a)
+        del kept[:-2]
+        for shape in list(_SPARES)[:-2]:
+            del _SPARES[shape]
 
 
 def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangents: bool = False,
@@ -100,13 +107,14 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
     S = H.shape[0]
     T = mapping_matrix_from_columns(cols, wts, S)
     bs = max(1, min(int(batch_size), S))
-    A = _products_buffer((-(-S // bs), M, bs)) if cotangents else None
+    A = _spare_buffer((-(-S // bs), M, bs)) if cotangents else None
+    F = _spare_buffer((S, S))
     try:
         if cotangents:
-            F, used, A = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers,
-                                                             products=True, products_out=A)
+            _, used, _ = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers,
+                                                             products=True, out=F, products_out=A)
         else:
-            F = curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers)
+            curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers, out=F)
         d = np.asarray(dirty_image, dtype=np.float64)
         H = np.asarray(H, dtype=np.float64)
         D = np.asarray(T.T @ d).ravel()
@@ -129,6 +137,7 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
         g_wts += s[cols] * d[:, None]
         return pieces, s, g_wts, G
     finally:
+        _give_back(F)  # nothing returned is a view of F (G, s and the pieces are new arrays)
         if A is not None:
             _give_back(A)
 
