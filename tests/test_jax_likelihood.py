@@ -195,3 +195,49 @@ def test_gradient_fit_notebook_recovers_the_lens(tmp_path, artifacts_dir, monkey
         for name in ("einstein_radius", "axis_ratio"):
             assert abs(rec[mesh][name] / rec["true"][name] - 1) <= 0.01, (mesh, name, rec)
             assert abs(rec["start"][name] / rec["true"][name] - 1) >= 0.099, rec  # started 10% off
+
+
+def test_vmap_evaluates_the_batch_in_one_host_call_equal_to_single_calls(stores, monkeypatch):
+    """Under ``vmap`` the host way evaluates the whole batch in one call, its items side by side on the host's
+    threads (one core each; the items left over, fewer than the threads, one after the other on every thread):
+    values, per-lens coefficients, ``value_and_grad`` and a nested ``vmap`` equal single calls."""
+    import jax
+
+    from wtilde_dask.inversion import cotangent_kernels
+    from wtilde_dask.inversion.curvature_kernels import thread_count
+
+    lk = likelihood(stores, "unequal", "rectangular")
+    assert lk.config.fft == "ducc0" and lk.config.fft_threads == 0  # the CPU default: every core
+    vmapped = jl.JaxLikelihood(lk.arrays, lk.config, lk.coefficient, batch="vmap")
+    rng = np.random.default_rng(11)
+    batch = jl.params_from_lens(LENS)[None] + rng.normal(scale=[0.03, 0.03, 5.0, 0.02, 0.02, 0.01, 0.01], size=(5, 7))
+    single = np.array([float(lk.log_evidence(p)) for p in batch])
+    assert len(np.unique(single)) == 5
+
+    calls = []
+    evaluate = cotangent_kernels.log_evidence_pieces
+
+    def recorded(*args, workers=None, **kwargs):
+        calls.append(workers)
+        return evaluate(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(cotangent_kernels, "log_evidence_pieces", recorded)
+    assert rel(np.asarray(vmapped.log_evidence_batch(batch)), single) <= 1e-12
+    n_threads = thread_count(0)
+    side_by_side = 5 - 5 % n_threads if n_threads > 1 else 0
+    assert calls == [1] * side_by_side + [0] * (5 - side_by_side)  # workers 0: every core
+
+    coefficients = COEFFICIENT * np.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    one_by_one = [float(jl.JaxLikelihood(lk.arrays, lk.config, c).log_evidence(p)) for p, c in zip(batch, coefficients)]
+    assert rel(np.asarray(vmapped.log_evidence_batch(batch, coefficients=coefficients)), np.array(one_by_one)) <= 1e-12
+
+    def f(p):
+        return jl.log_evidence(p, lk.arrays, lk.config, lk.coefficient, lk.topology(p))
+
+    values, grads = jax.jit(jax.vmap(jax.value_and_grad(f)))(batch)
+    for p, v, g in zip(batch, values, grads):
+        v1, g1 = lk.value_and_grad(p)
+        assert rel(float(v), float(v1)) <= 1e-12
+        assert rel(np.asarray(g), np.asarray(g1)) <= 1e-10
+    nested = jax.jit(jax.vmap(jax.vmap(f)))(batch[:4].reshape(2, 2, 7))
+    assert rel(np.asarray(nested).ravel(), single[:4]) <= 1e-12

@@ -19,6 +19,8 @@ Integers travel as float64 (exact below 2**53): JAXbind passes and returns float
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from wtilde_dask.kernels import enable_x64
@@ -121,7 +123,8 @@ def _lattice(K_hat, H_hat, box_flat, kw):
 
 def _evidence_host(out, args, kwargs_dump):
     """``out``: (pieces (4,), s (S,)[, d/dwts (M, n), G (S, S)]); ``args``: (cols, wts, H, d, K_hat, H_hat,
-    box_flat)."""
+    box_flat); with the keyword ``batched`` (one flag per argument) each output and each flagged argument has a
+    leading axis of the batch's items (:func:`log_evidence_pieces` under ``vmap``)."""
     from jaxbind import load_kwargs
 
     from wtilde_dask.inversion import cotangent_kernels
@@ -129,29 +132,79 @@ def _evidence_host(out, args, kwargs_dump):
     kw = load_kwargs(kwargs_dump)
     cols, wts, H, dirty_image, K_hat, H_hat, box_flat = args
     box, op = _lattice(K_hat, H_hat, box_flat, kw)
-    results = cotangent_kernels.log_evidence_pieces(
-        np.asarray(cols).astype(np.int64), wts, box, op, H, dirty_image, cotangents=kw["cotangents"],
-        batch_size=kw["batch_size"], workers=kw["threads"])
-    for o, r in zip(out, results):
-        o[...] = r
+
+    def evaluate(item: int | None, workers: int) -> None:
+        def arg(a, k):
+            return a if item is None or not kw["batched"][k] else a[item]
+
+        results = cotangent_kernels.log_evidence_pieces(
+            np.asarray(arg(cols, 0)).astype(np.int64), arg(wts, 1), box, op, arg(H, 2), arg(dirty_image, 3),
+            cotangents=kw["cotangents"], batch_size=kw["batch_size"], workers=workers)
+        for o, r in zip(out, results):
+            (o if item is None else o[item])[...] = r
+
+    if kw["batched"] is None:
+        evaluate(None, kw["threads"])
+        return
+    # a batch: one item per thread, each on one core from start to end (no thread waits for another inside an
+    # item, and one item's Cholesky runs beside another's transforms); the last items, fewer than the threads,
+    # one after the other on every thread
+    n_items = out[0].shape[0]
+    n_threads = curvature_kernels.thread_count(kw["threads"])
+    side_by_side = n_items - n_items % n_threads if n_threads > 1 else 0
+    if side_by_side:
+        list(curvature_kernels.thread_pool(n_threads).map(lambda item: evaluate(item, 1), range(side_by_side)))
+    for item in range(side_by_side, n_items):
+        evaluate(item, kw["threads"])
 
 
-def _evidence_abstract(cols, wts, H, *_, cotangents, **__):
-    S = H.shape[0]
-    shapes = (((4,), jnp.float64), ((S,), jnp.float64))
-    return shapes + (((cols.shape, jnp.float64), ((S, S), jnp.float64)) if cotangents else ())
+def _evidence_abstract(cols, wts, H, *_, cotangents, batched, **__):
+    S = H.shape[-1]
+    M, n = cols.shape[-2:]
+    lead = () if batched is None else (next(a.shape[0] for a, b in zip((cols, wts, H) + _, batched) if b),)
+    shapes = (((4,), jnp.float64), ((S,), jnp.float64)) + ((((M, n), jnp.float64), ((S, S), jnp.float64))
+                                                             if cotangents else ())
+    return tuple((lead + shape, dtype) for shape, dtype in shapes)
+
+
+def _evidence_kwargs(config, cotangents: bool, S: int, batched) -> dict:
+    return dict(cotangents=bool(cotangents), batch_size=min(int(config.batch_size), S), batched=batched,
+                shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
+                real_kernel=bool(config.real_kernel), has_hankel=bool(config.has_hankel),
+                threads=int(config.fft_threads))
+
+
+@functools.cache
+def _evidence_call(config, cotangents: bool):
+    """``f(cols, wts, H, dirty_image, K_hat, H_hat, box_flat)`` -> the outputs of :func:`_evidence_host`, whose
+    ``vmap`` is one host call for the whole batch (its items side by side on the host's threads) instead of
+    JAXbind's one call per item."""
+    from jax.custom_batching import custom_vmap
+
+    def call(batched, *args):
+        S = args[2].shape[-1]
+        kwargs = _evidence_kwargs(config, cotangents, S, batched)
+        return _primitive(_evidence_host, _evidence_abstract, 7)(*args, **kwargs)
+
+    @custom_vmap
+    def evidence(cols, wts, H, dirty_image, K_hat, H_hat, box_flat):
+        return call(None, cols, wts, H, dirty_image, K_hat, H_hat, box_flat)
+
+    @evidence.def_vmap
+    def evidence_batch(axis_size, in_batched, *args):
+        outs = call(tuple(bool(b) for b in in_batched), *args)
+        return outs, [True] * len(outs)
+
+    return evidence
 
 
 def log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config, cotangents: bool):
     """(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,)) on the host for the mapping ``cols`` / ``wts``
     (M, n), H (S, S) and the dirty image (M,); with ``cotangents`` also (d log_evidence/d wts (M, n), G (S, S))
-    (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`)."""
-    S = H.shape[0]
-    return _primitive(_evidence_host, _evidence_abstract, 7)(
-        cols.astype(jnp.float64), wts, H, dirty_image, K_hat, H_hat, box_flat.astype(jnp.float64),
-        cotangents=bool(cotangents), batch_size=min(int(config.batch_size), S),
-        shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
-        real_kernel=bool(config.real_kernel), has_hankel=bool(config.has_hankel), threads=int(config.fft_threads))
+    (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`). Under ``vmap``: one host call for the
+    batch, its items side by side (:func:`_evidence_call`)."""
+    return tuple(_evidence_call(config, bool(cotangents))(
+        cols.astype(jnp.float64), wts, H, dirty_image, K_hat, H_hat, box_flat.astype(jnp.float64)))
 
 
 def _cholesky_inverse_host(out, args, kwargs_dump):
