@@ -142,21 +142,24 @@ def weights_cotangent_range():
     def pixel_range(A, Gp, cols, n_batches, scale, lo, hi, out):  # pragma: no cover - compiled
         n = cols.shape[1]
         bs = A.shape[2]
-        for i in range(lo, hi):
-            for a in range(n):
-                out[i, a] = 0.0
-        for b in range(n_batches):
-            k = b * bs
-            for i in range(lo, hi):
+        tile = 128  # pixels whose sums stay in cache while every batch passes (out is (M, n): ~MBs for n ~ 10)
+        for t0 in range(lo, hi, tile):
+            t1 = min(t0 + tile, hi)
+            for i in range(t0, t1):
                 for a in range(n):
-                    c = cols[i, a]
-                    s = 0.0
-                    for j in range(bs):
-                        s += A[b, i, j] * Gp[c, k + j]
-                    out[i, a] += s
-        for i in range(lo, hi):
-            for a in range(n):
-                out[i, a] *= scale
+                    out[i, a] = 0.0
+            for b in range(n_batches):
+                k = b * bs
+                for i in range(t0, t1):
+                    for a in range(n):
+                        c = cols[i, a]
+                        s = 0.0
+                        for j in range(bs):
+                            s += A[b, i, j] * Gp[c, k + j]
+                        out[i, a] += s
+            for i in range(t0, t1):
+                for a in range(n):
+                    out[i, a] *= scale
 
     return pixel_range
 
