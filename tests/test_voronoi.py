@@ -216,7 +216,7 @@ def test_vmap_equals_single_calls(stores):
     lk = likelihood(stores, "unequal")
 
     def cavity_shapes(batch):
-        return {jax_meshes.voronoi_topology(p, lk.arrays.grid_arcsec, N_VERTICES).cavity.shape for p in batch}
+        return {jax_meshes.voronoi_topology(p, lk.arrays.grid_arcsec, N_VERTICES).pair_corner.shape for p in batch}
 
     assert_vmap_equals_single_calls(lk, jl.params_from_lens(LENS), 4, describe=cavity_shapes)
 

@@ -31,8 +31,9 @@ from typing import NamedTuple
 import numpy as np
 
 from wtilde_dask.inversion.adaptive_mesh import DEFAULT_BANDWIDTH, adapt_density_mapping
-from wtilde_dask.inversion.natural_neighbour import (SibsonTopology, delaunay_edges_and_opposites, sibson_topology,
-                                                     sibson_weights, slim_vertex_index, voronoi_edge_weights)
+from wtilde_dask.inversion.natural_neighbour import (SibsonPairs, delaunay_edges_and_opposites, sibson_pairs,
+                                                     sibson_topology, sibson_weights_from_pairs, slim_vertex_index,
+                                                     voronoi_edge_weights)
 from wtilde_dask.errors import JaxLikelihoodError
 from wtilde_dask.kernels import enable_x64
 
@@ -45,8 +46,10 @@ import jax.numpy as jnp  # noqa: E402
 class VoronoiTopology(NamedTuple):
     """The discrete part of the natural-neighbour mesh (from :func:`voronoi_topology_host`).
 
-    vertex_index (S,) rows of the traced grid that are vertices; the :class:`SibsonTopology` fields kind (M,),
-    simplex (M, 3), cavity (M, C, 3), boundary (M, C, 3), slot (M, C, 3), neighbours (M, K); edges (3S, 2)
+    vertex_index (S,) rows of the traced grid that are vertices; the
+    :class:`~wtilde_dask.inversion.natural_neighbour.SibsonTopology` fields kind (M,), simplex (M, 3) and
+    neighbours (M, K); its cavity triangles as the flat :class:`~wtilde_dask.inversion.natural_neighbour.SibsonPairs`
+    pair_point (P,), pair_corner (P, 3), pair_boundary (P, 3), pair_slot (P, 3); edges (3S, 2)
     Delaunay edges padded with (0, 0), edge_mask (3S,) 1.0 for real edges, opposite (3S, 2) the vertices
     opposite each edge (-1: none), for the neighbour weights (:func:`edge_weights`).
     """
@@ -54,10 +57,11 @@ class VoronoiTopology(NamedTuple):
     vertex_index: jax.Array
     kind: jax.Array
     simplex: jax.Array
-    cavity: jax.Array
-    boundary: jax.Array
-    slot: jax.Array
     neighbours: jax.Array
+    pair_point: jax.Array
+    pair_corner: jax.Array
+    pair_boundary: jax.Array
+    pair_slot: jax.Array
     edges: jax.Array
     edge_mask: jax.Array
     opposite: jax.Array
@@ -79,20 +83,23 @@ def voronoi_topology_host(source_grid, n_pixels: int) -> VoronoiTopology:
     edge_mask[: len(e)] = 1.0
     opposite = -np.ones((3 * n, 2), dtype=np.int32)
     opposite[: len(e)] = opp
-    return VoronoiTopology(vertex_index.astype(np.int32), *topo, edges, edge_mask, opposite)
+    return VoronoiTopology(vertex_index.astype(np.int32), topo.kind, topo.simplex, topo.neighbours,
+                           *sibson_pairs(topo), edges, edge_mask, opposite)
 
 
 def pad_topologies(topologies) -> list[VoronoiTopology]:
-    """The topologies padded to a common cavity size C and neighbour count K (to stack them for vmap)."""
-    C = max(t.cavity.shape[1] for t in topologies)
+    """The topologies padded to a common number of cavity pairs P and neighbour count K (to stack them for
+    vmap; padding pairs as :func:`~wtilde_dask.inversion.natural_neighbour.sibson_pairs` pads)."""
+    P = max(t.pair_point.shape[0] for t in topologies)
     K = max(t.neighbours.shape[1] for t in topologies)
 
     def pad(t):
-        dc, dk = C - t.cavity.shape[1], K - t.neighbours.shape[1]
+        dp, dk = P - t.pair_point.shape[0], K - t.neighbours.shape[1]
         return t._replace(
-            cavity=np.pad(np.asarray(t.cavity), ((0, 0), (0, dc), (0, 0)), constant_values=-1),
-            boundary=np.pad(np.asarray(t.boundary), ((0, 0), (0, dc), (0, 0))),
-            slot=np.pad(np.asarray(t.slot), ((0, 0), (0, dc), (0, 0))),
+            pair_point=np.pad(np.asarray(t.pair_point), (0, dp)),
+            pair_corner=np.pad(np.asarray(t.pair_corner), ((0, dp), (0, 0)), constant_values=-1),
+            pair_boundary=np.pad(np.asarray(t.pair_boundary), ((0, dp), (0, 0))),
+            pair_slot=np.pad(np.asarray(t.pair_slot), ((0, dp), (0, 0))),
             neighbours=np.pad(np.asarray(t.neighbours), ((0, 0), (0, dk)), constant_values=-1))
 
     return [pad(t) for t in topologies]
@@ -101,9 +108,9 @@ def pad_topologies(topologies) -> list[VoronoiTopology]:
 def voronoi_mapping(source_grid, topology: VoronoiTopology):
     """(M, K) columns (padding: column 0 with weight 0) and Sibson weights of the traced points."""
     vertices = source_grid[topology.vertex_index]
-    sib = SibsonTopology(topology.kind, topology.simplex, topology.cavity, topology.boundary, topology.slot,
-                         topology.neighbours)
-    wts = sibson_weights(vertices, source_grid, sib, xp=jnp)
+    pairs = SibsonPairs(topology.pair_point, topology.pair_corner, topology.pair_boundary, topology.pair_slot)
+    wts = sibson_weights_from_pairs(vertices, source_grid, topology.kind, topology.simplex, pairs,
+                                    topology.neighbours.shape[1], xp=jnp)
     ok = topology.neighbours >= 0
     return jnp.where(ok, topology.neighbours, 0), jnp.where(ok, wts, 0.0)
 

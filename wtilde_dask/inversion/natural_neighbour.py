@@ -187,49 +187,108 @@ def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
     return SibsonTopology(kind, simplex.astype(np.int32), cavity, boundary, slot, neighbours)
 
 
+def _circumcentre_yx(ay, ax, by, bx, cy, cx):
+    """Circumcentres of the triangles (a, b, c), one coordinate array at a time (the formula of
+    :func:`circumcentres`): ``(y, x)``."""
+    bay, bax, cay, cax = by - ay, bx - ax, cy - ay, cx - ax
+    d = 2.0 * (bay * cax - bax * cay)
+    ba2, ca2 = bay * bay + bax * bax, cay * cay + cax * cax
+    return ay + (cax * ba2 - bax * ca2) / d, ax + (bay * ca2 - cay * ba2) / d
+
+
+class SibsonPairs(NamedTuple):
+    """The cavity triangles of every point as one flat list of (point, triangle) pairs (from
+    :func:`sibson_pairs`): point (P,) int32 the point, corner (P, 3) int32 the triangle's vertices
+    (counter-clockwise; -1 on padding pairs), boundary (P, 3) bool the edge opposite corner k is on the cavity
+    boundary, slot (P, 3) int32 the column of corner k in the point's ``neighbours``. P is the number of pairs
+    (~4 per point) rounded up to :func:`padded_pairs`, not the points times their largest cavity."""
+
+    point: np.ndarray
+    corner: np.ndarray
+    boundary: np.ndarray
+    slot: np.ndarray
+
+
+def padded_pairs(n: int) -> int:
+    """``n`` rounded up to a multiple of an eighth of its power of two (>= 64): at most 1/8 padding and eight
+    sizes per doubling, so that a jitted function sees few distinct shapes."""
+    step = max(64, 1 << max(0, int(n).bit_length() - 4))
+    return max(step, -(-int(n) // step) * step)
+
+
+def sibson_pairs(topology: SibsonTopology, size: int | None = None) -> SibsonPairs:
+    """Host step: the (point, cavity triangle) pairs of ``topology``, padded to ``size`` pairs (default
+    :func:`padded_pairs` of their number; padding pairs: point 0, corner -1, no boundary, slot 0)."""
+    cavity = np.asarray(topology.cavity)
+    pt, tr = np.nonzero(cavity[..., 0] >= 0)
+    n = len(pt)
+    P = padded_pairs(n) if size is None else int(size)
+    if P < n:
+        raise ValueError(f"size: {P} is fewer than the {n} cavity pairs")
+    point = np.zeros(P, dtype=np.int32)
+    corner = -np.ones((P, 3), dtype=np.int32)
+    boundary = np.zeros((P, 3), dtype=bool)
+    slot = np.zeros((P, 3), dtype=np.int32)
+    point[:n] = pt
+    corner[:n] = cavity[pt, tr]
+    boundary[:n] = np.asarray(topology.boundary)[pt, tr]
+    slot[:n] = np.asarray(topology.slot)[pt, tr]
+    return SibsonPairs(point, corner, boundary, slot)
+
+
 def sibson_weights(vertices, points, topology: SibsonTopology, xp=np):
     """(M, K) weights on the columns ``topology.neighbours`` (0 on padding) of the (M, 2) points on the
-    (S, 2) vertices: the formula of the module doc, in the array module ``xp`` (NumPy or ``jax.numpy``;
-    differentiable in ``vertices`` and ``points`` with the topology held fixed)."""
-    M, C, _ = topology.cavity.shape
-    K = topology.neighbours.shape[1]
-    kind = topology.kind
-    valid = topology.cavity[..., 0] >= 0  # (M, C)
-    rel = vertices[xp.maximum(topology.cavity, 0)] - points[:, None, None, :]  # (M, C, 3, 2), relative to p
-    # padding rows: a fixed non-degenerate triangle (their area is masked out; keeps derivatives finite)
-    dummy = xp.asarray([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
-    rel = xp.where(valid[..., None, None], rel, dummy)
-    c = circumcentres(rel[:, :, 0], rel[:, :, 1], rel[:, :, 2], xp)  # (M, C, 2)
-    zero = xp.zeros_like(rel[:, :, 0])
-    bnd = topology.boundary
-    area = []
+    (S, 2) vertices (``topology``: NumPy arrays from :func:`sibson_topology`):
+    :func:`sibson_weights_from_pairs` on its :func:`sibson_pairs`."""
+    return sibson_weights_from_pairs(vertices, points, topology.kind, topology.simplex, sibson_pairs(topology),
+                                     topology.neighbours.shape[1], xp=xp)
+
+
+def sibson_weights_from_pairs(vertices, points, kind, simplex, pairs: SibsonPairs, n_neighbours: int, xp=np):
+    """(M, K = ``n_neighbours``) Sibson weights of the (M, 2) points on the (S, 2) vertices: the formula of the
+    module doc over the cavity ``pairs``, in the array module ``xp`` (NumPy or ``jax.numpy``; differentiable in
+    ``vertices`` and ``points`` with the integer tables held fixed); ``kind`` (M,) and ``simplex`` (M, 3) of
+    :class:`SibsonTopology`. Each coordinate travels as its own (P,) array (a minor axis of length 2 or 3
+    costs XLA a pad per slice in the reverse mode), and the work is per pair, not per padded cavity slot."""
+    M, K = points.shape[0], int(n_neighbours)
+    valid = pairs.corner[:, 0] >= 0  # (P,)
+    py, px = points[:, 0][pairs.point], points[:, 1][pairs.point]
+    # the three corners relative to p; padding pairs: a fixed non-degenerate triangle (area masked out,
+    # derivatives finite)
+    ry, rx = [], []
+    for k, (dy, dx) in enumerate(((1.0, 0.0), (0.0, 1.0), (-1.0, -1.0))):
+        corner = xp.maximum(pairs.corner[:, k], 0)
+        ry.append(xp.where(valid, vertices[:, 0][corner] - py, dy))
+        rx.append(xp.where(valid, vertices[:, 1][corner] - px, dx))
+    cy, cx = _circumcentre_yx(ry[0], rx[0], ry[1], rx[1], ry[2], rx[2])  # (P,)
+    bnd = [pairs.boundary[:, k] for k in range(3)]
+    acc = np.zeros((M, K)) if xp is np else xp.zeros((M, K))
     for k in range(3):
-        j, x, y = rel[:, :, k], rel[:, :, (k + 1) % 3], rel[:, :, (k + 2) % 3]
-        b_jx, b_jy = bnd[:, :, (k + 2) % 3], bnd[:, :, (k + 1) % 3]  # edge (j, x) is opposite vertex y
+        j, o1, o2 = k, (k + 1) % 3, (k + 2) % 3
+        jy, jx = ry[j], rx[j]
+        b_jx, b_jy = bnd[o2], bnd[o1]  # edge (j, x) is opposite vertex y
 
-        def m(other, on_boundary):  # circumcentre of (p, j, other) on a boundary edge, else the edge midpoint
-            safe_j = xp.where(on_boundary[..., None], j, dummy[0])
-            safe_o = xp.where(on_boundary[..., None], other, dummy[1])
-            g = circumcentres(zero, safe_j, safe_o, xp)
-            return xp.where(on_boundary[..., None], g, 0.5 * (j + other))
+        def m(o, on_boundary):  # circumcentre of (p, j, other) on a boundary edge, else the edge midpoint
+            sjy, sjx = xp.where(on_boundary, jy, 1.0), xp.where(on_boundary, jx, 0.0)
+            soy, sox = xp.where(on_boundary, ry[o], 0.0), xp.where(on_boundary, rx[o], 1.0)
+            gy, gx = _circumcentre_yx(0.0, 0.0, sjy, sjx, soy, sox)
+            return xp.where(on_boundary, gy, 0.5 * (jy + ry[o])), xp.where(on_boundary, gx, 0.5 * (jx + rx[o]))
 
-        m_jx, m_jy, q = m(x, b_jx), m(y, b_jy), 0.5 * j
-        a = 0.5 * (_cross(m_jx, c) + _cross(c, m_jy))
-        a = a + xp.where(b_jx, 0.5 * _cross(q, m_jx), 0.0) + xp.where(b_jy, 0.5 * _cross(m_jy, q), 0.0)
-        area.append(xp.where(valid, a, 0.0))
-    area = xp.stack(area, axis=-1)  # (M, C, 3)
-    rows = xp.broadcast_to(xp.arange(M)[:, None, None], area.shape)
-    if xp is np:
-        acc = np.zeros((M, K))
-        np.add.at(acc, (rows.ravel(), np.asarray(topology.slot).ravel()), area.ravel())
-    else:
-        acc = xp.zeros((M, K)).at[rows.ravel(), topology.slot.ravel()].add(area.ravel())
+        (mxy, mxx), (myy, myx) = m(o1, b_jx), m(o2, b_jy)
+        qy, qx = 0.5 * jy, 0.5 * jx
+        a = 0.5 * ((mxy * cx - mxx * cy) + (cy * myx - cx * myy))
+        a = a + xp.where(b_jx, 0.5 * (qy * mxx - qx * mxy), 0.0) + xp.where(b_jy, 0.5 * (myy * qx - myx * qy), 0.0)
+        a = xp.where(valid, a, 0.0)
+        if xp is np:
+            np.add.at(acc, (np.asarray(pairs.point), np.asarray(pairs.slot[:, k])), a)
+        else:
+            acc = acc.at[pairs.point, pairs.slot[:, k]].add(a)
     sibson = kind == SIBSON
     total = xp.sum(acc, axis=1)
     acc = acc / xp.where(sibson, total, 1.0)[:, None]
 
     # fallbacks: weight 1 on a vertex (NEAREST), barycentric on a hull edge (BARYCENTRIC)
-    s = topology.simplex
+    s = simplex
     a, b, cc = vertices[s[:, 0]], vertices[s[:, 1]], vertices[s[:, 2]]
     tri_area = _cross(b - a, cc - a)
     tri_area = xp.where(kind == BARYCENTRIC, tri_area, 1.0)
