@@ -123,3 +123,31 @@ def test_log_evidence_pieces_are_nan_when_f_plus_h_is_not_positive_definite():
         out = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, cotangents=cotangents)
         assert len(out) == (4 if cotangents else 2)
         assert all(np.all(np.isnan(a)) for a in out)
+
+
+def test_padding_entries_marked_negative_are_skipped():
+    """A column of -1 marks a padding entry of zero weight (the voronoi mesh's neighbour padding): the pieces
+    equal those with the entry dropped (the dense formula), its cotangent is 0 and every other entry's equals
+    the cotangent computed without the mark."""
+    rng, box, cols, wts = lattice_case(4)
+    M = len(box)
+    k = rng.normal(size=(2 * NY - 1, 2 * NX - 1))
+    k = 0.5 * (k + k[::-1, ::-1])
+    op = curvature_kernels.lattice_operator(k)
+    W = curvature_kernels.lattice_dense_w(box, k)
+    B = rng.normal(size=(S, S))
+    H = B @ B.T + S * np.eye(S) + np.abs(W).sum() * np.eye(S)
+    d = rng.normal(size=M)
+    pad = rng.random(cols.shape) < 0.3
+    pad[:, 0] = False
+    wts = np.where(pad, 0.0, wts)
+    marked = np.where(pad, -1, cols)
+    pieces, _, g_marked, G = cotangent_kernels.log_evidence_pieces(marked, wts, box, op, H, d, cotangents=True,
+                                                                  batch_size=3, workers=2)
+    ref_pieces, _ = dense_pieces(np.where(pad, 0, cols), wts, W, H, d)
+    assert rel(pieces, ref_pieces) <= 1e-11
+    _, _, g_plain, _ = cotangent_kernels.log_evidence_pieces(np.where(pad, 0, cols), wts, box, op, H, d,
+                                                             cotangents=True, batch_size=3, workers=2)
+    assert np.all(g_marked[pad] == 0.0)
+    assert rel(g_marked[~pad], g_plain[~pad]) <= 1e-13
+    assert np.any(g_plain[pad] != 0.0)  # without the mark the padding entries' cotangents were computed

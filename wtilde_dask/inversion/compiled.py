@@ -136,7 +136,7 @@ def project_columns():
 def weights_cotangent_range():
     """``f(A, Gp, cols, n_batches, scale, lo, hi, out)``: ``out[i, a] = scale sum_b sum_j A[b, i, j]
     Gp[cols[i, a], b bs + j]`` for ``lo <= i < hi`` (A (n_batches', M, bs), Gp (S, n_batches bs), cols (M, n)
-    int64, out (M, n))."""
+    int64, out (M, n)); 0 where ``cols[i, a] < 0`` (a padding entry)."""
 
     @_numba().njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
     def pixel_range(A, Gp, cols, n_batches, scale, lo, hi, out):  # pragma: no cover - compiled
@@ -153,6 +153,8 @@ def weights_cotangent_range():
                 for i in range(t0, t1):
                     for a in range(n):
                         c = cols[i, a]
+                        if c < 0:  # a padding entry (its cotangent is not needed): left at 0
+                            continue
                         s = 0.0
                         for j in range(bs):
                             s += A[b, i, j] * Gp[c, k + j]

@@ -134,7 +134,7 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
         G += np.multiply.outer(s, s)
         G *= -0.5
         g_wts = weights_cotangent(A, used, np.asarray(cols, dtype=np.int64), G, symmetric=True, workers=workers)
-        g_wts += s[cols] * d[:, None]
+        g_wts += np.where(cols >= 0, s[cols] * d[:, None], 0.0)  # cols < 0: padding entries
         return pieces, s, g_wts, G
     finally:
         _give_back(F)  # nothing returned is a view of F (G, s and the pieces are new arrays)

@@ -196,6 +196,8 @@ def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coeffi
     if config.fft == "ducc0":  # the gradient from the same host call as F (jax_mapping_evidence)
         if log_det_h is None:
             log_det_h = jax_evidence.log_det_spd(H)
+        if config.mesh == "voronoi":  # padding entries marked -1: the host skips their cotangents
+            cols = jnp.where(topology.neighbours >= 0, cols, -1)
         return jax_mapping_evidence.log_evidence_from_mapping(
             cols, wts, H, log_det_h, arrays.dirty_image, arrays.chi_squared_data, arrays.noise_normalization,
             arrays.K_hat, arrays.H_hat, arrays.box_flat, config)

@@ -70,10 +70,15 @@ def mapping_matrix_from_triplets(
 
 def mapping_matrix_from_columns(cols, wts, n_source_pixels: int) -> sp.csr_matrix:
     """(M, S) CSR ``T[i, cols[i, a]] += wts[i, a]`` from the likelihood's (M, n) per-row columns and weights
-    (every entry kept, repeated columns and zero weights included; no checks: the likelihood's own arrays)."""
+    (every entry kept, repeated columns and zero weights included; a negative column marks a padding entry of
+    zero weight, stored as a zero in column 0; no checks: the likelihood's own arrays)."""
     M, n = cols.shape
-    return sp.csr_matrix((np.asarray(wts, dtype=np.float64).ravel(), np.asarray(cols).astype(np.int64).ravel(),
-                          np.arange(0, M * n + 1, n)), shape=(M, int(n_source_pixels)))
+    cols = np.asarray(cols).astype(np.int64)
+    wts = np.asarray(wts, dtype=np.float64)
+    if cols.size and cols.min() < 0:
+        wts = np.where(cols >= 0, wts, 0.0)
+        cols = np.maximum(cols, 0)
+    return sp.csr_matrix((wts.ravel(), cols.ravel(), np.arange(0, M * n + 1, n)), shape=(M, int(n_source_pixels)))
 
 
 def triplets_from_mapping_matrix(mapping_matrix) -> MappingTriplets:
