@@ -91,7 +91,8 @@ def test_log_evidence_pieces_and_cotangents_equal_the_dense_formula():
     d = rng.normal(size=M)
     pieces, s = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, batch_size=3, workers=2)
     ref_pieces, ref_s = dense_pieces(cols, wts, W, H, d)
-    assert rel(pieces, ref_pieces) <= 1e-11 and rel(s, ref_s) <= 1e-11
+    assert rel(pieces[:4], ref_pieces) <= 1e-11 and rel(s, ref_s) <= 1e-11
+    assert pieces[4] == 0.0  # ln det H only when asked for
     pieces_c, s_c, g_wts, G = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, cotangents=True,
                                                                     batch_size=3, workers=2)
     assert np.array_equal(pieces_c, pieces) and np.array_equal(s_c, s)
@@ -112,6 +113,21 @@ def test_log_evidence_pieces_and_cotangents_equal_the_dense_formula():
     assert abs(2 * G[2, 5] - fd_h) <= 1e-6 * max(1.0, abs(fd_h))
     assert np.allclose(G, G.T, rtol=0, atol=1e-12 * np.abs(G).max())
 
+    # with ln det H from the same call (its Cholesky on a pool thread beside F): the piece equals slogdet and
+    # G is the derivative of the whole log evidence (+1/2 ln det H) in H
+    for workers in (1, 2):
+        pieces_h, _, g_wts_h, G_h = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, cotangents=True,
+                                                                          log_det_h=True, batch_size=3, workers=workers)
+        assert rel(pieces_h[:4], pieces[:4]) <= 1e-13 and rel(g_wts_h, g_wts) <= 1e-13
+        assert rel(pieces_h[4], np.linalg.slogdet(H)[1]) <= 1e-12
+
+        def whole(H_):
+            return dense_log_evidence(cols, wts, W, H_, d) + 0.5 * np.linalg.slogdet(H_)[1]
+
+        fd_whole = (whole(H + step * E) - whole(H - step * E)) / (2 * step)
+        assert abs(2 * G_h[2, 5] - fd_whole) <= 1e-6 * max(1.0, abs(fd_whole))
+        assert abs(fd_whole - fd_h) > 1e-3 * abs(fd_h)  # the ln det H term matters here
+
 
 def test_log_evidence_pieces_are_nan_when_f_plus_h_is_not_positive_definite():
     rng, box, cols, wts = lattice_case(3)
@@ -123,6 +139,15 @@ def test_log_evidence_pieces_are_nan_when_f_plus_h_is_not_positive_definite():
         out = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, cotangents=cotangents)
         assert len(out) == (4 if cotangents else 2)
         assert all(np.all(np.isnan(a)) for a in out)
+    # F + H positive definite but H not: NaN when ln det H is asked for
+    W = curvature_kernels.lattice_dense_w(box, 0.5 * (k + k[::-1, ::-1]))
+    T = dense_T(cols, wts)
+    F = T.T @ W @ T
+    H = np.eye(S) - F  # F + H = I
+    assert np.linalg.eigvalsh(H).min() < 0
+    assert np.all(np.isfinite(cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d)[0]))
+    out = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, log_det_h=True)
+    assert np.isnan(out[0]).all()
 
 
 def test_padding_entries_marked_negative_are_skipped():
@@ -145,7 +170,7 @@ def test_padding_entries_marked_negative_are_skipped():
     pieces, _, g_marked, G = cotangent_kernels.log_evidence_pieces(marked, wts, box, op, H, d, cotangents=True,
                                                                   batch_size=3, workers=2)
     ref_pieces, _ = dense_pieces(np.where(pad, 0, cols), wts, W, H, d)
-    assert rel(pieces, ref_pieces) <= 1e-11
+    assert rel(pieces[:4], ref_pieces) <= 1e-11
     _, _, g_plain, _ = cotangent_kernels.log_evidence_pieces(np.where(pad, 0, cols), wts, box, op, H, d,
                                                              cotangents=True, batch_size=3, workers=2)
     assert np.all(g_marked[pad] == 0.0)

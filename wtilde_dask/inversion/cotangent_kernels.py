@@ -86,8 +86,26 @@ def _give_back(a: np.ndarray) -> None:
             del _SPARES[shape]
 
 
+def _inverse_from_factor(upper_factor) -> np.ndarray:
+    """(S, S) ``A^-1`` from the upper Cholesky factor of A (LAPACK ``potri``, overwriting the factor)."""
+    upper, _ = lapack.dpotri(upper_factor, lower=0, overwrite_c=1)
+    inverse = upper + upper.T
+    inverse[np.diag_indices(upper.shape[0])] -= np.diagonal(upper)  # upper's strict lower triangle is zero
+    return inverse
+
+
+def _log_det_and_inverse(H, inverse: bool):
+    """``(ln det H, H^-1 or None)`` of the symmetric (S, S) H by its Cholesky factor (a copy); NaN (and an
+    all-NaN inverse) when H is not positive definite."""
+    factor, info = lapack.dpotrf(np.array(H, dtype=np.float64, order="F"), lower=0, overwrite_a=1, clean=1)
+    if info != 0:
+        return np.nan, (np.full(H.shape, np.nan) if inverse else None)
+    log_det = 2.0 * np.sum(np.log(np.diagonal(factor)))
+    return log_det, (_inverse_from_factor(factor) if inverse else None)
+
+
 def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangents: bool = False,
-                        batch_size: int = 8, workers=None):
+                        log_det_h: bool = False, batch_size: int = 8, workers=None):
     """The log evidence's pieces for the (M, n) mapping ``cols`` / ``wts``, with ``cotangents`` its derivatives
     too, in one pass.
 
@@ -96,17 +114,28 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
 
         log_evidence = -1/2 [chi2_data - 2 s.D + s.F.s + s.H.s + ln det(F + H) - ln det H + noise_normalization]
 
-    Returns ``(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,))``; with ``cotangents`` also
-    ``d log_evidence / d wts`` (M, n) and ``G`` (S, S), ``G = d log_evidence / dF = d/dH (at fixed ln det H) =
-    -1/2 (s s^T + (F + H)^-1)`` (the envelope theorem: no derivative of s is needed) and ``d/d wts[i, a] =
-    sum_p (W T)[i, p] (G + G^T)[p, cols[i, a]] + s[cols[i, a]] d[i]`` (F keeps ``W T`` for it in a reused
-    buffer). Everything NaN when F + H is not positive definite (as a failed Cholesky in JAX).
-    ``box_indices`` (M, 2), ``op``: the lattice of :func:`curvature_kernels.lattice_operator`.
+    Returns ``(pieces (5,) = (s.D, s.F.s, s.H.s, ln det(F + H), ln det H), s (S,))``; ``ln det H`` only with
+    ``log_det_h`` (its Cholesky on one of the threads while the others start F), else 0. With ``cotangents``
+    also ``d log_evidence / d wts`` (M, n) and ``G`` (S, S), ``G = d log_evidence / dH = -1/2 (s s^T +
+    (F + H)^-1)`` (+ 1/2 H^-1 with ``log_det_h``; without it the derivative at fixed ln det H, and also
+    d log_evidence / dF), by the envelope theorem (no derivative of s is needed), and ``d/d wts[i, a] =
+    sum_p (W T)[i, p] (G_F + G_F^T)[p, cols[i, a]] + s[cols[i, a]] d[i]`` with ``G_F = -1/2 (s s^T +
+    (F + H)^-1)`` (F keeps ``W T`` for it in a reused buffer; 0 where ``cols < 0``, a padding entry).
+    Everything NaN when F + H (or, with ``log_det_h``, H) is not positive definite (as a failed Cholesky in
+    JAX). ``box_indices`` (M, 2), ``op``: the lattice of :func:`curvature_kernels.lattice_operator`.
     """
     M, n = cols.shape
     S = H.shape[0]
     T = mapping_matrix_from_columns(cols, wts, S)
     bs = max(1, min(int(batch_size), S))
+    H = np.asarray(H, dtype=np.float64)
+    n_threads = thread_count(workers)
+    h_part = None
+    if log_det_h:  # H's own factor on one thread while the others start on F's batches (the pool is FIFO)
+        if n_threads > 1:
+            h_part = thread_pool(n_threads).submit(_log_det_and_inverse, H, cotangents)
+        else:
+            h_part = _log_det_and_inverse(H, cotangents)
     A = _spare_buffer((-(-S // bs), M, bs)) if cotangents else None
     F = _spare_buffer((S, S))
     try:
@@ -115,26 +144,28 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
                                                              products=True, out=F, products_out=A)
         else:
             curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers, out=F)
+        log_det, h_inverse = (0.0, None) if h_part is None else (
+            h_part.result() if hasattr(h_part, "result") else h_part)
         d = np.asarray(dirty_image, dtype=np.float64)
-        H = np.asarray(H, dtype=np.float64)
         D = np.asarray(T.T @ d).ravel()
         F += H  # F + H in F's own memory (F itself is not needed again: s.F.s = s.D - s.H.s below)
         factor, info = lapack.dpotrf(F.T, lower=0, overwrite_a=1, clean=1)  # symmetric: its C order is F order
-        if info != 0:
-            nan = (np.full(4, np.nan), np.full(S, np.nan))
+        if info != 0 or not np.isfinite(log_det):
+            nan = (np.full(5, np.nan), np.full(S, np.nan))
             return nan + ((np.full((M, n), np.nan), np.full((S, S), np.nan)) if cotangents else ())
         s, _ = lapack.dpotrs(factor, D, lower=0)
         s_d, s_h_s = s @ D, s @ (H @ s)
-        pieces = np.array([s_d, s_d - s_h_s, s_h_s, 2.0 * np.sum(np.log(np.diagonal(factor)))])  # (F + H) s = D
+        pieces = np.array([s_d, s_d - s_h_s, s_h_s, 2.0 * np.sum(np.log(np.diagonal(factor))), log_det])
         if not cotangents:
             return pieces, s
-        upper, _ = lapack.dpotri(factor, lower=0, overwrite_c=1)
-        G = upper + upper.T
-        G[np.diag_indices(S)] -= np.diagonal(upper)  # (F + H)^-1 (upper's strict lower triangle is zero)
+        G = _inverse_from_factor(factor)  # (F + H)^-1
         G += np.multiply.outer(s, s)
         G *= -0.5
         g_wts = weights_cotangent(A, used, np.asarray(cols, dtype=np.int64), G, symmetric=True, workers=workers)
         g_wts += np.where(cols >= 0, s[cols] * d[:, None], 0.0)  # cols < 0: padding entries
+        if h_inverse is not None:
+            h_inverse *= 0.5
+            G += h_inverse  # d/dH of +1/2 ln det H
         return pieces, s, g_wts, G
     finally:
         _give_back(F)  # nothing returned is a view of F (G, s and the pieces are new arrays)

@@ -122,7 +122,7 @@ def _lattice(K_hat, H_hat, box_flat, kw):
 
 
 def _evidence_host(out, args, kwargs_dump):
-    """``out``: (pieces (4,), s (S,)[, d/dwts (M, n), G (S, S)]); ``args``: (cols, wts, H, d, K_hat, H_hat,
+    """``out``: (pieces (5,), s (S,)[, d/dwts (M, n), G (S, S)]); ``args``: (cols, wts, H, d, K_hat, H_hat,
     box_flat); with the keyword ``batched`` (one flag per argument) each output and each flagged argument has a
     leading axis of the batch's items (:func:`log_evidence_pieces` under ``vmap``)."""
     from jaxbind import load_kwargs
@@ -139,7 +139,7 @@ def _evidence_host(out, args, kwargs_dump):
 
         results = cotangent_kernels.log_evidence_pieces(
             np.asarray(arg(cols, 0)).astype(np.int64), arg(wts, 1), box, op, arg(H, 2), arg(dirty_image, 3),
-            cotangents=kw["cotangents"], batch_size=kw["batch_size"], workers=workers)
+            cotangents=kw["cotangents"], log_det_h=kw["log_det_h"], batch_size=kw["batch_size"], workers=workers)
         for o, r in zip(out, results):
             (o if item is None else o[item])[...] = r
 
@@ -162,20 +162,20 @@ def _evidence_abstract(cols, wts, H, *_, cotangents, batched, **__):
     S = H.shape[-1]
     M, n = cols.shape[-2:]
     lead = () if batched is None else (next(a.shape[0] for a, b in zip((cols, wts, H) + _, batched) if b),)
-    shapes = (((4,), jnp.float64), ((S,), jnp.float64)) + ((((M, n), jnp.float64), ((S, S), jnp.float64))
+    shapes = (((5,), jnp.float64), ((S,), jnp.float64)) + ((((M, n), jnp.float64), ((S, S), jnp.float64))
                                                              if cotangents else ())
     return tuple((lead + shape, dtype) for shape, dtype in shapes)
 
 
-def _evidence_kwargs(config, cotangents: bool, S: int, batched) -> dict:
-    return dict(cotangents=bool(cotangents), batch_size=min(int(config.batch_size), S), batched=batched,
+def _evidence_kwargs(config, cotangents: bool, log_det_h: bool, S: int, batched) -> dict:
+    return dict(cotangents=bool(cotangents), log_det_h=bool(log_det_h), batch_size=min(int(config.batch_size), S), batched=batched,
                 shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
                 real_kernel=bool(config.real_kernel), has_hankel=bool(config.has_hankel),
                 threads=int(config.fft_threads))
 
 
 @functools.cache
-def _evidence_call(config, cotangents: bool):
+def _evidence_call(config, cotangents: bool, log_det_h: bool):
     """``f(cols, wts, H, dirty_image, K_hat, H_hat, box_flat)`` -> the outputs of :func:`_evidence_host`, whose
     ``vmap`` is one host call for the whole batch (its items side by side on the host's threads) instead of
     JAXbind's one call per item."""
@@ -183,7 +183,7 @@ def _evidence_call(config, cotangents: bool):
 
     def call(batched, *args):
         S = args[2].shape[-1]
-        kwargs = _evidence_kwargs(config, cotangents, S, batched)
+        kwargs = _evidence_kwargs(config, cotangents, log_det_h, S, batched)
         return _primitive(_evidence_host, _evidence_abstract, 7)(*args, **kwargs)
 
     @custom_vmap
@@ -198,12 +198,14 @@ def _evidence_call(config, cotangents: bool):
     return evidence
 
 
-def log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config, cotangents: bool):
-    """(pieces (4,) = (s.D, s.F.s, s.H.s, ln det(F + H)), s (S,)) on the host for the mapping ``cols`` / ``wts``
-    (M, n), H (S, S) and the dirty image (M,); with ``cotangents`` also (d log_evidence/d wts (M, n), G (S, S))
-    (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`). Under ``vmap``: one host call for the
-    batch, its items side by side (:func:`_evidence_call`)."""
-    return tuple(_evidence_call(config, bool(cotangents))(
+def log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, config, cotangents: bool,
+                        log_det_h: bool = False):
+    """(pieces (5,) = (s.D, s.F.s, s.H.s, ln det(F + H), ln det H or 0), s (S,)) on the host for the mapping
+    ``cols`` / ``wts`` (M, n), H (S, S) and the dirty image (M,); with ``cotangents`` also (d log_evidence/d wts
+    (M, n), G (S, S)); with ``log_det_h`` ln det H too and G its derivative in H
+    (:func:`~wtilde_dask.inversion.cotangent_kernels.log_evidence_pieces`). Under ``vmap``: one host call for
+    the batch, its items side by side (:func:`_evidence_call`)."""
+    return tuple(_evidence_call(config, bool(cotangents), bool(log_det_h))(
         cols.astype(jnp.float64), wts, H, dirty_image, K_hat, H_hat, box_flat.astype(jnp.float64)))
 
 

@@ -194,13 +194,12 @@ def log_evidence(params, arrays: LatticeArrays, config: LikelihoodConfig, coeffi
     (:func:`~wtilde_dask.inversion.jax_evidence.log_evidence_from_matrices`)."""
     cols, wts, H, log_det_h, _ = mapping_and_regularization(params, arrays, config, coefficient, topology)
     if config.fft == "ducc0":  # the gradient from the same host call as F (jax_mapping_evidence)
-        if log_det_h is None:
-            log_det_h = jax_evidence.log_det_spd(H)
         if config.mesh == "voronoi":  # padding entries marked -1: the host skips their cotangents
             cols = jnp.where(topology.neighbours >= 0, cols, -1)
+        on_host = log_det_h is None  # an H that changes with the lens: ln det H in the host call, beside F
         return jax_mapping_evidence.log_evidence_from_mapping(
-            cols, wts, H, log_det_h, arrays.dirty_image, arrays.chi_squared_data, arrays.noise_normalization,
-            arrays.K_hat, arrays.H_hat, arrays.box_flat, config)
+            cols, wts, H, jnp.zeros(()) if on_host else log_det_h, arrays.dirty_image, arrays.chi_squared_data,
+            arrays.noise_normalization, arrays.K_hat, arrays.H_hat, arrays.box_flat, config, on_host)
     F = curvature_matrix(cols, wts, arrays, config)
     D = data_vector(cols, wts, arrays.dirty_image, config.n_source_pixels)
     return jax_evidence.log_evidence_from_matrices(F, D, H, arrays.chi_squared_data, arrays.noise_normalization,
