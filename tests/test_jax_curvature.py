@@ -245,8 +245,11 @@ def test_fft_setting_auto_picks_ducc0_on_cpu_and_names_a_bad_value(stores):  # n
         assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).config.fft == "xla"
     with pytest.raises(ValueError, match="likelihood-fft: unknown 'fftw'"):
         jax_fft.resolve_fft("fftw")
-    # a batch of lenses: lax.map on a CPU backend by default, vmap when asked; an unknown way named
-    assert jl.resolve_batch() == "map" and jl.resolve_batch("vmap") == "vmap"
+    # a batch of lenses: vmap by default with F on the host (one host call, the lenses side by side), lax.map
+    # with XLA's FFTs on a CPU; the way asked for otherwise; an unknown way named
+    assert jl.resolve_batch() == "vmap" and jl.resolve_batch(fft="xla") == "map"
+    assert jl.resolve_batch("vmap", fft="xla") == "vmap" and jl.resolve_batch("map") == "map"
+    assert jl.JaxLikelihood.from_store(stores["equal"], mesh_shape=MESH_SHAPE).batch == "vmap"
     with pytest.raises(ValueError, match="likelihood-batch: unknown 'pmap'"):
         jl.resolve_batch("pmap")
     values = {fft: float(jl.JaxLikelihood.from_store(stores["unequal"], mesh_shape=MESH_SHAPE, coefficient=COEFFICIENT,

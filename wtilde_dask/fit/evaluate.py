@@ -2,8 +2,8 @@
 
 A batch of N points, (N, 7) lens parameters in :data:`~wtilde_dask.inversion.jax_likelihood.PARAM_NAMES`
 order and (N,) regularization coefficients, is cut into chunks of a fixed ``chunk_size`` (the last one
-padded by repeating a valid row), so each worker compiles one batched function of one shape (``jax.lax.map`` over the chunk's lenses on a
-CPU, ``jax.vmap`` on a GPU: :func:`~wtilde_dask.inversion.jax_likelihood.resolve_batch`); each worker
+padded by repeating a valid row), so each worker compiles one batched function of one shape (``jax.vmap``: on a
+CPU one host call whose lenses run side by side, one core each; :func:`~wtilde_dask.inversion.jax_likelihood.resolve_batch`); each worker
 builds the :class:`~wtilde_dask.inversion.jax_likelihood.JaxLikelihood` once from the store path and options
 (:func:`wtilde_dask.inversion.jax_batch.worker_likelihood`, a bounded per-process cache) and evaluates its
 chunks. Only the store path, the options and the chunks travel through the scheduler.

@@ -269,11 +269,12 @@ def kernel_spectrum_is_real(K_hat, rtol: float = 1e-12) -> bool:
 BATCH_WAYS = ("vmap", "map")
 
 
-def resolve_batch(batch: str | None = None) -> str:
+def resolve_batch(batch: str | None = None, fft: str = "ducc0") -> str:
     """How a batch of lenses is evaluated: ``batch`` or the ``wtilde.likelihood-batch`` setting. ``"vmap"``: one
-    ``jax.vmap`` over the batch (every lens's FFT batches together); ``"map"``: ``jax.lax.map``, one lens after
-    the other inside one compiled function; ``"auto"`` (the default): map on a CPU backend, where a vmapped
-    evaluation cost more per lens than a single one (its FFT batches grow with the lenses), vmap elsewhere.
+    ``jax.vmap`` over the batch (with F on the host, ``fft="ducc0"``: one host call whose lenses run side by side,
+    one core each); ``"map"``: ``jax.lax.map``, one lens after the other inside one compiled function;
+    ``"auto"`` (the default): map where F's FFTs run in XLA on a CPU backend (``fft="xla"``: a vmapped evaluation
+    cost more per lens than a single one there, its FFT batches grow with the lenses), vmap elsewhere.
     Raises ValueError naming an unknown value."""
     from wtilde_dask import config as wtilde_config
 
@@ -281,7 +282,7 @@ def resolve_batch(batch: str | None = None) -> str:
     if way not in ("auto",) + BATCH_WAYS:
         raise ValueError(f"likelihood-batch: unknown {way!r}, expected auto, vmap or map")
     if way == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
+        return "map" if jax.default_backend() == "cpu" and fft == "xla" else "vmap"
     return way
 
 
@@ -339,7 +340,7 @@ class JaxLikelihood:
         run = jax_fft.one_at_a_time  # on a CPU: one execution at a time per process (XLA's FFTs side by side hang)
         self._log_evidence = run(jax.jit(f), one_blas_thread=True)
         topology_axis = 0 if config.mesh in TOPOLOGY_MESHES else None
-        self.batch = resolve_batch(batch)
+        self.batch = resolve_batch(batch, config.fft)
         f_vmapped = bound(log_evidence, replace(config, batch_axis="lens"))
         self._batch = run(_batched(f, f_vmapped, self.batch, None, topology_axis), one_blas_thread=True)
         # the same with one regularization coefficient per lens (a free coefficient in a search)
