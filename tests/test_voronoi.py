@@ -273,3 +273,46 @@ def test_no_jumps_along_the_einstein_radius_where_delaunay_jumps(tmp_path):
     table = continuity_table(store, ["delaunay", "voronoi"], 100, (0.95, 1.0), n_pixels=150, mesh_shape=(12, 12))
     assert table["voronoi"]["jump_fraction"] <= 0.02, table["voronoi"]["jump_fraction"]
     assert table["delaunay"]["jump_fraction"] > 0.2
+
+
+def test_cavity_tables_equal_the_circumcircle_definition():
+    """The host tables against their definition, by brute force over every triangle: a Sibson point's cavity is
+    the set of Delaunay triangles whose circumcircle holds it strictly inside (its own triangle among them), an
+    edge is on the cavity boundary when the triangle across it is not in the cavity (or it is a hull edge), the
+    natural neighbours are the cavity's distinct corners in increasing order and each corner's slot points at
+    its vertex there."""
+    from scipy.spatial import Delaunay
+
+    from wtilde_dask.inversion.natural_neighbour import SIBSON
+
+    rng = np.random.default_rng(8)
+    vertices = rng.uniform(-1.0, 1.0, size=(80, 2))
+    points = rng.uniform(-1.1, 1.1, size=(400, 2))
+    topo = sibson_topology(vertices, points)
+    tri = Delaunay(vertices)
+    corners = vertices[tri.simplices]  # (T, 3, 2)
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    d = 2.0 * ((b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0])
+    ba2, ca2 = np.sum((b - a) ** 2, axis=1), np.sum((c - a) ** 2, axis=1)
+    centre = a + np.stack([(c - a)[:, 1] * ba2 - (b - a)[:, 1] * ca2, (b - a)[:, 0] * ca2 - (c - a)[:, 0] * ba2], 1) / d[:, None]
+    radius2 = np.sum((a - centre) ** 2, axis=1)
+    n_sibson = 0
+    for m in np.flatnonzero(topo.kind == SIBSON):
+        n_sibson += 1
+        p = points[m]
+        expected = {tuple(sorted(t)) for t in tri.simplices[np.sum((centre - p) ** 2, axis=1) < radius2]}
+        expected.add(tuple(sorted(tri.simplices[tri.find_simplex(p)])))
+        rows = topo.cavity[m][topo.cavity[m, :, 0] >= 0]
+        assert {tuple(sorted(t)) for t in rows} == expected
+        edges = {}
+        for t in expected:
+            for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])):
+                edges[e] = edges.get(e, 0) + 1
+        nb = topo.neighbours[m][topo.neighbours[m] >= 0]
+        assert list(nb) == sorted({v for t in expected for v in t})
+        for r, t in enumerate(rows):
+            for k in range(3):
+                edge = tuple(sorted((t[(k + 1) % 3], t[(k + 2) % 3])))
+                assert topo.boundary[m, r, k] == (edges[edge] == 1)  # shared by two cavity triangles: interior
+                assert nb[topo.slot[m, r, k]] == t[k]
+    assert n_sibson > 200

@@ -10,7 +10,10 @@ Numba on first use (cached on disk) and releasing the GIL, so that the threads o
 * :func:`project_columns`: ``F[used[r], used[first + j]] = sum_i T[i, used[r]] (W T)[i, used[first + j]]`` for the
   rows r from the batch's own on (F's lower triangle), mirrored into the upper one;
 * :func:`weights_cotangent_range`: ``dL/dwts[i, a] = scale sum_k A[k // bs, i, k % bs] Gp[cols[i, a], k]`` for
-  the image pixels ``lo <= i < hi`` (:mod:`~wtilde_dask.inversion.cotangent_kernels`).
+  the image pixels ``lo <= i < hi`` (:mod:`~wtilde_dask.inversion.cotangent_kernels`);
+* :func:`sibson_cavities`: each point's Bowyer-Watson cavity in a Delaunay triangulation (a walk from its own
+  triangle), the cavity's boundary edges and its natural neighbours
+  (:func:`~wtilde_dask.inversion.natural_neighbour.sibson_topology`).
 
 Each is a plain function of arrays; shapes and formulas are in their docstrings.
 """
@@ -166,4 +169,100 @@ def weights_cotangent_range():
     return pixel_range
 
 
-__all__ = ["batch_rows", "scatter_columns", "scale_spectra", "project_columns", "weights_cotangent_range"]
+@functools.cache
+def sibson_cavities():
+    """``f(P, cc, r2, nbr, simp, located, fill, n_cavity, n_neighbours, cavity, boundary, slot, neighbours)``: for
+    each point m with ``located[m] >= 0`` (P (M, 2); the triangles' circumcentres ``cc`` (T, 2), squared radii
+    ``r2`` (T,), neighbours ``nbr`` (T, 3) across the edge opposite each corner (-1: hull), corners ``simp``
+    (T, 3)), its cavity = the triangles whose circumcircle holds the point strictly inside (|p - c|^2 < r^2),
+    found by a walk over neighbours from its own triangle ``located[m]`` (always in it; the cavity of a Delaunay
+    triangulation is connected), in increasing triangle order; without ``fill`` only the counts ``n_cavity[m]``
+    and ``n_neighbours[m]`` (the distinct corners); with ``fill`` also ``cavity[m, c]`` (the triangle's corners),
+    ``boundary[m, c, k]`` (the edge opposite corner k leads out of the cavity), ``neighbours[m, :]`` (the distinct
+    corners, increasing) and ``slot[m, c, k]`` (corner k's column in ``neighbours[m]``)."""
+
+    @_numba().njit(nogil=True, cache=True)
+    def cavities(P, cc, r2, nbr, simp, located, fill, n_cavity, n_neighbours, cavity, boundary, slot,
+                 neighbours):  # pragma: no cover - compiled
+        tris = np.empty(64, dtype=np.int64)
+        verts = np.empty(192, dtype=np.int64)
+        for m in range(P.shape[0]):
+            t0 = located[m]
+            if t0 < 0:
+                continue
+            py, px = P[m, 0], P[m, 1]
+            tris[0] = t0
+            n = 1
+            head = 0
+            while head < n:  # breadth-first walk: tris[:n] found, tris[head:n] still to expand
+                t = tris[head]
+                head += 1
+                for k in range(3):
+                    u = nbr[t, k]
+                    if u < 0:
+                        continue
+                    seen = False
+                    for q in range(n):
+                        if tris[q] == u:
+                            seen = True
+                            break
+                    if seen:
+                        continue
+                    dy, dx = py - cc[u, 0], px - cc[u, 1]
+                    if dy * dy + dx * dx < r2[u]:
+                        if n == tris.size:
+                            grown = np.empty(2 * n, dtype=np.int64)
+                            grown[:n] = tris[:n]
+                            tris = grown
+                        tris[n] = u
+                        n += 1
+            for a in range(1, n):  # insertion sorts: a few entries each, no allocation per point
+                v = tris[a]
+                b = a - 1
+                while b >= 0 and tris[b] > v:
+                    tris[b + 1] = tris[b]
+                    b -= 1
+                tris[b + 1] = v
+            if verts.size < 3 * n:
+                verts = np.empty(3 * n, dtype=np.int64)
+            n_distinct = 0
+            for c in range(n):
+                for k in range(3):
+                    v = simp[tris[c], k]
+                    b = n_distinct - 1
+                    while b >= 0 and verts[b] > v:
+                        b -= 1
+                    if b >= 0 and verts[b] == v:
+                        continue
+                    for q in range(n_distinct, b + 1, -1):
+                        verts[q] = verts[q - 1]
+                    verts[b + 1] = v
+                    n_distinct += 1
+            n_cavity[m] = n
+            n_neighbours[m] = n_distinct
+            if not fill:
+                continue
+            for j in range(n_distinct):
+                neighbours[m, j] = verts[j]
+            for c in range(n):
+                t = tris[c]
+                for k in range(3):
+                    v = simp[t, k]
+                    cavity[m, c, k] = v
+                    j = 0
+                    while verts[j] != v:
+                        j += 1
+                    slot[m, c, k] = j
+                    u = nbr[t, k]
+                    inside = False
+                    for q in range(n):
+                        if tris[q] == u:
+                            inside = True
+                            break
+                    boundary[m, c, k] = not inside
+
+    return cavities
+
+
+__all__ = ["batch_rows", "scatter_columns", "scale_spectra", "project_columns", "weights_cotangent_range",
+           "sibson_cavities"]

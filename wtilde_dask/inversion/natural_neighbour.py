@@ -9,9 +9,9 @@ positions, also where the Delaunay triangulation of the vertices flips (four coc
 The computation has two parts:
 
 * **topology** (host, NumPy / SciPy, integers): :func:`sibson_topology`. For each point, its Bowyer-Watson
-  cavity = the Delaunay triangles whose circumcircle contains p (found with a k-d tree on the points,
-  queried at every circumcentre with the circumradius), which edges of the cavity triangles lie on the
-  cavity's boundary, and its natural neighbours = the vertices of the cavity triangles. Padded with -1 to
+  cavity = the Delaunay triangles whose circumcircle contains p (found by a walk over triangle neighbours from
+  p's own triangle, compiled: :func:`~wtilde_dask.inversion.compiled.sibson_cavities`), which edges of the cavity
+  triangles lie on the cavity's boundary, and its natural neighbours = the vertices of the cavity triangles. Padded with -1 to
   the largest count found (rounded up to a multiple of :data:`PAD_MULTIPLE` so that a jitted function sees
   few distinct shapes); no fixed cap.
 * **weights** (:func:`sibson_weights`, any array module ``xp``: NumPy or ``jax.numpy``): pure functions of
@@ -52,6 +52,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import Delaunay, cKDTree
 
+from wtilde_dask.inversion import compiled
 from wtilde_dask.inversion.mesh import DelaunayMesh, MeshError, _as_points
 
 PAD_MULTIPLE = 8  # cavity / neighbour counts are padded up to a multiple of this
@@ -139,47 +140,26 @@ def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
         bary = np.stack([_cross(b - p, c - p), _cross(c - p, a - p), _cross(a - p, b - p)], axis=1) / area[:, None]
         on_hull = ((np.abs(bary) <= 1e-10) & (nbr[located[inside]] < 0)).any(axis=1)
         kind[np.flatnonzero(inside)[on_hull]] = BARYCENTRIC
-    sib = np.flatnonzero(kind == SIBSON)
 
-    # cavity pairs (point, triangle): |p - c_T| < R_T, plus each point's own triangle
+    # each Sibson point's cavity (the triangles whose circumcircle holds it: |p - c_T| < R_T, a walk from its own
+    # triangle), the cavity's boundary edges and natural neighbours (its triangles' distinct corners): a compiled
+    # loop over the points, counted first, then written into tables padded to the largest counts
     cc = circumcentres(V[simp[:, 0]], V[simp[:, 1]], V[simp[:, 2]])
     r2 = np.sum((V[simp[:, 0]] - cc) ** 2, axis=1)
-    hits = cKDTree(P[sib]).query_ball_point(cc, np.sqrt(r2) * (1 + 1e-9), return_sorted=False)
-    lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-    pt = sib[np.concatenate([np.asarray(h, dtype=np.int64) for h in hits])] if lens.sum() else np.zeros(0, np.int64)
-    tr = np.repeat(np.arange(len(simp)), lens)
-    keep = np.sum((P[pt] - cc[tr]) ** 2, axis=1) < r2[tr]
-    pt = np.concatenate([pt[keep], sib])
-    tr = np.concatenate([tr[keep], located[sib]])
-    n_tri = len(simp)
-    key = np.unique(pt * n_tri + tr)
-    pt, tr = key // n_tri, key % n_tri
-    counts = np.bincount(pt, minlength=M)
-    C = _padded(counts.max(initial=1))
-    pos = np.arange(len(pt)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[pt]
-
+    walk_from = np.where(kind == SIBSON, located, -1).astype(np.int64)
+    cavities = compiled.sibson_cavities()
+    simp64, nbr64 = simp.astype(np.int64), nbr.astype(np.int64)
+    n_cavity, n_neighbours = np.zeros(M, dtype=np.int64), np.zeros(M, dtype=np.int64)
+    no_table = np.zeros((0, 0, 0), dtype=np.int32)
+    cavities(P, cc, r2, nbr64, simp64, walk_from, False, n_cavity, n_neighbours, no_table,
+             np.zeros((0, 0, 0), dtype=bool), no_table, np.zeros((0, 0), dtype=np.int32))
+    C = _padded(n_cavity.max(initial=1))
+    K = _padded(max(int(n_neighbours.max(initial=1)), 3))
     cavity = -np.ones((M, C, 3), dtype=np.int32)
-    cavity[pt, pos] = simp[tr]
-    across = nbr[tr]  # (n, 3)
-    across_key = pt[:, None] * n_tri + np.maximum(across, 0)
-    found = np.searchsorted(key, across_key)
-    in_cavity = (across >= 0) & (key[np.minimum(found, len(key) - 1)] == across_key)
     boundary = np.zeros((M, C, 3), dtype=bool)
-    boundary[pt, pos] = ~in_cavity
-
-    # natural neighbours (unique vertices of the cavity) and the column of each cavity corner
-    corner_pt = np.repeat(pt, 3)
-    corner_v = simp[tr].ravel()
-    S = len(V)
-    nkey, inverse = np.unique(corner_pt * S + corner_v, return_inverse=True)
-    npt, nv = nkey // S, nkey % S
-    ncount = np.bincount(npt, minlength=M)
-    nstart = np.concatenate([[0], np.cumsum(ncount)[:-1]])
-    K = _padded(max(int(ncount.max(initial=1)), 3))
-    neighbours = -np.ones((M, K), dtype=np.int32)
-    neighbours[npt, np.arange(len(nkey)) - nstart[npt]] = nv
     slot = np.zeros((M, C, 3), dtype=np.int32)
-    slot[pt, pos] = (np.arange(len(nkey)) - nstart[npt])[inverse].reshape(-1, 3)
+    neighbours = -np.ones((M, K), dtype=np.int32)
+    cavities(P, cc, r2, nbr64, simp64, walk_from, True, n_cavity, n_neighbours, cavity, boundary, slot, neighbours)
     near = kind == NEAREST
     neighbours[near, 0] = simplex[near, 0]
     bar = kind == BARYCENTRIC
