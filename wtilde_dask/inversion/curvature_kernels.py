@@ -352,8 +352,14 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     if n_threads <= 1:
         for first in firsts:
             one_batch(first)
-    else:
-        list(thread_pool(n_threads).map(one_batch, firsts))
+    else:  # one task per thread, each taking the next batch until none is left (no future per batch)
+        shared = iter(firsts)  # one iterator for all threads: a range iterator's next is atomic under the GIL
+
+        def drain(_) -> None:
+            for first in shared:
+                one_batch(first)
+
+        list(thread_pool(n_threads).map(drain, range(n_threads)))
     unused = np.flatnonzero(counts == 0)  # every (used, used) entry was written by one batch
     F[unused, :] = 0.0
     F[:, unused] = 0.0
