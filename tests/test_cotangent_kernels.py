@@ -31,6 +31,18 @@ def lattice_case(seed: int):
     return rng, box, cols, wts
 
 
+def evidence_case(seed: int):
+    """:func:`lattice_case` with a symmetric lattice kernel, its operator and dense W, an H that keeps F + H
+    positive definite whatever W's sign, and a dirty image: ``(rng, box, cols, wts, op, W, H, d)``."""
+    rng, box, cols, wts = lattice_case(seed)
+    k = rng.normal(size=(2 * NY - 1, 2 * NX - 1))
+    k = 0.5 * (k + k[::-1, ::-1])
+    W = curvature_kernels.lattice_dense_w(box, k)
+    B = rng.normal(size=(S, S))
+    H = B @ B.T + S * np.eye(S) + np.abs(W).sum() * np.eye(S)
+    return rng, box, cols, wts, curvature_kernels.lattice_operator(k), W, H, rng.normal(size=len(box))
+
+
 def dense_T(cols, wts):
     M, n = cols.shape
     T = np.zeros((M, S))
@@ -80,15 +92,8 @@ def dense_log_evidence(cols, wts, W, H, d):
 
 
 def test_log_evidence_pieces_and_cotangents_equal_the_dense_formula():
-    rng, box, cols, wts = lattice_case(2)
+    rng, box, cols, wts, op, W, H, d = evidence_case(2)
     M = len(box)
-    k = rng.normal(size=(2 * NY - 1, 2 * NX - 1))
-    k = 0.5 * (k + k[::-1, ::-1])
-    op = curvature_kernels.lattice_operator(k)
-    W = curvature_kernels.lattice_dense_w(box, k)
-    B = rng.normal(size=(S, S))
-    H = B @ B.T + S * np.eye(S) + np.abs(W).sum() * np.eye(S)  # F + H positive definite whatever W's sign
-    d = rng.normal(size=M)
     pieces, s = cotangent_kernels.log_evidence_pieces(cols, wts, box, op, H, d, batch_size=3, workers=2)
     ref_pieces, ref_s = dense_pieces(cols, wts, W, H, d)
     assert rel(pieces[:4], ref_pieces) <= 1e-11 and rel(s, ref_s) <= 1e-11
@@ -154,15 +159,7 @@ def test_padding_entries_marked_negative_are_skipped():
     """A column of -1 marks a padding entry of zero weight (the voronoi mesh's neighbour padding): the pieces
     equal those with the entry dropped (the dense formula), its cotangent is 0 and every other entry's equals
     the cotangent computed without the mark."""
-    rng, box, cols, wts = lattice_case(4)
-    M = len(box)
-    k = rng.normal(size=(2 * NY - 1, 2 * NX - 1))
-    k = 0.5 * (k + k[::-1, ::-1])
-    op = curvature_kernels.lattice_operator(k)
-    W = curvature_kernels.lattice_dense_w(box, k)
-    B = rng.normal(size=(S, S))
-    H = B @ B.T + S * np.eye(S) + np.abs(W).sum() * np.eye(S)
-    d = rng.normal(size=M)
+    rng, box, cols, wts, op, W, H, d = evidence_case(4)
     pad = rng.random(cols.shape) < 0.3
     pad[:, 0] = False
     wts = np.where(pad, 0.0, wts)

@@ -182,6 +182,13 @@ def sibson_cavities():
     corners, increasing) and ``slot[m, c, k]`` (corner k's column in ``neighbours[m]``)."""
 
     @_numba().njit(nogil=True, cache=True)
+    def holds(tris, n, t):  # pragma: no cover - compiled
+        for q in range(n):
+            if tris[q] == t:
+                return True
+        return False
+
+    @_numba().njit(nogil=True, cache=True)
     def cavities(P, cc, r2, nbr, simp, located, fill, n_cavity, n_neighbours, cavity, boundary, slot,
                  neighbours):  # pragma: no cover - compiled
         tris = np.empty(64, dtype=np.int64)
@@ -199,14 +206,7 @@ def sibson_cavities():
                 head += 1
                 for k in range(3):
                     u = nbr[t, k]
-                    if u < 0:
-                        continue
-                    seen = False
-                    for q in range(n):
-                        if tris[q] == u:
-                            seen = True
-                            break
-                    if seen:
+                    if u < 0 or holds(tris, n, u):
                         continue
                     dy, dx = py - cc[u, 0], px - cc[u, 1]
                     if dy * dy + dx * dx < r2[u]:
@@ -253,13 +253,7 @@ def sibson_cavities():
                     while verts[j] != v:
                         j += 1
                     slot[m, c, k] = j
-                    u = nbr[t, k]
-                    inside = False
-                    for q in range(n):
-                        if tris[q] == u:
-                            inside = True
-                            break
-                    boundary[m, c, k] = not inside
+                    boundary[m, c, k] = not holds(tris, n, nbr[t, k])  # a hull edge (-1) is on the boundary
 
     return cavities
 

@@ -86,11 +86,15 @@ def _give_back(a: np.ndarray) -> None:
             del _SPARES[shape]
 
 
-def _inverse_from_factor(upper_factor) -> np.ndarray:
-    """(S, S) ``A^-1`` from the upper Cholesky factor of A (LAPACK ``potri``, overwriting the factor)."""
-    upper, _ = lapack.dpotri(upper_factor, lower=0, overwrite_c=1)
-    inverse = upper + upper.T
-    inverse[np.diag_indices(upper.shape[0])] -= np.diagonal(upper)  # upper's strict lower triangle is zero
+def inverse_from_upper_factor(upper_factor, out=None, overwrite: bool = False) -> np.ndarray | None:
+    """(S, S) ``A^-1`` of the symmetric positive-definite A from its upper Cholesky factor (Fortran order;
+    LAPACK ``potri``, over the factor's memory with ``overwrite``), written into ``out`` if given; None where
+    ``potri`` finds a zero on the diagonal."""
+    upper, info = lapack.dpotri(upper_factor, lower=0, overwrite_c=int(overwrite))
+    if info != 0:
+        return None
+    inverse = np.add(upper, upper.T, out=out)  # upper's strict lower triangle is zero
+    inverse.flat[::upper.shape[0] + 1] -= np.diagonal(upper)
     return inverse
 
 
@@ -101,7 +105,7 @@ def _log_det_and_inverse(H, inverse: bool):
     if info != 0:
         return np.nan, (np.full(H.shape, np.nan) if inverse else None)
     log_det = 2.0 * np.sum(np.log(np.diagonal(factor)))
-    return log_det, (_inverse_from_factor(factor) if inverse else None)
+    return log_det, (inverse_from_upper_factor(factor, overwrite=True) if inverse else None)
 
 
 def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangents: bool = False,
@@ -130,12 +134,9 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
     bs = max(1, min(int(batch_size), S))
     H = np.asarray(H, dtype=np.float64)
     n_threads = thread_count(workers)
-    h_part = None
-    if log_det_h:  # H's own factor on one thread while the others start on F's batches (the pool is FIFO)
-        if n_threads > 1:
-            h_part = thread_pool(n_threads).submit(_log_det_and_inverse, H, cotangents)
-        else:
-            h_part = _log_det_and_inverse(H, cotangents)
+    # H's own factor on one thread while the others start on F's batches (the pool is FIFO); on one thread after F
+    h_beside_f = thread_pool(n_threads).submit(_log_det_and_inverse, H, cotangents) if (
+        log_det_h and n_threads > 1) else None
     A = _spare_buffer((-(-S // bs), M, bs)) if cotangents else None
     F = _spare_buffer((S, S))
     try:
@@ -144,8 +145,10 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
                                                              products=True, out=F, products_out=A)
         else:
             curvature_kernels.curvature_lattice(T, box_indices, op, batch_size=bs, workers=workers, out=F)
-        log_det, h_inverse = (0.0, None) if h_part is None else (
-            h_part.result() if hasattr(h_part, "result") else h_part)
+        if h_beside_f is not None:
+            log_det, h_inverse = h_beside_f.result()
+        else:
+            log_det, h_inverse = _log_det_and_inverse(H, cotangents) if log_det_h else (0.0, None)
         d = np.asarray(dirty_image, dtype=np.float64)
         D = np.asarray(T.T @ d).ravel()
         F += H  # F + H in F's own memory (F itself is not needed again: s.F.s = s.D - s.H.s below)
@@ -158,7 +161,7 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
         pieces = np.array([s_d, s_d - s_h_s, s_h_s, 2.0 * np.sum(np.log(np.diagonal(factor))), log_det])
         if not cotangents:
             return pieces, s
-        G = _inverse_from_factor(factor)  # (F + H)^-1
+        G = inverse_from_upper_factor(factor, overwrite=True)  # (F + H)^-1 (F + H's factor: no zero pivot)
         G += np.multiply.outer(s, s)
         G *= -0.5
         g_wts = weights_cotangent(A, used, np.asarray(cols, dtype=np.int64), G, symmetric=True, workers=workers)
@@ -173,4 +176,4 @@ def log_evidence_pieces(cols, wts, box_indices, op, H, dirty_image, *, cotangent
             _give_back(A)
 
 
-__all__ = ["weights_cotangent", "log_evidence_pieces"]
+__all__ = ["weights_cotangent", "inverse_from_upper_factor", "log_evidence_pieces"]

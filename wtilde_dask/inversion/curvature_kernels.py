@@ -256,7 +256,8 @@ def _column_workspace(bs: int, op: LatticeOperator):
         Nk = Nx // 2 + 1
         cache[key] = (np.zeros((bs, ny, Nx)), np.empty((bs, ny, Nk), dtype=np.complex128),
                       np.zeros((bs, Nk, Ny), dtype=np.complex128), np.empty((bs, Nk, Ny), dtype=np.complex128),
-                      np.empty((bs, Ny, Nk), dtype=np.complex128), np.empty((ny, Nx, bs)), np.full(ny, -1, dtype=np.int64), np.empty(ny, dtype=np.int64))
+                      np.empty((bs, Ny, Nk), dtype=np.complex128), np.empty((ny, Nx, bs)),
+                      np.full(ny, -1, dtype=np.int64), np.empty(ny, dtype=np.int64))
     return cache[key]
 
 
@@ -271,10 +272,10 @@ def curvature_lattice(T, box_indices: np.ndarray, op: LatticeOperator, *, batch_
     onto the rows of the row-padded (ny, Nx) box that they touch (compacted: ~12% of the rows for a batch of 8 at
     the ALMA preset), ``r2c`` along x on those rows only, placed at their rows of the (Nx//2+1, Ny) spectrum
     (y on the fastest axis: ducc0's transforms along y run ~15% faster there than on the middle axis),
-    ``c2c`` along y (length Ny), the product
-    with the spectra (:func:`_kernel_product`), the inverse ``c2c`` written with x on the fastest axis (for the
-    ``c2r``) and ``c2r`` on the ny output rows (ducc0, one thread per batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the
-    padded box directly (no gather of the image pixels), only the rows from the batch's own on, written with
+    ``c2c`` along y (length Ny), the product with the spectra (:func:`_kernel_product`), the inverse ``c2c``
+    written with x on the fastest axis (for the ``c2r``) and ``c2r`` on the ny output rows (ducc0, one thread per
+    batch), then ``F[used[first:], batch] = T^T (W T)[:, batch]`` with rows of T^T that index the padded box
+    directly (no gather of the image pixels), only the rows from the batch's own on, written with
     their mirror (F is symmetric). Scatter and projection are compiled loops that release the GIL
     (:mod:`~wtilde_dask.inversion.compiled`), so the threads run side by side.
 

@@ -168,8 +168,8 @@ def _evidence_abstract(cols, wts, H, *_, cotangents, batched, **__):
 
 
 def _evidence_kwargs(config, cotangents: bool, log_det_h: bool, S: int, batched) -> dict:
-    return dict(cotangents=bool(cotangents), log_det_h=bool(log_det_h), batch_size=min(int(config.batch_size), S), batched=batched,
-                shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
+    return dict(cotangents=bool(cotangents), log_det_h=bool(log_det_h), batch_size=min(int(config.batch_size), S),
+                batched=batched, shape_box=tuple(int(n) for n in config.shape_box), fft_shape=tuple(int(n) for n in config.fft_shape),
                 real_kernel=bool(config.real_kernel), has_hankel=bool(config.has_hankel),
                 threads=int(config.fft_threads))
 
@@ -212,14 +212,10 @@ def log_evidence_pieces(cols, wts, H, dirty_image, K_hat, H_hat, box_flat, confi
 def _cholesky_inverse_host(out, args, kwargs_dump):
     """``out[0] = A^-1`` from the C-ordered lower factor L (= the Fortran-ordered upper factor L^T: no copy into
     LAPACK's layout); NaN where ``potri`` finds a zero on the diagonal (what two triangular solves give there)."""
-    from scipy.linalg import lapack
+    from wtilde_dask.inversion import cotangent_kernels
 
-    upper, info = lapack.dpotri(np.asarray(args[0]).T, lower=0)
-    if info != 0:
+    if cotangent_kernels.inverse_from_upper_factor(np.asarray(args[0]).T, out=out[0]) is None:
         out[0][...] = np.nan
-        return
-    np.add(upper, upper.T, out=out[0])  # the strict lower triangle of ``upper`` is zero
-    out[0].flat[::upper.shape[0] + 1] -= np.diagonal(upper)
 
 
 def cholesky_inverse(cholesky_factor):

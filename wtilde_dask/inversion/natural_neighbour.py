@@ -11,9 +11,9 @@ The computation has two parts:
 * **topology** (host, NumPy / SciPy, integers): :func:`sibson_topology`. For each point, its Bowyer-Watson
   cavity = the Delaunay triangles whose circumcircle contains p (found by a walk over triangle neighbours from
   p's own triangle, compiled: :func:`~wtilde_dask.inversion.compiled.sibson_cavities`), which edges of the cavity
-  triangles lie on the cavity's boundary, and its natural neighbours = the vertices of the cavity triangles. Padded with -1 to
-  the largest count found (rounded up to a multiple of :data:`PAD_MULTIPLE` so that a jitted function sees
-  few distinct shapes); no fixed cap.
+  triangles lie on the cavity's boundary, and its natural neighbours = the vertices of the cavity triangles.
+  Padded with -1 to the largest count found (rounded up to a multiple of :data:`PAD_MULTIPLE` so that a jitted
+  function sees few distinct shapes); no fixed cap.
 * **weights** (:func:`sibson_weights`, any array module ``xp``: NumPy or ``jax.numpy``): pure functions of
   the vertex and point positions. With all coordinates relative to p, the triangles counter-clockwise in
   the (y, x) plane, ``c_T`` the circumcentre of cavity triangle T, for vertex j of T = (j, x, y):
@@ -99,16 +99,6 @@ def oriented_triangulation(vertices):
     return tri, simp, nbr
 
 
-def circumcentres(a, b, c, xp=np):
-    """(..., 2) circumcentres of the triangles (a, b, c) (each (..., 2))."""
-    ba, ca = b - a, c - a
-    d = 2.0 * _cross(ba, ca)
-    ba2 = xp.sum(ba * ba, axis=-1)
-    ca2 = xp.sum(ca * ca, axis=-1)
-    off = xp.stack([(ca[..., 1] * ba2 - ba[..., 1] * ca2), (ba[..., 0] * ca2 - ca[..., 0] * ba2)], axis=-1)
-    return a + off / d[..., None]
-
-
 def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
     """Host step: the integer tables of the Sibson weights of (M, 2) ``points`` on (S, 2) ``vertices``.
 
@@ -144,8 +134,9 @@ def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
     # each Sibson point's cavity (the triangles whose circumcircle holds it: |p - c_T| < R_T, a walk from its own
     # triangle), the cavity's boundary edges and natural neighbours (its triangles' distinct corners): a compiled
     # loop over the points, counted first, then written into tables padded to the largest counts
-    cc = circumcentres(V[simp[:, 0]], V[simp[:, 1]], V[simp[:, 2]])
-    r2 = np.sum((V[simp[:, 0]] - cc) ** 2, axis=1)
+    a, b, c = (V[simp[:, k]] for k in range(3))
+    cc = np.stack(_circumcentre_yx(a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1]), axis=1)
+    r2 = np.sum((a - cc) ** 2, axis=1)
     walk_from = np.where(kind == SIBSON, located, -1).astype(np.int64)
     cavities = compiled.sibson_cavities()
     simp64, nbr64 = simp.astype(np.int64), nbr.astype(np.int64)
@@ -168,8 +159,8 @@ def sibson_topology(vertices, points, on_vertex=None) -> SibsonTopology:
 
 
 def _circumcentre_yx(ay, ax, by, bx, cy, cx):
-    """Circumcentres of the triangles (a, b, c), one coordinate array at a time (the formula of
-    :func:`circumcentres`): ``(y, x)``."""
+    """``(y, x)``: the circumcentres of the triangles (a, b, c), one coordinate array at a time (any array
+    module)."""
     bay, bax, cay, cax = by - ay, bx - ax, cy - ay, cx - ax
     d = 2.0 * (bay * cax - bax * cay)
     ba2, ca2 = bay * bay + bax * bax, cay * cay + cax * cax
